@@ -1,0 +1,1 @@
+//! perf: a Kafka-protocol load generator and benchmark reports.
