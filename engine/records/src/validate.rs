@@ -212,11 +212,40 @@ pub fn decompress_records(
         return Ok(header);
     }
     let mut reader = decoder(compression, payload, max_decompressed_bytes)?;
-    // read_to_end grows `out` in steps; Limited stops it at the limit.
-    reader
-        .read_to_end(out)
-        .map_err(|e| map_io(e, max_decompressed_bytes))?;
-    Ok(header)
+    // Grow `out` ourselves (read_to_end would double past the limit): its
+    // capacity never exceeds the limit; Limited refuses the byte after it.
+    loop {
+        if out.len() >= max_decompressed_bytes {
+            // Full: the stream must end here.
+            let mut probe = [0u8; 1];
+            return match read_retrying(&mut reader, &mut probe) {
+                Ok(0) => Ok(header),
+                Ok(_) => Err(BatchError::DecompressionLimit {
+                    limit: max_decompressed_bytes,
+                }),
+                Err(e) => Err(map_io(e, max_decompressed_bytes)),
+            };
+        }
+        if out.len() == out.capacity() {
+            let room = max_decompressed_bytes - out.len();
+            let grow = out.len().max(STREAM_CHUNK).min(room);
+            out.reserve_exact(grow);
+        }
+        let len = out.len();
+        let cap = out.capacity().min(max_decompressed_bytes);
+        out.resize(cap, 0);
+        let n = match read_retrying(&mut reader, &mut out[len..]) {
+            Ok(n) => n,
+            Err(e) => {
+                out.truncate(len);
+                return Err(map_io(e, max_decompressed_bytes));
+            }
+        };
+        out.truncate(len + n);
+        if n == 0 {
+            return Ok(header);
+        }
+    }
 }
 
 /// A window over a decompression stream holding at least one whole record.
