@@ -203,7 +203,9 @@ mod tests {
         let err = plan_io_memory(Some(256 * 1024), 2, None).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.starts_with("locked-memory limit is 256 KiB; sluice needs at least 512 KiB for 2 shards"),
+            text.starts_with(
+                "locked-memory limit is 256 KiB; sluice needs at least 512 KiB for 2 shards"
+            ),
             "{text}"
         );
         assert!(text.contains("ulimit -l unlimited"), "{text}");
@@ -214,7 +216,10 @@ mod tests {
     fn memlock_minimum_grows_with_shards() {
         // 8 shards x 3 rings x 64 KiB = 1536 KiB > 512 KiB.
         let err = plan_io_memory(Some(MIB), 8, None).unwrap_err();
-        assert!(err.to_string().contains("at least 1536 KiB for 8 shards"), "{err}");
+        assert!(
+            err.to_string().contains("at least 1536 KiB for 8 shards"),
+            "{err}"
+        );
         assert!(plan_io_memory(Some(1536 * 1024), 8, None).is_ok());
     }
 
@@ -229,15 +234,33 @@ mod tests {
 
     #[test]
     fn unlimited_memlock_keeps_the_default() {
-        assert_eq!(plan_io_memory(None, 64, None).unwrap(), DEFAULT_IO_MEMORY_BYTES);
-        assert_eq!(plan_io_memory(Some(u64::MAX / 2), 2, None).unwrap(), DEFAULT_IO_MEMORY_BYTES);
+        assert_eq!(
+            plan_io_memory(None, 64, None).unwrap(),
+            DEFAULT_IO_MEMORY_BYTES
+        );
+        assert_eq!(
+            plan_io_memory(Some(u64::MAX / 2), 2, None).unwrap(),
+            DEFAULT_IO_MEMORY_BYTES
+        );
     }
 
     #[test]
     fn explicit_io_memory_is_honoured_or_refused() {
-        assert_eq!(plan_io_memory(Some(8 * MIB), 2, Some(MIB as usize)).unwrap(), MIB as usize);
+        assert_eq!(
+            plan_io_memory(Some(8 * MIB), 2, Some(MIB as usize)).unwrap(),
+            MIB as usize
+        );
         let err = plan_io_memory(Some(8 * MIB), 2, Some(2 * MIB as usize)).unwrap_err();
-        assert!(matches!(err, StartError::IoMemoryTooLarge { max_fit: 1_396_736, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StartError::IoMemoryTooLarge {
+                    max_fit: 1_396_736,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -251,10 +274,16 @@ mod tests {
 
     #[test]
     fn budget_uses_the_smaller_of_mask_and_quota() {
-        let b = CpuBudget { allowed: vec![1, 3, 5, 7], quota_cpus: Some(2) };
+        let b = CpuBudget {
+            allowed: vec![1, 3, 5, 7],
+            quota_cpus: Some(2),
+        };
         assert_eq!(b.usable(), 2);
         assert_eq!(b.cpus_for(2), vec![1, 3]);
-        let b = CpuBudget { allowed: vec![1], quota_cpus: None };
+        let b = CpuBudget {
+            allowed: vec![1],
+            quota_cpus: None,
+        };
         assert_eq!(b.usable(), 1);
         assert_eq!(b.cpus_for(3), vec![1, 1, 1]);
     }

@@ -78,9 +78,7 @@ pub enum StartError {
     )]
     AddressInUse { addr: SocketAddr, port: u16 },
 
-    #[error(
-        "not allowed to listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE"
-    )]
+    #[error("not allowed to listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE")]
     ListenDenied { addr: SocketAddr },
 
     #[error("cannot listen on {addr}: {reason}")]

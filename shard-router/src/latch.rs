@@ -152,7 +152,10 @@ mod tests {
         assert!(b.as_mut().now_or_never().is_none());
         assert!(c.as_mut().now_or_never().is_none());
         drop(b); // cancelled while waiting
-        assert!(c.as_mut().now_or_never().is_none(), "a still holds the turn");
+        assert!(
+            c.as_mut().now_or_never().is_none(),
+            "a still holds the turn"
+        );
         drop(ga);
         let gc = c.as_mut().now_or_never().expect("c is next once b left");
         assert!(!gate.is_idle());

@@ -215,10 +215,12 @@ where
     tracing::info!(shards, ?cpus, io_memory_bytes, "starting shards");
 
     // Channel (from, to) for every ordered pair of distinct shards.
-    let mut senders: Vec<Vec<Option<SharedSender<Job<S>>>>> =
-        (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
-    let mut receivers: Vec<Vec<Option<SharedReceiver<Job<S>>>>> =
-        (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
+    let mut senders: Vec<Vec<Option<SharedSender<Job<S>>>>> = (0..shards)
+        .map(|_| (0..shards).map(|_| None).collect())
+        .collect();
+    let mut receivers: Vec<Vec<Option<SharedReceiver<Job<S>>>>> = (0..shards)
+        .map(|_| (0..shards).map(|_| None).collect())
+        .collect();
     for from in 0..shards {
         for to in 0..shards {
             if from != to {
@@ -230,8 +232,8 @@ where
     }
 
     let (events_tx, events) = mpsc::channel::<Event>();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(StartError::Signals)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
     let signals_handle = signals.handle();
     let signal_events = events_tx.clone();
     let signal_thread = std::thread::Builder::new()
@@ -520,5 +522,46 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys;
+
+    /// What `taskset -c 1 sluice ...` does: the default is one shard, on
+    /// CPU 1 (or on the last allowed CPU when CPU 1 is not ours).
+    #[test]
+    fn a_single_cpu_mask_gives_one_shard_pinned_there() {
+        let allowed = sys::thread_affinity().expect("affinity");
+        let cpu = if allowed.contains(&1) {
+            1
+        } else {
+            *allowed.last().expect("at least one CPU")
+        };
+        let (out, seen) = mpsc::channel();
+        let runner = std::thread::spawn(move || {
+            sys::set_thread_affinity(&[cpu]).expect("restrict like taskset");
+            let cfg = RuntimeConfig {
+                io_memory_bytes: Some(256 * 1024),
+                ..RuntimeConfig::default()
+            };
+            run(cfg, move |ctx: ShardCtx<()>| {
+                let out = out.clone();
+                async move {
+                    let mask = sys::thread_affinity()?;
+                    out.send((ctx.shards(), ctx.cpu(), mask))?;
+                    Ok(())
+                }
+            })
+        });
+        let (shards, shard_cpu, mask) = seen
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the shard started");
+        runner.join().expect("runner thread").expect("runtime");
+        assert_eq!(shards, 1);
+        assert_eq!(shard_cpu, cpu);
+        assert_eq!(mask, vec![cpu]);
     }
 }
