@@ -1,0 +1,176 @@
+//! Round trips and truncation for every message at every version.
+
+use bytes::Bytes;
+
+use crate::{
+    decode_request, decode_response, encode_request, encode_response, ApiKey, Decoder, Encoder,
+    RequestBody, RequestHeader, ResponseBody,
+};
+
+fn versions(api_key: ApiKey) -> impl Iterator<Item = i16> {
+    let (lo, hi) = api_key.valid_versions().unwrap_or((0, -1));
+    lo..=hi
+}
+
+fn flat(chunks: &[Bytes]) -> Vec<u8> {
+    chunks.iter().flat_map(|c| c.iter().copied()).collect()
+}
+
+#[test]
+fn every_request_round_trips_at_every_version() {
+    let mut checked = 0;
+    for &api_key in ApiKey::ALL {
+        for version in versions(api_key) {
+            let body = RequestBody::populated(api_key, version).expect("decodable api");
+            let mut enc = Encoder::new();
+            body.encode(&mut enc, version);
+            let bytes = enc.finish_flat();
+            let mut dec = Decoder::new(bytes.clone());
+            let back = RequestBody::decode(api_key, version, &mut dec)
+                .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            assert_eq!(back, body, "{api_key:?} v{version}");
+            assert_eq!(dec.remaining(), 0, "{api_key:?} v{version} left bytes");
+            for cut in 0..bytes.len() {
+                let mut dec = Decoder::new(bytes.slice(..cut));
+                assert!(
+                    RequestBody::decode(api_key, version, &mut dec).is_err(),
+                    "{api_key:?} v{version} decoded from {cut} of {} bytes",
+                    bytes.len()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "only {checked} request versions");
+}
+
+#[test]
+fn every_response_round_trips_at_every_version() {
+    let mut checked = 0;
+    for &api_key in ApiKey::ALL {
+        for version in versions(api_key) {
+            let body = ResponseBody::populated(api_key, version).expect("decodable api");
+            let mut enc = Encoder::new();
+            body.encode(&mut enc, version);
+            let bytes = enc.finish_flat();
+            let mut dec = Decoder::new(bytes.clone());
+            let back = ResponseBody::decode(api_key, version, &mut dec)
+                .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            assert_eq!(back, body, "{api_key:?} v{version}");
+            assert_eq!(dec.remaining(), 0, "{api_key:?} v{version} left bytes");
+            for cut in 0..bytes.len() {
+                let mut dec = Decoder::new(bytes.slice(..cut));
+                assert!(
+                    ResponseBody::decode(api_key, version, &mut dec).is_err(),
+                    "{api_key:?} v{version} decoded from {cut} of {} bytes",
+                    bytes.len()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "only {checked} response versions");
+}
+
+#[test]
+fn full_frames_round_trip_through_the_top_level_api() {
+    for &api_key in ApiKey::ALL {
+        for version in versions(api_key) {
+            let header = RequestHeader {
+                api_key: api_key.as_i16(),
+                api_version: version,
+                correlation_id: 77,
+                client_id: Some("sluice-test".into()),
+            };
+            let body = RequestBody::populated(api_key, version).expect("decodable api");
+            let frame = flat(&encode_request(&header, &body));
+            let size = i32::from_be_bytes(frame[..4].try_into().expect("4 bytes"));
+            assert_eq!(usize::try_from(size).ok(), Some(frame.len() - 4));
+            let (h, b) = decode_request(Bytes::from(frame[4..].to_vec()))
+                .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            assert_eq!(h, header);
+            assert_eq!(b, body);
+
+            let body = ResponseBody::populated(api_key, version).expect("decodable api");
+            let frame = flat(&encode_response(77, api_key, version, &body));
+            let (correlation_id, b) =
+                decode_response(api_key, version, Bytes::from(frame[4..].to_vec()))
+                    .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            assert_eq!(correlation_id, 77);
+            assert_eq!(b, body);
+        }
+    }
+}
+
+#[test]
+fn headers_round_trip_at_every_version() {
+    use crate::ResponseHeader;
+    for version in 0..=2 {
+        let header = RequestHeader::populated(version);
+        let mut enc = Encoder::new();
+        header.encode(&mut enc, version);
+        let bytes = enc.finish_flat();
+        let back = RequestHeader::decode(&mut Decoder::new(bytes.clone()), version);
+        assert_eq!(back, Ok(header), "request header v{version}");
+        for cut in 0..bytes.len() {
+            assert!(RequestHeader::decode(&mut Decoder::new(bytes.slice(..cut)), version).is_err());
+        }
+    }
+    for version in 0..=1 {
+        let header = ResponseHeader::populated(version);
+        let mut enc = Encoder::new();
+        header.encode(&mut enc, version);
+        let bytes = enc.finish_flat();
+        let back = ResponseHeader::decode(&mut Decoder::new(bytes.clone()), version);
+        assert_eq!(back, Ok(header), "response header v{version}");
+    }
+}
+
+#[test]
+fn request_header_v2_keeps_the_client_id_non_compact() {
+    let header = RequestHeader {
+        api_key: 18,
+        api_version: 3,
+        correlation_id: 1,
+        client_id: Some("ab".into()),
+    };
+    let mut enc = Encoder::new();
+    header.encode(&mut enc, 2);
+    assert_eq!(
+        &enc.finish_flat()[..],
+        &[0, 18, 0, 3, 0, 0, 0, 1, 0, 2, b'a', b'b', 0]
+    );
+}
+
+#[test]
+fn header_versions_follow_flexibility() {
+    assert_eq!(ApiKey::Produce.request_header_version(8), 1);
+    assert_eq!(ApiKey::Produce.request_header_version(9), 2);
+    assert_eq!(ApiKey::Produce.response_header_version(8), 0);
+    assert_eq!(ApiKey::Produce.response_header_version(9), 1);
+    assert_eq!(ApiKey::ApiVersions.request_header_version(3), 2);
+    assert_eq!(ApiKey::ApiVersions.response_header_version(3), 0);
+    assert_eq!(ApiKey::ControlledShutdown.request_header_version(0), 0);
+}
+
+#[test]
+fn advertised_versions_exclude_an_unstable_latest() {
+    assert_eq!(ApiKey::InitProducerId.valid_versions(), Some((0, 6)));
+    assert_eq!(ApiKey::InitProducerId.supported_versions(), (0, 5));
+    assert_eq!(ApiKey::Produce.supported_versions(), (3, 13));
+    assert_eq!(ApiKey::LeaderAndIsr.valid_versions(), None);
+    assert_eq!(ApiKey::from_i16(0), Some(ApiKey::Produce));
+    assert_eq!(ApiKey::from_i16(-1), None);
+    assert_eq!(ApiKey::Fetch.name(), "Fetch");
+}
+
+#[test]
+fn schema_defaults_are_honoured() {
+    let fetch = crate::FetchRequest::default();
+    assert_eq!(fetch.replica_id, -1);
+    assert_eq!(fetch.max_bytes, 0x7fff_ffff);
+    assert_eq!(fetch.session_epoch, -1);
+    assert_eq!(fetch.cluster_id, None);
+    let produce = crate::ProduceRequest::default();
+    assert_eq!(produce.transactional_id, None);
+}
