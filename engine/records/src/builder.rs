@@ -76,7 +76,10 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> &mut Self {
-        assert!(self.count < i32::MAX, "a batch holds at most i32::MAX records");
+        assert!(
+            self.count < i32::MAX,
+            "a batch holds at most i32::MAX records"
+        );
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;

@@ -130,8 +130,8 @@ fn read_nullable<'a>(
 
 #[inline]
 fn read_header<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Header<'a>, BatchError> {
-    let key = read_nullable(buf, pos, "bad header key")?
-        .ok_or(BatchError::invalid("null header key"))?;
+    let key =
+        read_nullable(buf, pos, "bad header key")?.ok_or(BatchError::invalid("null header key"))?;
     let value = read_nullable(buf, pos, "bad header value")?;
     Ok(Header { key, value })
 }
@@ -147,12 +147,12 @@ pub(crate) fn parse_record<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Record<
     let end = pos
         .checked_add(len as usize)
         .filter(|&e| e <= buf.len())
-        .ok_or(BatchError::invalid("record length past the end of the records"))?;
+        .ok_or(BatchError::invalid(
+            "record length past the end of the records",
+        ))?;
     let body = &buf[..end];
     let mut p = *pos;
-    let attributes = *body
-        .get(p)
-        .ok_or(BatchError::invalid("record too short"))? as i8;
+    let attributes = *body.get(p).ok_or(BatchError::invalid("record too short"))? as i8;
     p += 1;
     let timestamp_delta =
         read_varlong(body, &mut p).ok_or(BatchError::invalid("bad timestamp delta"))?;
@@ -168,7 +168,9 @@ pub(crate) fn parse_record<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Record<
         read_header(body, &mut p)?;
     }
     if p != end {
-        return Err(BatchError::invalid("record length disagrees with its fields"));
+        return Err(BatchError::invalid(
+            "record length disagrees with its fields",
+        ));
     }
     *pos = end;
     Ok(Record {
@@ -258,9 +260,7 @@ impl<'a> Iterator for RecordIter<'a> {
         }
         if self.pos == self.buf.len() {
             self.done = true;
-            return Some(Err(BatchError::invalid(
-                "fewer records than record_count",
-            )));
+            return Some(Err(BatchError::invalid("fewer records than record_count")));
         }
         match parse_record(self.buf, &mut self.pos) {
             Ok(r) => {

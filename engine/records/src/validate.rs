@@ -113,7 +113,9 @@ pub fn validate(batch: &[u8], opts: &ValidateOptions) -> Result<BatchHeader, Bat
     let require_keys = opts.require_keys;
     let check = |index: u32, r: &Record<'_>| -> Result<(), BatchError> {
         if i64::from(r.offset_delta) != i64::from(index) {
-            return Err(BatchError::invalid("record offset deltas are not 0, 1, 2, ..."));
+            return Err(BatchError::invalid(
+                "record offset deltas are not 0, 1, 2, ...",
+            ));
         }
         if require_keys && r.key.is_none() {
             return Err(BatchError::invalid("null key on a compacted topic"));
@@ -327,7 +329,8 @@ where
         let mut p = 0;
         let len =
             read_varint(w.available(), &mut p).ok_or(BatchError::invalid("bad record length"))?;
-        let len = usize::try_from(len).map_err(|_| BatchError::invalid("negative record length"))?;
+        let len =
+            usize::try_from(len).map_err(|_| BatchError::invalid("negative record length"))?;
         let total = p + len;
         if total > limit {
             // Buffering it would break the limit, whatever the stream holds.

@@ -97,8 +97,16 @@ fn stream_of_zeros_stops_at_the_limit() {
         let batch = wrap(codec, &payload, 1);
         let mut out = Vec::new();
         let err = decompress_records(&batch, LIMIT, &mut out).unwrap_err();
-        assert_eq!(err, BatchError::DecompressionLimit { limit: LIMIT }, "{codec:?}");
-        assert!(out.capacity() <= LIMIT, "{codec:?}: buffered {}", out.capacity());
+        assert_eq!(
+            err,
+            BatchError::DecompressionLimit { limit: LIMIT },
+            "{codec:?}"
+        );
+        assert!(
+            out.capacity() <= LIMIT,
+            "{codec:?}: buffered {}",
+            out.capacity()
+        );
         assert_eq!(err.kind(), sluice_records::BatchErrorKind::TooLarge);
     }
 }
@@ -118,9 +126,20 @@ fn stream_of_valid_records_stops_at_the_limit() {
             Ok(())
         })
         .unwrap_err();
-        assert_eq!(err, BatchError::DecompressionLimit { limit: LIMIT }, "{codec:?}");
-        assert!(seen > 0 && (seen as usize) <= LIMIT / 1000, "{codec:?}: {seen}");
-        assert!(scratch.capacity() <= 64 * 1024, "{codec:?}: {}", scratch.capacity());
+        assert_eq!(
+            err,
+            BatchError::DecompressionLimit { limit: LIMIT },
+            "{codec:?}"
+        );
+        assert!(
+            seen > 0 && (seen as usize) <= LIMIT / 1000,
+            "{codec:?}: {seen}"
+        );
+        assert!(
+            scratch.capacity() <= 64 * 1024,
+            "{codec:?}: {}",
+            scratch.capacity()
+        );
     }
 }
 
@@ -139,7 +158,11 @@ fn a_record_declared_past_the_limit_is_refused_before_buffering() {
             ..ValidateOptions::default()
         };
         let err = validate(&batch, &opts).unwrap_err();
-        assert_eq!(err, BatchError::DecompressionLimit { limit: LIMIT }, "{codec:?}");
+        assert_eq!(
+            err,
+            BatchError::DecompressionLimit { limit: LIMIT },
+            "{codec:?}"
+        );
         // Without require_keys the compressed payload is not opened at all.
         let opts = ValidateOptions {
             max_decompressed_bytes: LIMIT,

@@ -64,8 +64,7 @@ fn same(r: &sluice_records::Record<'_>, e: &Rec, h: &sluice_records::BatchHeader
         && r.key == e.key.as_deref()
         && r.value == e.value.as_deref()
         && r.headers.len() == e.headers.len()
-        && r
-            .headers
+        && r.headers
             .iter()
             .zip(&e.headers)
             .all(|(h, (k, v))| h.key == k.as_bytes() && h.value == v.as_deref())

@@ -6,8 +6,8 @@ mod common;
 use common::{fix_crc, sample};
 use sluice_records::{
     set_base_offset, set_log_append_time, set_partition_leader_epoch, validate, visit_records,
-    BatchBuilder, BatchError, BatchErrorKind, BatchHeader, Compression, RecordIter,
-    TimestampType, ValidateOptions, HEADER_LEN,
+    BatchBuilder, BatchError, BatchErrorKind, BatchHeader, Compression, RecordIter, TimestampType,
+    ValidateOptions, HEADER_LEN,
 };
 
 fn opts() -> ValidateOptions {
@@ -154,7 +154,10 @@ fn header_and_length_errors_are_corrupt() {
     ));
     assert!(matches!(
         validate(&good[..40], &opts()),
-        Err(BatchError::Truncated { needed: 61, have: 40 })
+        Err(BatchError::Truncated {
+            needed: 61,
+            have: 40
+        })
     ));
     for r in [
         validate(&b, &opts()),
@@ -294,7 +297,10 @@ fn header_accessors() {
     assert!(h.is_transactional());
     assert!(!h.is_control());
     assert_eq!((h.base_timestamp, h.max_timestamp), (100, 100));
-    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 2, 1000));
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (77, 2, 1000)
+    );
     assert_eq!(h.total_len(), batch.len());
     assert_eq!(h.next_offset(), 2);
     let mut out = vec![0u8; HEADER_LEN];
