@@ -1,0 +1,1150 @@
+//! One partition's log: offsets, appends, group-commit flushes, reads.
+//!
+//! The log is driven by its shard through a `RefCell`, and no borrow is ever held
+//! across an await: every I/O operation is split into a synchronous step that
+//! decides (under a borrow), an async step that does the I/O on owned handles,
+//! and a synchronous step that applies the result. The free functions at the end
+//! ([`flush`], [`read`], ...) do that dance; shard code calls those.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+use sluice_records::{BatchHeader, TimestampType as RecordTimestampType, ValidateOptions};
+
+use crate::config::{FlushPolicy, LogConfig, TimestampType};
+use crate::error::{AppendError, LogError};
+use crate::producers::{BatchMeta, ProducerStates, SequenceCheck};
+use crate::segment::{Segment, SegmentState};
+use crate::storage::{align_down, align_up, Storage, StorageFile};
+use crate::tail_cache::{CacheBudget, TailCache};
+
+/// What an accepted append got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's append time when the topic uses `LogAppendTime`, else -1.
+    pub log_append_time_ms: i64,
+    /// The batch was a retry of one already in the log (idempotent producer);
+    /// the offsets are the original ones.
+    pub duplicate: bool,
+}
+
+/// What a read returned: whole batches as stored, and the log's bounds.
+#[derive(Clone, Debug, Default)]
+pub struct ReadResult {
+    pub chunks: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadResult {
+    pub fn len_bytes(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+}
+
+pub(crate) struct Waiter {
+    pub(crate) end_offset: i64,
+    pub(crate) tx: oneshot::Sender<Result<(), LogError>>,
+}
+
+pub struct PartitionLog<S: Storage> {
+    pub(crate) storage: S,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: BTreeMap<i64, Segment<S::File>>,
+    pub(crate) log_start_offset: i64,
+    /// The next offset to assign (the log end offset).
+    pub(crate) next_offset: i64,
+    /// Every offset below this has been written to its file.
+    pub(crate) written_offset: i64,
+    /// Every offset below this has been `fdatasync`ed.
+    pub(crate) durable_offset: i64,
+    /// Readers see offsets below this (the flush policy is met up to here). Never goes back.
+    pub(crate) visible_offset: i64,
+    pub(crate) flushing: bool,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) waiters: VecDeque<Waiter>,
+    pub(crate) watchers: Vec<oneshot::Sender<()>>,
+    pub(crate) tail: TailCache,
+    pub(crate) producers: ProducerStates,
+    pub(crate) last_sync_ms: i64,
+    /// Set when a roll happened and the producer state must be snapshotted at the
+    /// new active segment's base offset by the next flush.
+    pub(crate) snapshot_due: Option<i64>,
+    pub(crate) leader_epoch_cache: Vec<(i32, i64)>,
+    /// Files of dropped segments, deleted by [`delete_dropped_files`].
+    pub(crate) pending_deletes: Vec<PathBuf>,
+}
+
+impl<S: Storage> PartitionLog<S> {
+    pub(crate) fn empty(storage: S, dir: PathBuf, config: LogConfig, budget: CacheBudget) -> Self {
+        PartitionLog {
+            storage,
+            dir,
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            next_offset: 0,
+            written_offset: 0,
+            durable_offset: 0,
+            visible_offset: 0,
+            flushing: false,
+            poisoned: None,
+            waiters: VecDeque::new(),
+            watchers: Vec::new(),
+            tail: TailCache::new(budget),
+            producers: ProducerStates::default(),
+            last_sync_ms: 0,
+            snapshot_due: None,
+            leader_epoch_cache: Vec::new(),
+            pending_deletes: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Changes the configuration at runtime; the next append, roll, flush or
+    /// retention pass uses it.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The log end offset: the next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Readers may see offsets below this: the high watermark of a single node.
+    pub fn visible_offset(&self) -> i64 {
+        self.visible_offset
+    }
+
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    pub fn segments_first_base(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// Offsets of the (leader epoch, start offset) pairs seen in appended batches.
+    pub fn leader_epochs(&self) -> &[(i32, i64)] {
+        &self.leader_epoch_cache
+    }
+
+    /// True when appended data awaits a write or a sync this policy wants.
+    pub fn needs_flush(&self, now_ms: i64) -> bool {
+        if self.flushing || self.poisoned.is_some() {
+            return false;
+        }
+        let unwritten = self
+            .segments
+            .values()
+            .any(|s| !s.pending.is_empty() || s.state == SegmentState::Sealing);
+        unwritten || self.sync_due(now_ms) || self.snapshot_due.is_some()
+    }
+
+    fn sync_due(&self, now_ms: i64) -> bool {
+        if self.durable_offset >= self.written_offset {
+            return false;
+        }
+        match self.config.flush {
+            FlushPolicy::Always => true,
+            FlushPolicy::IntervalMs(ms) => now_ms - self.last_sync_ms >= ms as i64,
+            FlushPolicy::Never => false,
+        }
+    }
+
+    fn active(&mut self) -> &mut Segment<S::File> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Validates `batch`, assigns its offsets and queues it for the next flush.
+    /// Offsets are assigned here, synchronously, so appends are ordered by call order.
+    /// Await [`PartitionLog::wait_visible`] for the flush policy to be met.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned(reason.clone()));
+        }
+        if batch.len() > self.config.max_message_bytes as usize {
+            return Err(AppendError::TooLarge {
+                size: batch.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let opts = ValidateOptions {
+            max_batch_bytes: self.config.max_message_bytes as usize,
+            ..ValidateOptions::default()
+        };
+        let header = sluice_records::validate(batch, &opts)?;
+        let idempotent = header.producer_id >= 0 && header.base_sequence >= 0;
+        if idempotent {
+            let check = self.producers.check(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                header.record_count,
+            )?;
+            if let SequenceCheck::Duplicate(meta) = check {
+                return Ok(Appended {
+                    base_offset: meta.base_offset,
+                    last_offset: meta.last_offset,
+                    log_append_time_ms: -1,
+                    duplicate: true,
+                });
+            }
+        }
+        let len = batch.len() as u64;
+        let roll = {
+            let segment_bytes = self.config.segment_bytes;
+            let segment_ms = self.config.segment_ms;
+            let active = self.active();
+            active.size > 0
+                && (active.size + len > segment_bytes || now_ms - active.created_ms >= segment_ms)
+        };
+        if roll {
+            self.roll(now_ms);
+        }
+        let base_offset = self.next_offset;
+        let last_offset = base_offset + i64::from(header.last_offset_delta);
+        let mut stored = BytesMut::from(batch);
+        sluice_records::set_base_offset(&mut stored, base_offset)?;
+        sluice_records::set_partition_leader_epoch(&mut stored, leader_epoch)?;
+        let mut max_timestamp = header.max_timestamp;
+        let mut log_append_time_ms = -1;
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            sluice_records::set_log_append_time(&mut stored, now_ms)?;
+            max_timestamp = now_ms;
+            log_append_time_ms = now_ms;
+        } else if header.timestamp_type() == RecordTimestampType::LogAppendTime {
+            // A LogAppendTime batch from a producer keeps its own timestamp only
+            // on LogAppendTime topics: on CreateTime topics it is the broker's time.
+            max_timestamp = header.max_timestamp;
+        }
+        let stored = stored.freeze();
+        let interval = self.config.index_interval_bytes;
+        let active = self.active();
+        let position = active.size;
+        active.note_batch(
+            base_offset,
+            last_offset,
+            max_timestamp,
+            position,
+            len,
+            interval,
+        );
+        active.pending.push_back(stored.clone());
+        active.size += len;
+        self.next_offset = last_offset + 1;
+        if self
+            .leader_epoch_cache
+            .last()
+            .is_none_or(|&(e, _)| e < leader_epoch)
+        {
+            self.leader_epoch_cache.push((leader_epoch, base_offset));
+        }
+        if idempotent {
+            let meta = BatchMeta {
+                first_seq: header.base_sequence,
+                last_seq: header.base_sequence.wrapping_add(header.record_count - 1),
+                base_offset,
+                last_offset,
+            };
+            self.producers.record(
+                header.producer_id,
+                header.producer_epoch,
+                meta,
+                max_timestamp.max(now_ms),
+            );
+        }
+        self.tail.push(base_offset, last_offset, stored);
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            duplicate: false,
+        })
+    }
+
+    fn roll(&mut self, now_ms: i64) {
+        let base = self.next_offset;
+        self.active().state = SegmentState::Sealing;
+        let segment = Segment::new(&self.dir, base, now_ms);
+        self.segments.insert(base, segment);
+        self.snapshot_due = Some(base);
+    }
+
+    /// Rolls the active segment now if it holds data (tests, admin).
+    pub fn force_roll(&mut self, now_ms: i64) {
+        if self.active().size > 0 {
+            self.roll(now_ms);
+        }
+    }
+
+    /// A future that resolves once every offset below `end_offset` is visible
+    /// (its flush policy met), or with the error that made that impossible.
+    pub fn wait_visible(
+        &mut self,
+        end_offset: i64,
+    ) -> impl std::future::Future<Output = Result<(), LogError>> + 'static {
+        let (tx, rx) = oneshot::channel();
+        if end_offset <= self.visible_offset {
+            let _ = tx.send(Ok(()));
+        } else if let Some(reason) = &self.poisoned {
+            let _ = tx.send(Err(LogError::Poisoned(reason.clone())));
+        } else {
+            debug_assert!(end_offset <= self.next_offset);
+            let at = self.waiters.partition_point(|w| w.end_offset <= end_offset);
+            self.waiters.insert(at, Waiter { end_offset, tx });
+        }
+        async move {
+            match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(LogError::Abandoned("the log was closed".into())),
+            }
+        }
+    }
+
+    /// A future that resolves when the visible offset next advances (long polls).
+    pub fn visible_changed(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let (tx, rx) = oneshot::channel();
+        self.watchers.push(tx);
+        async move {
+            let _ = rx.await;
+        }
+    }
+
+    pub(crate) fn set_visible(&mut self, offset: i64) {
+        if offset <= self.visible_offset {
+            return;
+        }
+        self.visible_offset = offset;
+        while self.waiters.front().is_some_and(|w| w.end_offset <= offset) {
+            if let Some(w) = self.waiters.pop_front() {
+                let _ = w.tx.send(Ok(()));
+            }
+        }
+        for w in self.watchers.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn fail_waiters_above(&mut self, offset: i64, err: &LogError) {
+        let keep = self.waiters.partition_point(|w| w.end_offset <= offset);
+        for w in self.waiters.drain(keep..) {
+            let _ = w.tx.send(Err(err.clone()));
+        }
+    }
+
+    // ---- flushing (group commit) ----
+
+    /// Takes what must be written and synced into a job, or `None` when there is
+    /// nothing to do (or a flush is already in flight). At most one job per log
+    /// is in flight; appends arriving meanwhile go into the next one.
+    pub fn prepare_flush(&mut self, now_ms: i64, force_sync: bool) -> Option<FlushJob<S::File>> {
+        if self.flushing || self.poisoned.is_some() {
+            return None;
+        }
+        let mut writes = Vec::new();
+        for seg in self.segments.values_mut() {
+            let sealing = seg.state == SegmentState::Sealing;
+            if seg.pending.is_empty() && !sealing {
+                continue;
+            }
+            let write_pos = align_down(seg.written);
+            let new_written = seg.size;
+            let chunks: Vec<Bytes> = seg.pending.drain(..).collect();
+            let new_tail = tail_of(&seg.tail_block, &chunks, write_pos, new_written);
+            let preallocate_to = if seg.state == SegmentState::Active
+                && self.config.preallocate_bytes > 0
+                && new_written > seg.allocated
+            {
+                let chunk = self.config.preallocate_bytes;
+                Some(new_written.div_ceil(chunk) * chunk)
+            } else {
+                None
+            };
+            let seal = sealing.then(|| SealInfo {
+                final_len: new_written,
+                index: seg.index.encode(),
+                time_index: seg.time_index.encode(),
+                index_path: seg.index_path(),
+                time_index_path: seg.time_index_path(),
+            });
+            writes.push(SegmentWrite {
+                base_offset: seg.base_offset,
+                path: seg.path.clone(),
+                file: seg.file.clone(),
+                write_pos,
+                tail: std::mem::take(&mut seg.tail_block),
+                chunks,
+                new_written,
+                new_tail,
+                preallocate_to,
+                seal,
+            });
+        }
+        let end_offset = self.next_offset;
+        let sync = force_sync
+            || match self.config.flush {
+                FlushPolicy::Always => true,
+                FlushPolicy::IntervalMs(ms) => now_ms - self.last_sync_ms >= ms as i64,
+                FlushPolicy::Never => false,
+            };
+        let sync = sync && (end_offset > self.durable_offset || !writes.is_empty());
+        let snapshot = self.snapshot_due.take().map(|offset| {
+            (
+                self.dir.join(crate::segment::file_name(offset, "snapshot")),
+                self.producers.encode(),
+            )
+        });
+        if writes.is_empty() && !sync && snapshot.is_none() {
+            return None;
+        }
+        self.flushing = true;
+        Some(FlushJob {
+            dir: self.dir.clone(),
+            writes,
+            sync,
+            end_offset,
+            snapshot,
+        })
+    }
+
+    /// Applies a finished job: advances the written and durable offsets and wakes
+    /// appends whose policy is now met; on failure, poisons the log (failed
+    /// fdatasync) or takes the unwritten appends back (full disk).
+    pub fn complete_flush(
+        &mut self,
+        job_end_offset: i64,
+        outcome: FlushOutcome<S::File>,
+        now_ms: i64,
+    ) {
+        self.flushing = false;
+        for (base, file) in outcome.opened {
+            if let Some(seg) = self.segments.get_mut(&base) {
+                seg.file = Some(file);
+            }
+        }
+        match outcome.result {
+            Ok(()) => {
+                for done in outcome.written {
+                    if let Some(seg) = self.segments.get_mut(&done.base_offset) {
+                        seg.written = done.new_written;
+                        seg.tail_block = done.new_tail;
+                        seg.allocated = seg.allocated.max(done.allocated);
+                        if done.sealed {
+                            seg.state = SegmentState::Sealed;
+                            seg.tail_block = Vec::new();
+                        }
+                    }
+                }
+                self.written_offset = job_end_offset;
+                if outcome.synced {
+                    self.durable_offset = job_end_offset;
+                    self.last_sync_ms = now_ms;
+                }
+                let visible = match self.config.flush {
+                    FlushPolicy::Always => self.durable_offset,
+                    _ => self.written_offset,
+                };
+                self.set_visible(visible);
+            }
+            Err(FlushError::Fatal(err)) => {
+                tracing::error!(dir = %self.dir.display(), error = %err, "log poisoned: it refuses writes from now on");
+                self.poisoned = Some(err.to_string());
+                let visible = self.visible_offset;
+                self.fail_waiters_above(visible, &LogError::Poisoned(err.to_string()));
+            }
+            Err(FlushError::Retriable(err)) => {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "write failed; unwritten appends are taken back");
+                self.take_back_unwritten(outcome.written_before, &err);
+            }
+        }
+    }
+
+    /// After a failed write: forget every append past what is on disk.
+    fn take_back_unwritten(&mut self, restored: Vec<(i64, Vec<u8>)>, err: &LogError) {
+        let keep = self.written_offset;
+        for (base, tail) in restored {
+            if let Some(seg) = self.segments.get_mut(&base) {
+                seg.tail_block = tail;
+            }
+        }
+        // Segments that start past the written data never reached the disk.
+        let first = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
+        let dropped: Vec<i64> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|&b| b > first && b >= keep)
+            .collect();
+        for b in dropped {
+            self.segments.remove(&b);
+        }
+        let seg = self.active();
+        seg.pending.clear();
+        seg.size = seg.written;
+        seg.state = SegmentState::Active;
+        seg.index.truncate_to_position(seg.written as u32);
+        let rel = (keep - seg.base_offset).max(0) as u32;
+        seg.time_index.truncate_to_offset(rel);
+        seg.next_offset = keep;
+        seg.max_timestamp = seg.time_index.last().map_or(-1, |(t, _)| t);
+        self.next_offset = keep;
+        self.tail.truncate_from(keep);
+        self.producers.truncate_to(keep);
+        self.leader_epoch_cache.retain(|&(_, start)| start < keep);
+        self.snapshot_due = None;
+        self.fail_waiters_above(keep, err);
+    }
+
+    // ---- reads ----
+
+    /// Decides how to serve a read of whole batches from `offset`, up to
+    /// `max_bytes` (at least one batch), below the visible offset.
+    pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan<S::File>, LogError> {
+        let high_watermark = self.visible_offset;
+        let log_start_offset = self.log_start_offset;
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: log_start_offset,
+                log_end: high_watermark,
+            });
+        }
+        let done = |chunks| {
+            ReadPlan::Done(ReadResult {
+                chunks,
+                high_watermark,
+                log_start_offset,
+            })
+        };
+        if offset == high_watermark {
+            return Ok(done(Vec::new()));
+        }
+        if let Some(chunks) = self.tail.read(offset, high_watermark, max_bytes) {
+            return Ok(done(chunks));
+        }
+        // The segment holding `offset`: the last one starting at or before it, or
+        // (a gap left by compaction or retention) the next one.
+        let seg = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s)
+            .filter(|s| offset < s.next_offset)
+            .or_else(|| self.segments.range(offset..).next().map(|(_, s)| s));
+        let Some(seg) = seg else {
+            return Ok(done(Vec::new()));
+        };
+        let Some(file) = seg.file.clone() else {
+            return Ok(done(Vec::new()));
+        };
+        let position = if offset > seg.base_offset {
+            seg.index.lookup(seg.relative(offset))
+        } else {
+            0
+        };
+        Ok(ReadPlan::Disk(DiskRead {
+            file,
+            path: seg.path.clone(),
+            offset,
+            position: u64::from(position),
+            end: seg.written,
+            max_bytes,
+            visible_end: high_watermark,
+            high_watermark,
+            log_start_offset,
+        }))
+    }
+
+    // ---- start offset, retention ----
+
+    /// DeleteRecords: makes `offset` the new log start offset. Returns the
+    /// segments now wholly below it, to delete with [`delete_segments`].
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<Vec<Rc<S::File>>, LogError> {
+        if offset > self.visible_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.visible_offset,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(Vec::new());
+        }
+        self.log_start_offset = offset;
+        self.tail.drop_before(offset);
+        Ok(self.drop_segments_below(offset))
+    }
+
+    /// Removes sealed segments whose every offset is below `offset`.
+    fn drop_segments_below(&mut self, offset: i64) -> Vec<Rc<S::File>> {
+        let mut dropped = Vec::new();
+        loop {
+            let mut it = self.segments.iter();
+            let (Some((&first, seg)), Some(_)) = (it.next(), it.next()) else {
+                break;
+            };
+            if seg.state != SegmentState::Sealed || seg.next_offset > offset {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&first) {
+                self.pending_deletes.push(seg.path);
+                dropped.extend(seg.file);
+            }
+        }
+        dropped
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: drops whole sealed segments
+    /// and advances the log start offset. The files are deleted by [`apply_retention`].
+    pub fn plan_retention(&mut self, now_ms: i64) -> usize {
+        let mut removed = 0;
+        loop {
+            let total = self.size_bytes() as i64;
+            let mut it = self.segments.values();
+            let (Some(first), Some(second)) = (it.next(), it.next()) else {
+                break;
+            };
+            if first.state != SegmentState::Sealed {
+                break;
+            }
+            let by_time = self.config.retention_ms >= 0
+                && first.max_timestamp >= 0
+                && now_ms - first.max_timestamp > self.config.retention_ms;
+            let by_size = self.config.retention_bytes >= 0
+                && total - first.size as i64 >= self.config.retention_bytes;
+            if !(by_time || by_size) {
+                break;
+            }
+            let (first_base, next_base) = (first.base_offset, second.base_offset);
+            self.log_start_offset = self.log_start_offset.max(next_base);
+            self.tail.drop_before(next_base);
+            if let Some(seg) = self.segments.remove(&first_base) {
+                self.pending_deletes.push(seg.path);
+            }
+            removed += 1;
+        }
+        removed
+    }
+}
+
+/// Checks one whole stored batch: frame and CRC-32C.
+pub(crate) fn verify_crc(batch: &[u8]) -> Result<(), String> {
+    match sluice_records::BatchIter::new(batch).next() {
+        Some(Ok((_, range))) if range.end == batch.len() => Ok(()),
+        Some(Ok(_)) => Err("batch length does not match its frame".into()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("empty batch".into()),
+    }
+}
+
+/// The last partial block of the bytes `[write_pos, new_written)` made of
+/// `tail` (bytes from `write_pos`) followed by `chunks`.
+fn tail_of(tail: &[u8], chunks: &[Bytes], write_pos: u64, new_written: u64) -> Vec<u8> {
+    let start = align_down(new_written);
+    let mut out = Vec::with_capacity((new_written - start) as usize);
+    let mut pos = write_pos;
+    for piece in std::iter::once(tail).chain(chunks.iter().map(|c| c.as_ref())) {
+        let end = pos + piece.len() as u64;
+        if end > start {
+            let from = start.saturating_sub(pos) as usize;
+            out.extend_from_slice(&piece[from..]);
+        }
+        pos = end;
+    }
+    debug_assert_eq!(pos, new_written);
+    out
+}
+
+pub(crate) struct SealInfo {
+    final_len: u64,
+    index: Vec<u8>,
+    time_index: Vec<u8>,
+    index_path: PathBuf,
+    time_index_path: PathBuf,
+}
+
+pub(crate) struct SegmentWrite<F: StorageFile> {
+    base_offset: i64,
+    path: PathBuf,
+    file: Option<Rc<F>>,
+    write_pos: u64,
+    tail: Vec<u8>,
+    chunks: Vec<Bytes>,
+    new_written: u64,
+    new_tail: Vec<u8>,
+    preallocate_to: Option<u64>,
+    seal: Option<SealInfo>,
+}
+
+/// The I/O of one flush of one log, run without borrowing the log.
+pub struct FlushJob<F: StorageFile> {
+    dir: PathBuf,
+    writes: Vec<SegmentWrite<F>>,
+    sync: bool,
+    end_offset: i64,
+    snapshot: Option<(PathBuf, Vec<u8>)>,
+}
+
+pub(crate) struct WrittenSegment {
+    base_offset: i64,
+    new_written: u64,
+    new_tail: Vec<u8>,
+    allocated: u64,
+    sealed: bool,
+}
+
+pub enum FlushError {
+    /// Nothing was lost: the unwritten appends can be failed and retried (full disk).
+    Retriable(LogError),
+    /// The state of the file is unknown (failed fdatasync): the log must refuse writes.
+    Fatal(LogError),
+}
+
+pub struct FlushOutcome<F: StorageFile> {
+    opened: Vec<(i64, Rc<F>)>,
+    written: Vec<WrittenSegment>,
+    written_before: Vec<(i64, Vec<u8>)>,
+    synced: bool,
+    result: Result<(), FlushError>,
+}
+
+impl<F: StorageFile> FlushJob<F> {
+    pub fn end_offset(&self) -> i64 {
+        self.end_offset
+    }
+
+    /// Writes every dirty segment (all submitted at once), then syncs them
+    /// together: one group commit for every append the job holds.
+    pub async fn execute<S: Storage<File = F>>(self, storage: &S) -> FlushOutcome<F> {
+        let FlushJob {
+            dir,
+            writes,
+            sync,
+            end_offset: _,
+            snapshot,
+        } = self;
+        let mut opened = Vec::new();
+        let mut outcome_written = Vec::new();
+        let written_before: Vec<(i64, Vec<u8>)> = writes
+            .iter()
+            .map(|w| (w.base_offset, w.tail.clone()))
+            .collect();
+        let fail = |opened, written_before, e: FlushError| FlushOutcome {
+            opened,
+            written: Vec::new(),
+            written_before,
+            synced: false,
+            result: Err(e),
+        };
+
+        // Open (create) files first: a new segment's file.
+        let mut files = Vec::with_capacity(writes.len());
+        let mut created = false;
+        for w in &writes {
+            match &w.file {
+                Some(f) => files.push(f.clone()),
+                None => match storage.create(&w.path).await {
+                    Ok(f) => {
+                        let f = Rc::new(f);
+                        opened.push((w.base_offset, f.clone()));
+                        files.push(f);
+                        created = true;
+                    }
+                    Err(e) => {
+                        let err = LogError::io("create", &w.path, &e);
+                        let e = if err.is_no_space() {
+                            FlushError::Retriable(err)
+                        } else {
+                            FlushError::Fatal(err)
+                        };
+                        return fail(opened, written_before, e);
+                    }
+                },
+            }
+        }
+
+        let io = writes.iter().zip(&files).map(|(w, file)| async move {
+            let mut allocated = 0;
+            if let Some(to) = w.preallocate_to {
+                file.preallocate(to)
+                    .await
+                    .map_err(|e| LogError::io("fallocate", &w.path, &e))?;
+                allocated = to;
+            }
+            let len = align_up(w.new_written) - w.write_pos;
+            if len > 0 {
+                let mut buf = file.alloc(len as usize);
+                let dst = buf.as_mut();
+                let mut at = 0;
+                for piece in
+                    std::iter::once(w.tail.as_slice()).chain(w.chunks.iter().map(|c| c.as_ref()))
+                {
+                    dst[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                debug_assert_eq!(w.write_pos + at as u64, w.new_written);
+                file.write_at(buf, w.write_pos)
+                    .await
+                    .map_err(|e| LogError::io("write", &w.path, &e))?;
+            }
+            Ok::<u64, LogError>(allocated)
+        });
+        let results = futures::future::join_all(io).await;
+        let mut allocated = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(a) => allocated.push(a),
+                Err(err) => {
+                    let e = if err.is_no_space() {
+                        FlushError::Retriable(err)
+                    } else {
+                        FlushError::Fatal(err)
+                    };
+                    return fail(opened, written_before, e);
+                }
+            }
+        }
+
+        // One fdatasync per written file, all in flight together.
+        let must_sync = |w: &SegmentWrite<F>| sync || w.seal.is_some();
+        let syncs =
+            writes
+                .iter()
+                .zip(&files)
+                .filter(|(w, _)| must_sync(w))
+                .map(|(w, file)| async move {
+                    if let Some(seal) = &w.seal {
+                        file.truncate(seal.final_len)
+                            .await
+                            .map_err(|e| LogError::io("truncate", &w.path, &e))?;
+                    }
+                    file.fdatasync()
+                        .await
+                        .map_err(|e| LogError::io("fdatasync", &w.path, &e))
+                });
+        for r in futures::future::join_all(syncs).await {
+            if let Err(err) = r {
+                return fail(opened, written_before, FlushError::Fatal(err));
+            }
+        }
+        if created {
+            if let Err(e) = storage.sync_dir(&dir).await {
+                return fail(
+                    opened,
+                    written_before,
+                    FlushError::Fatal(LogError::io("sync dir", &dir, &e)),
+                );
+            }
+        }
+        for w in &writes {
+            if let Some(seal) = &w.seal {
+                for (path, body) in [
+                    (&seal.index_path, &seal.index),
+                    (&seal.time_index_path, &seal.time_index),
+                ] {
+                    if let Err(e) = crate::storage::write_file_atomic(storage, path, body).await {
+                        return fail(
+                            opened,
+                            written_before,
+                            FlushError::Fatal(LogError::io("write index", path, &e)),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some((path, body)) = &snapshot {
+            if let Err(e) = crate::storage::write_file_atomic(storage, path, body).await {
+                return fail(
+                    opened,
+                    written_before,
+                    FlushError::Fatal(LogError::io("write snapshot", path, &e)),
+                );
+            }
+        }
+        for (w, allocated) in writes.into_iter().zip(allocated) {
+            outcome_written.push(WrittenSegment {
+                base_offset: w.base_offset,
+                new_written: w.new_written,
+                new_tail: w.new_tail,
+                allocated,
+                sealed: w.seal.is_some(),
+            });
+        }
+        FlushOutcome {
+            opened,
+            written: outcome_written,
+            written_before,
+            synced: sync,
+            result: Ok(()),
+        }
+    }
+}
+
+/// How a read is served.
+pub enum ReadPlan<F: StorageFile> {
+    Done(ReadResult),
+    Disk(DiskRead<F>),
+}
+
+pub struct DiskRead<F: StorageFile> {
+    file: Rc<F>,
+    path: PathBuf,
+    offset: i64,
+    position: u64,
+    end: u64,
+    max_bytes: usize,
+    visible_end: i64,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+/// The smallest disk read: reads are large and aligned so catch-up consumers
+/// run at disk bandwidth.
+const MIN_DISK_READ_BYTES: usize = 64 << 10;
+
+impl<F: StorageFile> DiskRead<F> {
+    pub async fn execute(self) -> Result<ReadResult, LogError> {
+        let mut chunks = Vec::new();
+        let mut pos = self.position;
+        let mut total = 0usize;
+        'outer: while pos < self.end {
+            let want =
+                (self.end - pos).min(self.max_bytes.max(MIN_DISK_READ_BYTES) as u64) as usize;
+            let data = self
+                .file
+                .read_at(pos, want)
+                .await
+                .map_err(|e| LogError::io("read", &self.path, &e))?;
+            let mut at = 0usize;
+            while at < data.len() {
+                let rest = &data[at..];
+                if rest.len() < sluice_records::HEADER_LEN {
+                    break;
+                }
+                let header = BatchHeader::parse(rest)
+                    .map_err(|e| self.corrupt(pos + at as u64, e.to_string()))?;
+                let len = header.total_len();
+                if len < sluice_records::HEADER_LEN {
+                    return Err(self.corrupt(pos + at as u64, format!("batch length {len}")));
+                }
+                if header.base_offset >= self.visible_end {
+                    break 'outer;
+                }
+                if rest.len() < len {
+                    if at == 0 && (pos + len as u64) <= self.end {
+                        // One batch larger than the buffer: read exactly it next.
+                        let data = self
+                            .file
+                            .read_at(pos, len)
+                            .await
+                            .map_err(|e| LogError::io("read", &self.path, &e))?;
+                        if data.len() < len {
+                            return Err(
+                                self.corrupt(pos, "batch runs past the end of the file".into())
+                            );
+                        }
+                        self.check_crc(&data, pos)?;
+                        if header.last_offset() >= self.offset {
+                            total += len;
+                            chunks.push(data);
+                        }
+                        pos += len as u64;
+                        if total >= self.max_bytes {
+                            break 'outer;
+                        }
+                        continue 'outer;
+                    }
+                    break;
+                }
+                if header.last_offset() >= self.offset {
+                    if !chunks.is_empty() && total + len > self.max_bytes {
+                        break 'outer;
+                    }
+                    let batch = data.slice(at..at + len);
+                    self.check_crc(&batch, pos + at as u64)?;
+                    total += len;
+                    chunks.push(batch);
+                }
+                at += len;
+            }
+            if at == 0 {
+                break;
+            }
+            pos += at as u64;
+            if total >= self.max_bytes {
+                break;
+            }
+        }
+        Ok(ReadResult {
+            chunks,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    fn check_crc(&self, batch: &[u8], position: u64) -> Result<(), LogError> {
+        verify_crc(batch).map_err(|reason| self.corrupt(position, reason))
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> LogError {
+        tracing::error!(path = %self.path.display(), position, %reason, "corrupt batch on disk; not served");
+        LogError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+}
+
+// ---- the borrow-safe entry points shard code calls ----
+
+/// Runs one flush of `log` (a group commit of everything appended so far).
+pub async fn flush<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+    now_ms: i64,
+    force_sync: bool,
+) -> bool {
+    let (job, storage) = {
+        let mut l = log.borrow_mut();
+        match l.prepare_flush(now_ms, force_sync) {
+            Some(job) => (job, l.storage.clone()),
+            None => return false,
+        }
+    };
+    let end = job.end_offset();
+    let outcome = job.execute(&storage).await;
+    log.borrow_mut().complete_flush(end, outcome, now_ms);
+    true
+}
+
+/// Flushes several logs as one group commit: all writes submitted, then all syncs.
+pub async fn flush_all<S: Storage>(logs: &[Rc<RefCell<PartitionLog<S>>>], now_ms: i64) -> usize {
+    let jobs: Vec<_> = logs
+        .iter()
+        .filter_map(|log| {
+            let mut l = log.borrow_mut();
+            let job = l.prepare_flush(now_ms, false)?;
+            Some((log.clone(), job, l.storage.clone()))
+        })
+        .collect();
+    let n = jobs.len();
+    let runs = jobs.into_iter().map(|(log, job, storage)| async move {
+        let end = job.end_offset();
+        let outcome = job.execute(&storage).await;
+        log.borrow_mut().complete_flush(end, outcome, now_ms);
+    });
+    futures::future::join_all(runs).await;
+    n
+}
+
+/// Reads whole batches from `offset`, up to `max_bytes` (at least one batch).
+pub async fn read<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<ReadResult, LogError> {
+    let plan = log.borrow().plan_read(offset, max_bytes)?;
+    match plan {
+        ReadPlan::Done(r) => Ok(r),
+        ReadPlan::Disk(d) => d.execute().await,
+    }
+}
+
+/// Deletes the files of segments dropped by retention or DeleteRecords, and the
+/// producer snapshots older than the log start.
+pub async fn delete_dropped_files<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+) -> Result<usize, LogError> {
+    let (storage, paths, dir) = {
+        let mut l = log.borrow_mut();
+        (
+            l.storage.clone(),
+            std::mem::take(&mut l.pending_deletes),
+            l.dir.clone(),
+        )
+    };
+    let mut removed = 0;
+    for path in &paths {
+        for ext in ["log", "index", "timeindex"] {
+            let p = path.with_extension(ext);
+            match storage.remove_file(&p).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io("remove", p, &e)),
+            }
+        }
+    }
+    if !paths.is_empty() {
+        storage
+            .sync_dir(&dir)
+            .await
+            .map_err(|e| LogError::io("sync dir", &dir, &e))?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::BLOCK_SIZE;
+
+    #[test]
+    fn tail_of_takes_the_last_partial_block() {
+        let bs = BLOCK_SIZE as usize;
+        let tail = vec![1u8; 100];
+        let chunks = vec![Bytes::from(vec![2u8; bs]), Bytes::from(vec![3u8; 10])];
+        let t = tail_of(&tail, &chunks, 0, 100 + bs as u64 + 10);
+        assert_eq!(t.len(), 110);
+        assert!(t[..100].iter().all(|&b| b == 2));
+        assert!(t[100..].iter().all(|&b| b == 3));
+        assert!(tail_of(&[], &[Bytes::from(vec![0u8; bs])], 0, bs as u64).is_empty());
+    }
+}

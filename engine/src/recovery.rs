@@ -1,0 +1,522 @@
+//! Opening a partition log: recovery of the active segment, indexes, producer
+//! state; and closing it cleanly so the next open can skip the scan.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use sluice_records::BatchHeader;
+
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::log::PartitionLog;
+use crate::producers::{BatchMeta, ProducerStates};
+use crate::segment::{file_name, parse_file_name, Segment, SegmentState};
+use crate::storage::{read_file, write_file_atomic, Storage, StorageFile};
+use crate::tail_cache::CacheBudget;
+
+const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// A small file of our own: the body, then its CRC-32 (IEEE).
+fn with_crc(body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
+    out
+}
+
+fn check_crc(data: &[u8]) -> Option<&[u8]> {
+    let (body, crc) = data.split_last_chunk::<4>()?;
+    (crc32fast::hash(body) == u32::from_be_bytes(*crc)).then_some(body)
+}
+
+fn read_i64s<const N: usize>(body: &[u8]) -> Option<[i64; N]> {
+    if body.len() != N * 8 {
+        return None;
+    }
+    let mut out = [0i64; N];
+    for (o, c) in out.iter_mut().zip(body.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        *o = i64::from_be_bytes(b);
+    }
+    Some(out)
+}
+
+fn i64s_body(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// What a scan of a segment file found.
+pub(crate) struct Scan {
+    pub valid_len: u64,
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Reads a segment batch by batch, checking length, CRC and offset order, and
+/// rebuilds its indexes. Stops at the first torn or corrupt batch.
+pub(crate) async fn scan_segment<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    base_offset: i64,
+    index_interval_bytes: u64,
+    mut on_batch: impl FnMut(&BatchHeader),
+) -> Result<Scan, LogError> {
+    let file_len = file
+        .size()
+        .await
+        .map_err(|e| LogError::io("stat", path, &e))?;
+    let mut scratch: Segment<F> = Segment::new(path.parent().unwrap_or(path), base_offset, 0);
+    let mut pos = 0u64;
+    let mut buf = Bytes::new();
+    let mut buf_pos = 0u64;
+    let mut stopped = None;
+    while pos < file_len {
+        let at = (pos - buf_pos) as usize;
+        if at + sluice_records::HEADER_LEN > buf.len() {
+            let want = SCAN_CHUNK_BYTES.min((file_len - pos) as usize);
+            buf = file
+                .read_at(pos, want)
+                .await
+                .map_err(|e| LogError::io("read", path, &e))?;
+            buf_pos = pos;
+            if buf.len() < sluice_records::HEADER_LEN {
+                stopped = Some(format!(
+                    "{} trailing bytes are shorter than a batch header",
+                    buf.len()
+                ));
+                break;
+            }
+            continue;
+        }
+        let header = match BatchHeader::parse(&buf[at..]) {
+            Ok(h) => h,
+            Err(e) => {
+                stopped = Some(e.to_string());
+                break;
+            }
+        };
+        let len = header.total_len();
+        if len < sluice_records::HEADER_LEN || pos + len as u64 > file_len {
+            stopped = Some(format!(
+                "torn batch: length {len} at byte {pos} runs past the end ({file_len})"
+            ));
+            break;
+        }
+        if at + len > buf.len() {
+            buf = file
+                .read_at(
+                    pos,
+                    len.max(SCAN_CHUNK_BYTES).min((file_len - pos) as usize),
+                )
+                .await
+                .map_err(|e| LogError::io("read", path, &e))?;
+            buf_pos = pos;
+            continue;
+        }
+        let batch = &buf[at..at + len];
+        if let Err(reason) = crate::log::verify_crc(batch) {
+            stopped = Some(reason);
+            break;
+        }
+        if header.base_offset < scratch.next_offset || header.last_offset() < header.base_offset {
+            stopped = Some(format!(
+                "offsets out of order: batch {}..={} after {}",
+                header.base_offset,
+                header.last_offset(),
+                scratch.next_offset - 1
+            ));
+            break;
+        }
+        scratch.note_batch(
+            header.base_offset,
+            header.last_offset(),
+            header.max_timestamp,
+            pos,
+            len as u64,
+            index_interval_bytes,
+        );
+        on_batch(&header);
+        pos += len as u64;
+    }
+    let mut dropped_nonzero = false;
+    if pos < file_len {
+        // Preallocated space reads as zeros: only non-zero bytes are a torn or corrupt tail.
+        let rest = file
+            .read_at(pos, (file_len - pos).min(SCAN_CHUNK_BYTES as u64) as usize)
+            .await
+            .map_err(|e| LogError::io("read", path, &e))?;
+        dropped_nonzero = rest.iter().any(|&b| b != 0);
+    }
+    Ok(Scan {
+        valid_len: pos,
+        next_offset: scratch.next_offset,
+        max_timestamp: scratch.max_timestamp,
+        index: scratch.index,
+        time_index: scratch.time_index,
+        stopped: if dropped_nonzero { stopped } else { None },
+    })
+}
+
+fn record_producer(states: &mut ProducerStates, h: &BatchHeader) {
+    if h.producer_id >= 0 && h.base_sequence >= 0 {
+        let meta = BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: h.base_sequence.wrapping_add(h.record_count - 1),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        };
+        states.record(h.producer_id, h.producer_epoch, meta, h.max_timestamp);
+    }
+}
+
+/// Opens (or creates) the log in `dir`, recovering from a crash if needed.
+pub async fn open<S: Storage>(
+    storage: S,
+    dir: PathBuf,
+    config: LogConfig,
+    budget: CacheBudget,
+    now_ms: i64,
+) -> Result<PartitionLog<S>, LogError> {
+    storage
+        .create_dir_all(&dir)
+        .await
+        .map_err(|e| LogError::io("create dir", &dir, &e))?;
+    let names = storage
+        .list_dir(&dir)
+        .await
+        .map_err(|e| LogError::io("list", &dir, &e))?;
+    let mut bases = Vec::new();
+    let mut snapshots = Vec::new();
+    for name in &names {
+        if let Some(b) = parse_file_name(name, "log") {
+            bases.push(b);
+        } else if let Some(o) = parse_file_name(name, "snapshot") {
+            snapshots.push(o);
+        } else if name.ends_with(".tmp") {
+            // A crash during an atomic write: the old file (if any) is intact.
+            let p = dir.join(name);
+            storage
+                .remove_file(&p)
+                .await
+                .map_err(|e| LogError::io("remove", &p, &e))?;
+        } else if parse_file_name(name, "index").is_none()
+            && parse_file_name(name, "timeindex").is_none()
+            && name != CLEAN_SHUTDOWN
+            && name != LOG_START_CHECKPOINT
+        {
+            tracing::warn!(file = %dir.join(name).display(), "ignoring a foreign file in a partition directory");
+        }
+    }
+    bases.sort_unstable();
+    snapshots.sort_unstable();
+
+    let clean_path = dir.join(CLEAN_SHUTDOWN);
+    let clean = read_file(&storage, &clean_path)
+        .await
+        .map_err(|e| LogError::io("read", &clean_path, &e))?
+        .and_then(|d| check_crc(&d).and_then(read_i64s::<4>));
+    if names.iter().any(|n| n == CLEAN_SHUTDOWN) {
+        // From now on a crash must be recovered by a scan.
+        storage
+            .remove_file(&clean_path)
+            .await
+            .map_err(|e| LogError::io("remove", &clean_path, &e))?;
+        storage
+            .sync_dir(&dir)
+            .await
+            .map_err(|e| LogError::io("sync dir", &dir, &e))?;
+    }
+    let start_path = dir.join(LOG_START_CHECKPOINT);
+    let checkpoint_start = read_file(&storage, &start_path)
+        .await
+        .map_err(|e| LogError::io("read", &start_path, &e))?
+        .and_then(|d| check_crc(&d).and_then(read_i64s::<1>))
+        .map(|[o]| o);
+
+    let mut log = PartitionLog::empty(storage.clone(), dir.clone(), config, budget);
+    if bases.is_empty() {
+        let base = checkpoint_start.unwrap_or(0).max(0);
+        log.segments.insert(base, Segment::new(&dir, base, now_ms));
+        log.log_start_offset = base;
+        log.next_offset = base;
+        log.written_offset = base;
+        log.durable_offset = base;
+        log.visible_offset = base;
+        log.last_sync_ms = now_ms;
+        return Ok(log);
+    }
+
+    // Producer state: the newest snapshot at or below the active segment's base,
+    // then the batches of every segment from there on.
+    let active_base = *bases.last().expect("non-empty");
+    let snapshot = snapshots.iter().rev().find(|&&o| o <= active_base).copied();
+    let mut producers = ProducerStates::default();
+    let mut replay_from = bases[0];
+    if let Some(o) = snapshot {
+        let p = dir.join(file_name(o, "snapshot"));
+        let data = read_file(&storage, &p)
+            .await
+            .map_err(|e| LogError::io("read", &p, &e))?;
+        match data
+            .as_deref()
+            .and_then(check_crc)
+            .and_then(ProducerStates::decode)
+        {
+            Some(states) => {
+                producers = states;
+                replay_from = o;
+            }
+            None => {
+                tracing::warn!(file = %p.display(), "unreadable producer snapshot; rebuilding from the log")
+            }
+        }
+    }
+
+    let interval = log.config.index_interval_bytes;
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let path = dir.join(file_name(base, "log"));
+        let file = storage
+            .open(&path)
+            .await
+            .map_err(|e| LogError::io("open", &path, &e))?;
+        let file_len = file
+            .size()
+            .await
+            .map_err(|e| LogError::io("stat", &path, &e))?;
+        let is_active = i + 1 == bases.len();
+        let mut seg: Segment<S::File> = Segment::new(&dir, base, now_ms);
+        let trusted = if is_active {
+            clean.filter(|&[b, size, ..]| b == base && size as u64 <= file_len)
+        } else {
+            Some([base, file_len as i64, bases[i + 1], -1])
+        };
+        let loaded = match trusted {
+            Some([_, size, next, _]) => load_indexes(&storage, &seg, size as u64)
+                .await
+                .map(|(ix, tix)| (size as u64, next, ix, tix)),
+            None => None,
+        };
+        match loaded {
+            Some((size, next, index, time_index)) => {
+                seg.size = size;
+                seg.next_offset = next;
+                seg.max_timestamp = time_index.last().map_or(-1, |(t, _)| t);
+                seg.index = index;
+                seg.time_index = time_index;
+                if next > replay_from {
+                    scan_segment(&file, &path, base, interval, |h| {
+                        if h.base_offset >= replay_from {
+                            record_producer(&mut producers, h);
+                        }
+                    })
+                    .await?;
+                }
+            }
+            _ => {
+                let scan = scan_segment(&file, &path, base, interval, |h| {
+                    if h.base_offset >= replay_from {
+                        record_producer(&mut producers, h);
+                    }
+                })
+                .await?;
+                if let Some(reason) = &scan.stopped {
+                    tracing::warn!(
+                        file = %path.display(),
+                        position = scan.valid_len,
+                        bytes_dropped = file_len - scan.valid_len,
+                        %reason,
+                        "truncating a torn or corrupt tail"
+                    );
+                }
+                if !is_active {
+                    tracing::info!(file = %path.display(), "rebuilt the indexes of a sealed segment");
+                }
+                seg.size = scan.valid_len;
+                seg.next_offset = if is_active {
+                    scan.next_offset
+                } else {
+                    bases[i + 1].max(scan.next_offset)
+                };
+                seg.max_timestamp = scan.max_timestamp;
+                seg.index = scan.index;
+                seg.time_index = scan.time_index;
+                if file_len != scan.valid_len {
+                    file.truncate(scan.valid_len)
+                        .await
+                        .map_err(|e| LogError::io("truncate", &path, &e))?;
+                }
+            }
+        }
+        if is_active {
+            // What a killed process left may not be durable yet: make it so before
+            // anyone reads it (visibility follows durability).
+            file.fdatasync()
+                .await
+                .map_err(|e| LogError::io("fdatasync", &path, &e))?;
+            seg.written = seg.size;
+            seg.allocated = file_len.max(seg.size);
+            let tail_start = crate::storage::align_down(seg.size);
+            seg.tail_block = file
+                .read_at(tail_start, (seg.size - tail_start) as usize)
+                .await
+                .map_err(|e| LogError::io("read", &path, &e))?
+                .to_vec();
+            if seg.tail_block.len() as u64 != seg.size - tail_start {
+                return Err(LogError::Corrupt {
+                    path,
+                    position: tail_start,
+                    reason: "short read of the tail block".into(),
+                });
+            }
+            seg.state = SegmentState::Active;
+        } else {
+            seg.written = seg.size;
+            seg.state = SegmentState::Sealed;
+        }
+        seg.file = Some(Rc::new(file));
+        segments.insert(base, seg);
+    }
+    let next = segments.values().next_back().map_or(0, |s| s.next_offset);
+    let first = bases[0];
+    log.segments = segments;
+    log.producers = producers;
+    log.log_start_offset = checkpoint_start.unwrap_or(first).clamp(first, next);
+    log.next_offset = next;
+    log.written_offset = next;
+    log.durable_offset = next;
+    log.visible_offset = next;
+    log.last_sync_ms = now_ms;
+    let expiration = log.config.producer_id_expiration_ms;
+    log.producers.expire(now_ms, expiration);
+    for &o in &snapshots {
+        if Some(o) != snapshot && snapshot.is_some_and(|s| o < s) {
+            let p = dir.join(file_name(o, "snapshot"));
+            storage
+                .remove_file(&p)
+                .await
+                .map_err(|e| LogError::io("remove", &p, &e))?;
+        }
+    }
+    Ok(log)
+}
+
+async fn load_indexes<S: Storage, F: StorageFile>(
+    storage: &S,
+    seg: &Segment<F>,
+    size: u64,
+) -> Option<(OffsetIndex, TimeIndex)> {
+    let index = read_file(storage, &seg.index_path()).await.ok()??;
+    let time_index = read_file(storage, &seg.time_index_path()).await.ok()??;
+    Some((
+        OffsetIndex::decode(&index, size.max(1))?,
+        TimeIndex::decode(&time_index)?,
+    ))
+}
+
+/// Flushes and syncs everything, writes the active segment's indexes and a
+/// producer snapshot, and marks the shutdown clean so the next open skips the scan.
+pub async fn close<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+    now_ms: i64,
+) -> Result<(), LogError> {
+    loop {
+        if log.borrow().poisoned.is_some() {
+            return Err(LogError::Poisoned(
+                log.borrow().poisoned.clone().unwrap_or_default(),
+            ));
+        }
+        if !crate::log::flush(log, now_ms, true).await {
+            break;
+        }
+    }
+    let (storage, dir, active, producers_body, marker) = {
+        let l = log.borrow();
+        if l.flushing {
+            return Err(LogError::InvalidArgument(
+                "close while a flush is in flight".into(),
+            ));
+        }
+        let seg = l
+            .segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment");
+        let marker = with_crc(&i64s_body(&[
+            seg.base_offset,
+            seg.size as i64,
+            seg.next_offset,
+            seg.max_timestamp,
+        ]));
+        let active = (
+            seg.index_path(),
+            seg.index.encode(),
+            seg.time_index_path(),
+            seg.time_index.encode(),
+        );
+        (
+            l.storage.clone(),
+            l.dir.clone(),
+            active,
+            with_crc(&l.producers.encode()),
+            marker,
+        )
+    };
+    let next = log.borrow().next_offset;
+    let io = |p: &Path, e: std::io::Error| LogError::io("write", p, &e);
+    write_file_atomic(&storage, &active.0, &active.1)
+        .await
+        .map_err(|e| io(&active.0, e))?;
+    write_file_atomic(&storage, &active.2, &active.3)
+        .await
+        .map_err(|e| io(&active.2, e))?;
+    let snap = dir.join(file_name(next, "snapshot"));
+    write_file_atomic(&storage, &snap, &producers_body)
+        .await
+        .map_err(|e| io(&snap, e))?;
+    let start = dir.join(LOG_START_CHECKPOINT);
+    let start_body = with_crc(&i64s_body(&[log.borrow().log_start_offset]));
+    write_file_atomic(&storage, &start, &start_body)
+        .await
+        .map_err(|e| io(&start, e))?;
+    let clean = dir.join(CLEAN_SHUTDOWN);
+    write_file_atomic(&storage, &clean, &marker)
+        .await
+        .map_err(|e| io(&clean, e))?;
+    Ok(())
+}
+
+/// Persists the log start offset (after DeleteRecords).
+pub async fn checkpoint_log_start<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+) -> Result<(), LogError> {
+    let (storage, path, body) = {
+        let l = log.borrow();
+        (
+            l.storage.clone(),
+            l.dir.join(LOG_START_CHECKPOINT),
+            with_crc(&i64s_body(&[l.log_start_offset])),
+        )
+    };
+    write_file_atomic(&storage, &path, &body)
+        .await
+        .map_err(|e| LogError::io("write", &path, &e))
+}
+
+/// Deletes a log and all its files (topic deletion).
+pub async fn delete<S: Storage>(storage: &S, dir: &Path) -> Result<(), LogError> {
+    storage
+        .remove_dir_all(dir)
+        .await
+        .map_err(|e| LogError::io("remove dir", dir, &e))
+}

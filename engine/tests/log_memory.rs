@@ -1,0 +1,527 @@
+//! The partition log on the in-memory, fault-injecting disk.
+
+mod common;
+
+use std::cell::RefCell;
+
+use common::*;
+use engine::log::{delete_dropped_files, flush, read, PartitionLog};
+use engine::recovery::close;
+use engine::storage::memory::{CrashKind, MemStorage};
+use engine::{AppendError, FlushPolicy, LogConfig, LogError};
+use futures::executor::block_on;
+use futures::FutureExt;
+
+fn append(log: &RefCell<PartitionLog<MemStorage>>, id: u32, n: usize) -> engine::Appended {
+    log.borrow_mut()
+        .append(&batch(id, n, NOW), 0, NOW)
+        .expect("append")
+}
+
+#[test]
+fn append_flush_read_reopen() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        let mut expected = Vec::new();
+        for id in 0..40u32 {
+            let a = append(&log, id, 5);
+            assert_eq!(a.base_offset, i64::from(id) * 5, "offsets are dense");
+            for i in 0..5 {
+                expected.push((a.base_offset + i as i64, value_of(id, i)));
+            }
+            let waiter = log.borrow_mut().wait_visible(a.last_offset + 1);
+            let mut waiter = Box::pin(waiter);
+            assert!(
+                waiter.as_mut().now_or_never().is_none(),
+                "not visible before the flush"
+            );
+            assert_eq!(
+                read_all(&log, 0).await.expect("read").len(),
+                expected.len() - 5,
+                "readers see only flushed data"
+            );
+            assert!(flush(&log, NOW, false).await);
+            waiter.await.expect("visible after the flush");
+        }
+        assert!(
+            log.borrow().segment_count() >= 3,
+            "small segments rolled: {}",
+            log.borrow().segment_count()
+        );
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
+        // From the middle of a batch: the whole batch comes back, records before are skipped.
+        assert_eq!(
+            read_all(&log, 57).await.expect("read"),
+            expected[57..].to_vec()
+        );
+
+        // Reopen without a clean close: the active segment is scanned.
+        drop(log);
+        let log = open(&storage, &cfg).await.expect("reopen");
+        assert_eq!(log.borrow().log_end_offset(), 200);
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
+        let a = append(&log, 99, 2);
+        assert_eq!(a.base_offset, 200, "offsets continue after reopen");
+        flush(&log, NOW, false).await;
+        close(&log, NOW).await.expect("close");
+        drop(log);
+        // After a clean close the scan is skipped and everything is still there.
+        let log = open(&storage, &cfg).await.expect("reopen");
+        assert_eq!(log.borrow().log_end_offset(), 202);
+        assert_eq!(read_all(&log, 195).await.expect("read").len(), 7);
+    });
+}
+
+#[test]
+fn out_of_range_reads_are_refused() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let log = open(&storage, &LogConfig::default()).await.expect("open");
+        append(&log, 1, 3);
+        flush(&log, NOW, false).await;
+        assert!(matches!(
+            read(&log, 4, 100).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            read(&log, -1, 100).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(read(&log, 3, 100)
+            .await
+            .expect("at the end")
+            .chunks
+            .is_empty());
+    });
+}
+
+#[test]
+fn invalid_batches_leave_the_log_untouched() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            max_message_bytes: 2000,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        let good = batch(1, 3, NOW);
+        let mut bad_crc = good.to_vec();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0x40;
+        assert!(matches!(
+            log.borrow_mut().append(&bad_crc, 0, NOW),
+            Err(AppendError::InvalidBatch(_))
+        ));
+        assert!(matches!(
+            log.borrow_mut().append(&good[..good.len() - 1], 0, NOW),
+            Err(AppendError::InvalidBatch(_))
+        ));
+        assert!(matches!(
+            log.borrow_mut().append(&[], 0, NOW),
+            Err(AppendError::InvalidBatch(_))
+        ));
+        let big = batch(10, 40, NOW);
+        assert!(big.len() > 2000);
+        assert!(matches!(
+            log.borrow_mut().append(&big, 0, NOW),
+            Err(AppendError::TooLarge { .. })
+        ));
+        assert_eq!(log.borrow().log_end_offset(), 0);
+        assert!(!flush(&log, NOW, false).await, "nothing to flush");
+        assert_eq!(append(&log, 3, 2).base_offset, 0);
+    });
+}
+
+#[test]
+fn idempotent_retries_get_their_original_offsets() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let log = open(&storage, &LogConfig::default()).await.expect("open");
+        let mk = |seq: i32, n: usize| {
+            let mut b = sluice_records::BatchBuilder::new(sluice_records::Compression::None);
+            b.producer(42, 0, seq);
+            for i in 0..n {
+                b.push(NOW, Some(b"k"), Some(format!("{seq}-{i}").as_bytes()), &[]);
+            }
+            b.build()
+        };
+        let a = log.borrow_mut().append(&mk(0, 3), 0, NOW).expect("first");
+        let b = log.borrow_mut().append(&mk(3, 2), 0, NOW).expect("second");
+        let retry = log.borrow_mut().append(&mk(0, 3), 0, NOW).expect("retry");
+        assert!(retry.duplicate);
+        assert_eq!(
+            (retry.base_offset, retry.last_offset),
+            (a.base_offset, a.last_offset)
+        );
+        assert!(matches!(
+            log.borrow_mut().append(&mk(9, 1), 0, NOW),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+        flush(&log, NOW, false).await;
+        // The state survives a crash: rebuilt from the log.
+        drop(log);
+        let log = open(
+            &storage.after_crash(CrashKind::ProcessKill),
+            &LogConfig::default(),
+        )
+        .await
+        .expect("reopen");
+        let retry = log
+            .borrow_mut()
+            .append(&mk(3, 2), 0, NOW)
+            .expect("retry after restart");
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, b.base_offset);
+        assert_eq!(log.borrow().log_end_offset(), 5);
+    });
+}
+
+/// The scripted workload of the crash tests: appends with flushes every few
+/// batches, segment rolls. Returns the ids of acknowledged batches with their
+/// base offsets. Stops at the first failure (the crash).
+async fn workload(storage: &MemStorage, cfg: &LogConfig, acked: &mut Vec<(u32, i64)>) {
+    let Ok(log) = open(storage, cfg).await else {
+        return;
+    };
+    let mut appended = Vec::new();
+    for id in 0..24u32 {
+        let Ok(a) = log
+            .borrow_mut()
+            .append(&batch(id, 1 + id as usize % 4, NOW), 0, NOW)
+        else {
+            return;
+        };
+        appended.push((id, a.base_offset, a.last_offset));
+        if id % 3 == 2 {
+            flush(&log, NOW, false).await;
+            let visible = log.borrow().visible_offset();
+            acked.extend(
+                appended
+                    .iter()
+                    .filter(|&&(_, _, last)| last < visible)
+                    .map(|&(id, base, _)| (id, base)),
+            );
+            appended.retain(|&(_, _, last)| last >= visible);
+            if storage.has_crashed() {
+                return;
+            }
+        }
+    }
+    let _ = close(&log, NOW).await;
+}
+
+fn crash_everywhere(cfg: LogConfig, kind: CrashKind) {
+    block_on(async {
+        let clean = MemStorage::new();
+        let mut all = Vec::new();
+        workload(&clean, &cfg, &mut all).await;
+        let total_ops = clean.ops();
+        assert!(
+            total_ops > 20 && all.len() == 24,
+            "the workload runs clean: {total_ops} ops"
+        );
+        for crash_at in 1..=total_ops {
+            let storage = MemStorage::new();
+            storage.crash_at_op(crash_at);
+            let mut acked = Vec::new();
+            workload(&storage, &cfg, &mut acked).await;
+            let survivor = storage.after_crash(kind);
+            let log = open(&survivor, &cfg)
+                .await
+                .unwrap_or_else(|e| panic!("reopen after crash at op {crash_at}: {e}"));
+            let records = read_all(&log, 0)
+                .await
+                .unwrap_or_else(|e| panic!("read after crash at op {crash_at}: {e}"));
+            for (i, (offset, _)) in records.iter().enumerate() {
+                assert_eq!(
+                    *offset, i as i64,
+                    "offsets dense after crash at op {crash_at}"
+                );
+            }
+            for &(id, base) in &acked {
+                let got = records.get(base as usize).unwrap_or_else(|| {
+                    panic!("acked batch {id} at {base} lost (crash at op {crash_at})")
+                });
+                assert_eq!(
+                    got.1,
+                    value_of(id, 0),
+                    "acked batch {id} intact (crash at op {crash_at})"
+                );
+            }
+            let end = log.borrow().log_end_offset();
+            assert_eq!(end, records.len() as i64);
+            let a = log
+                .borrow_mut()
+                .append(&batch(999, 2, NOW), 0, NOW)
+                .expect("append after recovery");
+            assert_eq!(
+                a.base_offset, end,
+                "offsets continue densely (crash at op {crash_at})"
+            );
+            flush(&log, NOW, false).await;
+            assert!(!log.borrow().is_poisoned());
+            assert_eq!(read_all(&log, end).await.expect("read").len(), 2);
+        }
+    });
+}
+
+#[test]
+fn crash_at_every_io_point_loses_no_acked_append_process_kill() {
+    crash_everywhere(
+        LogConfig {
+            flush: FlushPolicy::Never,
+            ..small_segments()
+        },
+        CrashKind::ProcessKill,
+    );
+}
+
+#[test]
+fn crash_at_every_io_point_loses_no_acked_append_power_loss() {
+    crash_everywhere(small_segments(), CrashKind::PowerLoss);
+}
+
+#[test]
+fn failed_fdatasync_poisons_the_log() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let log = open(&storage, &LogConfig::default()).await.expect("open");
+        append(&log, 1, 3);
+        flush(&log, NOW, false).await;
+        storage.fail_fsync(true);
+        let a = append(&log, 2, 3);
+        let waiter = log.borrow_mut().wait_visible(a.last_offset + 1);
+        flush(&log, NOW, false).await;
+        assert!(
+            matches!(waiter.await, Err(LogError::Poisoned(_))),
+            "the append is failed, not acknowledged"
+        );
+        assert!(log.borrow().is_poisoned());
+        let err = log
+            .borrow_mut()
+            .append(&batch(3, 1, NOW), 0, NOW)
+            .expect_err("refused");
+        assert!(matches!(err, AppendError::Poisoned(_)), "{err}");
+        assert!(err.to_string().contains("poisoned"));
+        storage.fail_fsync(false);
+        assert!(
+            !flush(&log, NOW, false).await,
+            "a poisoned log does not retry the sync"
+        );
+        // Durable data is still served.
+        assert_eq!(
+            read_all(&log, 0).await.expect("read"),
+            (0..3)
+                .map(|i| (i as i64, value_of(1, i)))
+                .collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
+fn full_disk_fails_appends_and_recovers() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            preallocate_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 1, 3);
+        flush(&log, NOW, false).await;
+        storage.set_capacity(Some(4096));
+        let mut waiters = Vec::new();
+        for id in 10..20 {
+            let a = append(&log, id, 20);
+            waiters.push(log.borrow_mut().wait_visible(a.last_offset + 1));
+        }
+        flush(&log, NOW, false).await;
+        for w in waiters {
+            let err = w.await.expect_err("no space");
+            assert!(err.is_no_space(), "{err}");
+        }
+        assert!(!log.borrow().is_poisoned(), "a full disk does not poison");
+        assert_eq!(
+            log.borrow().log_end_offset(),
+            3,
+            "unwritten appends were taken back"
+        );
+        assert_eq!(read_all(&log, 0).await.expect("read").len(), 3);
+        storage.set_capacity(None);
+        let a = append(&log, 30, 2);
+        assert_eq!(a.base_offset, 3);
+        let w = log.borrow_mut().wait_visible(a.last_offset + 1);
+        flush(&log, NOW, false).await;
+        w.await.expect("appends work again");
+        drop(log);
+        let log = open(&storage.after_crash(CrashKind::PowerLoss), &cfg)
+            .await
+            .expect("reopen");
+        let records = read_all(&log, 0).await.expect("read");
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[3].1, value_of(30, 0));
+    });
+}
+
+#[test]
+fn flipped_bit_in_a_sealed_segment_is_detected_on_read() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        for id in 0..20 {
+            append(&log, id, 4);
+            flush(&log, NOW, false).await;
+        }
+        close(&log, NOW).await.expect("close");
+        drop(log);
+        let first = path_of("00000000000000000000.log");
+        assert!(storage.flip_bit(&first, 200, 3));
+        // The tail cache is cold after reopen, so the read goes to disk.
+        let log = open(&storage, &cfg).await.expect("reopen");
+        let err = read(&log, 0, 1 << 20)
+            .await
+            .expect_err("corruption is reported");
+        assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn garbage_active_segment_is_truncated_and_foreign_files_ignored() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig::default();
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 1, 3);
+        flush(&log, NOW, false).await;
+        drop(log);
+        let active = path_of("00000000000000000000.log");
+        let len = storage.file_len(&active).expect("exists");
+        let mut content = vec![0u8; len];
+        let original = engine::storage::read_file(&storage, &active)
+            .await
+            .expect("read")
+            .expect("some");
+        content[..original.len()].copy_from_slice(&original);
+        let used = read_all_len(&original);
+        content.truncate(used);
+        content.extend_from_slice(b"this is not a record batch, just garbage bytes from somewhere");
+        storage.put_file(&active, &content);
+        storage.put_file(&path_of("notes.txt"), b"hello");
+        let log = open(&storage, &cfg)
+            .await
+            .expect("reopen truncates the garbage");
+        assert_eq!(read_all(&log, 0).await.expect("read").len(), 3);
+        assert_eq!(
+            storage.file_len(&active),
+            Some(used),
+            "the file was trimmed to the last good batch"
+        );
+    });
+}
+
+fn read_all_len(data: &[u8]) -> usize {
+    let mut it = sluice_records::BatchIter::new(data);
+    for r in it.by_ref() {
+        if r.is_err() {
+            break;
+        }
+    }
+    it.position()
+}
+
+#[test]
+fn retention_by_size_and_delete_records() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            retention_bytes: 6000,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        for id in 0..30 {
+            append(&log, id, 3);
+            flush(&log, NOW, false).await;
+        }
+        flush(&log, NOW, false).await;
+        let before = log.borrow().segment_count();
+        let removed = log.borrow_mut().plan_retention(NOW);
+        assert!(removed > 0 && log.borrow().segment_count() == before - removed);
+        assert!(log.borrow().size_bytes() < 6000 + 2048);
+        let start = log.borrow().log_start_offset();
+        assert!(start > 0);
+        assert!(delete_dropped_files(&log).await.expect("delete") >= removed);
+        assert!(!storage.exists(&path_of("00000000000000000000.log")));
+        assert!(matches!(
+            read(&log, 0, 100).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            read_all(&log, start)
+                .await
+                .expect("read")
+                .first()
+                .map(|r| r.0),
+            Some(start)
+        );
+        // DeleteRecords moves the start inside a segment; reads below it are refused.
+        let target = start + 4;
+        log.borrow_mut()
+            .advance_log_start(target)
+            .expect("delete records");
+        engine::recovery::checkpoint_log_start(&log)
+            .await
+            .expect("checkpoint");
+        assert!(matches!(
+            read(&log, start, 100).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        drop(log);
+        let log = open(&storage, &cfg).await.expect("reopen");
+        assert_eq!(
+            log.borrow().log_start_offset(),
+            target,
+            "the start offset survives a restart"
+        );
+    });
+}
+
+#[test]
+fn retention_by_time_keeps_the_active_segment() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            retention_ms: 1000,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        for id in 0..10 {
+            append(&log, id, 3);
+            flush(&log, NOW, false).await;
+        }
+        flush(&log, NOW, false).await;
+        assert_eq!(
+            log.borrow_mut().plan_retention(NOW + 500),
+            0,
+            "nothing old enough yet"
+        );
+        let n = log.borrow().segment_count();
+        assert_eq!(log.borrow_mut().plan_retention(NOW + 5000), n - 1);
+        assert_eq!(log.borrow().segment_count(), 1, "the active segment stays");
+        assert_eq!(
+            log.borrow().log_start_offset(),
+            log.borrow().segments_first_base()
+        );
+    });
+}
