@@ -21,6 +21,8 @@ mod error_code;
 pub mod generated;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 use bytes::Bytes;
