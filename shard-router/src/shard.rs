@@ -139,7 +139,11 @@ impl Shutdown {
 
 pub(crate) enum Event {
     Started(ShardId),
-    StartFailed(ShardId, String),
+    StartFailed {
+        shard: ShardId,
+        cpu: usize,
+        reason: String,
+    },
     Exited(ShardId),
     Signal(i32),
     ShutdownRequested,
@@ -211,6 +215,14 @@ where
     );
     let limit = env::raise_memlock(wanted)?;
     let io_memory_bytes = env::plan_io_memory(limit, shards, cfg.io_memory_bytes)?;
+    if cfg.io_memory_bytes.is_none() && io_memory_bytes < env::DEFAULT_IO_MEMORY_BYTES {
+        tracing::warn!(
+            io_memory_bytes,
+            memlock_limit_bytes = limit,
+            "locked-memory limit shrinks io_uring buffers below 10 MiB per shard; \
+             raise it with `ulimit -l unlimited` or LimitMEMLOCK=infinity"
+        );
+    }
     let cpus = budget.cpus_for(shards);
     tracing::info!(shards, ?cpus, io_memory_bytes, "starting shards");
 
@@ -365,14 +377,10 @@ fn supervise(
         let Ok(ev) = events.recv() else { break };
         match ev {
             Event::Started(s) => starting[s.index()] = false,
-            Event::StartFailed(s, reason) => {
-                starting[s.index()] = false;
+            Event::StartFailed { shard, cpu, reason } => {
+                starting[shard.index()] = false;
                 abort = true;
-                error.get_or_insert(StartError::ExecutorStart {
-                    shard: s,
-                    cpu: usize::MAX,
-                    reason,
-                });
+                error.get_or_insert(StartError::ExecutorStart { shard, cpu, reason });
             }
             Event::Exited(s) => {
                 exited[s.index()] = true;
@@ -415,7 +423,7 @@ fn supervise(
                 shutdown_all(shutdown_txs);
             }
             Event::ShutdownRequested => shutdown_all(shutdown_txs),
-            Event::Started(_) | Event::StartFailed(..) => {}
+            Event::Started(_) | Event::StartFailed { .. } => {}
         }
     }
     Outcome { error, exit_order }
@@ -440,8 +448,11 @@ where
     let ex = match builder.make() {
         Ok(ex) => ex,
         Err(e) => {
-            let reason = format!("CPU {}: {e}", start.cpu);
-            let _ = start.events.send(Event::StartFailed(start.shard, reason));
+            let _ = start.events.send(Event::StartFailed {
+                shard: start.shard,
+                cpu: start.cpu,
+                reason: e.to_string(),
+            });
             return Ok(());
         }
     };
