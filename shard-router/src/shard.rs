@@ -541,6 +541,58 @@ mod tests {
     use super::*;
     use crate::sys;
 
+    /// An executor that cannot start aborts the others before `init` runs
+    /// and is reported with its shard and CPU.
+    #[test]
+    fn an_executor_start_failure_aborts_the_start() {
+        let (tx, events) = mpsc::channel();
+        let (go0, mut go0_rx) = oneshot::channel();
+        let (go1, _go1_rx) = oneshot::channel();
+        let (sd0, mut sd0_rx) = oneshot::channel();
+        let (sd1, _sd1_rx) = oneshot::channel();
+        for ev in [
+            Event::Started(ShardId(0)),
+            Event::StartFailed {
+                shard: ShardId(1),
+                cpu: 3,
+                reason: "no such CPU".to_owned(),
+            },
+            Event::Exited(ShardId(1)),
+            Event::Exited(ShardId(0)),
+        ] {
+            tx.send(ev).expect("send");
+        }
+        let outcome = supervise(
+            &events,
+            2,
+            None,
+            &mut [Some(go0), Some(go1)],
+            &mut [Some(sd0), Some(sd1)],
+        );
+        match outcome.error {
+            Some(StartError::ExecutorStart { shard, cpu, reason }) => {
+                assert_eq!(
+                    (shard, cpu, reason.as_str()),
+                    (ShardId(1), 3, "no such CPU")
+                );
+            }
+            other => panic!("expected ExecutorStart, got {other:?}"),
+        }
+        assert_eq!(
+            go0_rx.try_recv(),
+            Err(oneshot::Canceled),
+            "shard 0 must not run init"
+        );
+        assert_eq!(sd0_rx.try_recv(), Ok(Some(())), "shard 0 is told to stop");
+        let text = StartError::ExecutorStart {
+            shard: ShardId(1),
+            cpu: 3,
+            reason: "x".to_owned(),
+        }
+        .to_string();
+        assert_eq!(text, "shard 1 (CPU 3) failed to start its executor: x");
+    }
+
     /// What `taskset -c 1 sluice ...` does: the default is one shard, on
     /// CPU 1 (or on the last allowed CPU when CPU 1 is not ours).
     #[test]
