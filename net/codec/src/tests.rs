@@ -174,3 +174,51 @@ fn schema_defaults_are_honoured() {
     let produce = crate::ProduceRequest::default();
     assert_eq!(produce.transactional_id, None);
 }
+
+#[test]
+fn api_versions_response_v3_bytes_use_header_v0() {
+    use crate::api_versions_response::ApiVersion;
+    let body = ResponseBody::ApiVersions(crate::ApiVersionsResponse {
+        error_code: 0,
+        api_keys: vec![ApiVersion {
+            api_key: 18,
+            min_version: 0,
+            max_version: 4,
+        }],
+        ..Default::default()
+    });
+    let frame = flat(&encode_response(5, ApiKey::ApiVersions, 3, &body));
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0, 0, 0, 19,        // size
+        0, 0, 0, 5,         // correlation id; no tagged fields: header v0
+        0, 0,               // error code
+        2,                  // compact array of one
+        0, 18, 0, 0, 0, 4,  // key, min, max
+        0,                  // element's tagged fields
+        0, 0, 0, 0,         // throttle time
+        0,                  // tagged fields (FinalizedFeaturesEpoch -1 is the default)
+    ];
+    assert_eq!(frame, expected);
+}
+
+#[test]
+fn error_codes_match_kafka() {
+    use crate::ErrorCode;
+    assert_eq!(ErrorCode::NONE.code(), 0);
+    assert_eq!(ErrorCode::UNKNOWN_SERVER_ERROR.code(), -1);
+    assert_eq!(ErrorCode::OFFSET_OUT_OF_RANGE.code(), 1);
+    assert_eq!(ErrorCode::CORRUPT_MESSAGE.code(), 2);
+    assert_eq!(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(), 3);
+    assert_eq!(ErrorCode::NOT_LEADER_OR_FOLLOWER.code(), 6);
+    assert_eq!(ErrorCode::MESSAGE_TOO_LARGE.code(), 10);
+    assert_eq!(ErrorCode::UNSUPPORTED_VERSION.code(), 35);
+    assert_eq!(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.code(), 45);
+    assert_eq!(ErrorCode::UNKNOWN_MEMBER_ID.code(), 25);
+    assert_eq!(ErrorCode(35).name(), Some("UNSUPPORTED_VERSION"));
+    assert_eq!(ErrorCode(-999).name(), None);
+    assert_eq!(ErrorCode(3).to_string(), "UNKNOWN_TOPIC_OR_PARTITION(3)");
+    let codes: Vec<i16> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
+    assert!(codes.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+    assert!(codes.len() > 130);
+}
