@@ -114,10 +114,11 @@ class JavaRunner(Runner):
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", self.classpath(), self.main_class, "--bootstrap", bootstrap]
 
-    def start_stream(self, bootstrap, topic, acks_file, seconds, rate, log_file):
-        """The SIGKILL test's producer, in the background: returns the Popen."""
+    def start_stream(self, bootstrap, topic, acks_file, stop_file, rate, log_file, max_seconds=120):
+        """The SIGKILL test's producer, in the background until stop_file exists: the Popen."""
         argv = self.argv(bootstrap) + ["stream", "--topic", topic, "--acks-file", str(acks_file),
-                                       "--seconds", str(seconds), "--rate", str(rate)]
+                                       "--stop-file", str(stop_file), "--seconds", str(max_seconds),
+                                       "--rate", str(rate)]
         return subprocess.Popen(argv, stdout=open(log_file, "wb"), stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
 

@@ -43,7 +43,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * ClientMain --bootstrap H:P consume --count N [--partitions P] --out-dir D [--timeout S] TOPIC...
  *            (--count -1: read each partition up to its end offset at start)
  * ClientMain --bootstrap H:P offsets-for-times TOPIC:PARTITION:TS...
- * ClientMain --bootstrap H:P stream --topic T --acks-file F --seconds S --rate R
+ * ClientMain --bootstrap H:P stream --topic T --acks-file F --rate R [--stop-file X] [--seconds S]
  * </pre>
  *
  * Record content and the dump format are those of tests/integration/clients/common.py.
@@ -285,11 +285,14 @@ public final class ClientMain {
     /**
      * A paced, numbered stream (acks=all, idempotence on) for the SIGKILL test. Every
      * acknowledged record is appended to the acks file as "partition offset seq".
-     * Runs for --seconds, then closes the producer (waiting for what is in flight).
+     * Runs until --stop-file exists or --seconds (a bound) pass, then closes the producer
+     * (waiting for what is in flight). While the broker is down, send() blocks on metadata;
+     * the pacing then catches up.
      */
     static int stream(String bootstrap, Opts o) throws Exception {
         String topic = o.str("topic", null);
-        long seconds = o.num("seconds", 20L), rate = o.num("rate", 5000L);
+        long seconds = o.num("seconds", 120L), rate = o.num("rate", 5000L);
+        Path stopFile = o.named.containsKey("stop-file") ? Path.of(o.str("stop-file", null)) : null;
         Properties p = producerProps(bootstrap, o.str("codec", "none"));
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
         p.put(ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "500");
@@ -298,8 +301,12 @@ public final class ClientMain {
         long sent = 0;
         try (BufferedWriter w = Files.newBufferedWriter(Path.of(o.str("acks-file", null)), StandardCharsets.UTF_8)) {
             KafkaProducer<byte[], byte[]> prod = new KafkaProducer<>(p);
-            long t0 = System.nanoTime(), end = t0 + seconds * 1_000_000_000L;
+            long t0 = System.nanoTime(), end = t0 + seconds * 1_000_000_000L, nextCheck = 0;
             while (System.nanoTime() < end) {
+                if (stopFile != null && System.nanoTime() > nextCheck) {
+                    if (Files.exists(stopFile)) break;
+                    nextCheck = System.nanoTime() + 100_000_000L;
+                }
                 long due = (System.nanoTime() - t0) * rate / 1_000_000_000L;
                 if (sent >= due) {
                     Thread.sleep(1);
