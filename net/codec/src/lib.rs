@@ -31,8 +31,6 @@ pub use decoder::{Decoder, Region};
 pub use encoder::{Encoder, RECORDS_COPY_THRESHOLD_BYTES};
 pub use error::DecodeError;
 pub use error_code::ErrorCode;
-pub use generated::request_header::RequestHeader;
-pub use generated::response_header::ResponseHeader;
 pub use generated::*;
 
 /// Bytes of the fixed request-header prefix: api key, version, correlation id.
@@ -127,13 +125,25 @@ pub fn encode_response(
 
 /// Decodes a response frame (after the size prefix) to a request the client
 /// sent with `api_key` and `version`.
+///
+/// A broker that does not know the ApiVersions version asked for answers in
+/// v0 (with `UNSUPPORTED_VERSION` and its key list); as Kafka's clients do,
+/// an ApiVersions response that does not parse at `version` is read as v0.
 pub fn decode_response(
     api_key: ApiKey,
     version: i16,
     frame: Bytes,
 ) -> Result<(i32, ResponseBody), DecodeError> {
-    let mut dec = Decoder::new(frame);
-    let header = ResponseHeader::decode(&mut dec, api_key.response_header_version(version))?;
-    let body = ResponseBody::decode(api_key, version, &mut dec)?;
-    Ok((header.correlation_id, body))
+    let decode_at = |version: i16, frame: Bytes| {
+        let mut dec = Decoder::new(frame);
+        let header = ResponseHeader::decode(&mut dec, api_key.response_header_version(version))?;
+        let body = ResponseBody::decode(api_key, version, &mut dec)?;
+        Ok((header.correlation_id, body))
+    };
+    match decode_at(version, frame.clone()) {
+        Err(err) if api_key == ApiKey::ApiVersions && version > 0 => {
+            decode_at(0, frame).map_err(|_| err)
+        }
+        result => result,
+    }
 }

@@ -222,3 +222,24 @@ fn error_codes_match_kafka() {
     assert!(codes.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
     assert!(codes.len() > 130);
 }
+
+#[test]
+fn an_api_versions_v0_answer_to_a_newer_request_is_read_as_v0() {
+    use crate::api_versions_response::ApiVersion;
+    use crate::{ApiVersionsResponse, ErrorCode};
+    let v0 = ResponseBody::ApiVersions(ApiVersionsResponse {
+        error_code: ErrorCode::UNSUPPORTED_VERSION.code(),
+        api_keys: vec![ApiVersion {
+            api_key: 18,
+            min_version: 0,
+            max_version: 3,
+        }],
+        ..Default::default()
+    });
+    let frame = flat(&encode_response(11, ApiKey::ApiVersions, 0, &v0));
+    let (correlation_id, body) =
+        decode_response(ApiKey::ApiVersions, 4, Bytes::from(frame[4..].to_vec()))
+            .expect("read as v0");
+    assert_eq!(correlation_id, 11);
+    assert_eq!(body, v0);
+}
