@@ -110,6 +110,11 @@ impl TimeIndex {
         self.entries.truncate(i);
     }
 
+    /// The entries, oldest first: (running max timestamp, relative offset).
+    pub fn entries(&self) -> &[(i64, u32)] {
+        &self.entries
+    }
+
     pub fn last(&self) -> Option<(i64, u32)> {
         self.entries.last().copied()
     }

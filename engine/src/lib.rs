@@ -13,6 +13,7 @@ pub mod recovery;
 pub mod segment;
 pub mod storage;
 pub mod tail_cache;
+pub mod timestamp;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use error::{AppendError, LogError};

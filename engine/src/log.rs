@@ -22,6 +22,8 @@ use crate::segment::{Segment, SegmentState};
 use crate::storage::{align_down, align_up, Storage, StorageFile};
 use crate::tail_cache::{CacheBudget, TailCache};
 
+pub use crate::timestamp::offset_for_timestamp;
+
 /// What an accepted append got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
