@@ -59,7 +59,7 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, e: &io::Error) -> LogError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, e: &io::Error) -> LogError {
         LogError::Io {
             op,
             path: path.into(),

@@ -14,6 +14,7 @@ pub mod segment;
 pub mod storage;
 pub mod tail_cache;
 pub mod timestamp;
+pub mod truncate;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use error::{AppendError, LogError};

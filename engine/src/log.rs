@@ -23,6 +23,7 @@ use crate::storage::{align_down, align_up, Storage, StorageFile};
 use crate::tail_cache::{CacheBudget, TailCache};
 
 pub use crate::timestamp::offset_for_timestamp;
+pub use crate::truncate::truncate_to;
 
 /// What an accepted append got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,10 @@ pub struct PartitionLog<S: Storage> {
     pub(crate) durable_offset: i64,
     /// Readers see offsets below this (the flush policy is met up to here). Never goes back.
     pub(crate) visible_offset: i64,
+    /// A flush job (or a truncation, which takes the same slot) is in flight.
     pub(crate) flushing: bool,
+    /// Woken when the in-flight flush or truncation ends.
+    pub(crate) flush_watchers: Vec<oneshot::Sender<()>>,
     pub(crate) poisoned: Option<String>,
     pub(crate) waiters: VecDeque<Waiter>,
     pub(crate) watchers: Vec<oneshot::Sender<()>>,
@@ -97,6 +101,7 @@ impl<S: Storage> PartitionLog<S> {
             durable_offset: 0,
             visible_offset: 0,
             flushing: false,
+            flush_watchers: Vec::new(),
             poisoned: None,
             waiters: VecDeque::new(),
             watchers: Vec::new(),
@@ -371,7 +376,29 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
-    fn fail_waiters_above(&mut self, offset: i64, err: &LogError) {
+    /// Releases the flush slot and wakes whoever waits for it.
+    pub(crate) fn end_flush(&mut self) {
+        self.flushing = false;
+        for w in self.flush_watchers.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// A future that resolves when the flush (or truncation) now in flight ends;
+    /// at once when none is.
+    pub fn flush_finished(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let (tx, rx) = oneshot::channel();
+        if self.flushing {
+            self.flush_watchers.push(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        async move {
+            let _ = rx.await;
+        }
+    }
+
+    pub(crate) fn fail_waiters_above(&mut self, offset: i64, err: &LogError) {
         let keep = self.waiters.partition_point(|w| w.end_offset <= offset);
         for w in self.waiters.drain(keep..) {
             let _ = w.tx.send(Err(err.clone()));
@@ -462,7 +489,7 @@ impl<S: Storage> PartitionLog<S> {
         outcome: FlushOutcome<S::File>,
         now_ms: i64,
     ) {
-        self.flushing = false;
+        self.end_flush();
         for (base, file) in outcome.opened {
             if let Some(seg) = self.segments.get_mut(&base) {
                 seg.file = Some(file);
