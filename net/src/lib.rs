@@ -1,2 +1,11 @@
-//! net: the Kafka-facing broker. Framing, the generated codec, one module per
-//! Kafka API, the connection loop. It must never know the file layout of logs.
+//! net: the Kafka-facing broker. Framing, dispatch, one module per Kafka API,
+//! topic admin. It must never know the file layout of logs (the engine owns it).
+
+pub mod api;
+pub mod config;
+pub mod server;
+pub mod state;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use state::ShardState;

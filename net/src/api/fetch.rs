@@ -1,0 +1,275 @@
+//! Fetch v4-v17: stored batches returned as stored, long polls that end at
+//! `min_bytes` or `max_wait_ms`. Fetch sessions (KIP-227) are declined by
+//! answering session id 0, which makes clients send full requests, as Kafka
+//! itself does when its session cache is full.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use engine::LogError;
+use sluice_codec::fetch_request::FetchRequest;
+use sluice_codec::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use sluice_codec::ErrorCode;
+use uuid::Uuid;
+
+use crate::state::{now_ms, ShardState};
+
+/// The longest long poll honoured, whatever the client asks.
+const MAX_WAIT_MS: i32 = 30_000;
+
+struct Wanted {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// The topics of a request as asked (name, id), each with its partitions to read.
+type Plan = Vec<(String, Uuid, Vec<(i32, Result<Wanted, ErrorCode>)>)>;
+
+#[derive(Default)]
+struct Got {
+    error: i16,
+    records: Vec<Bytes>,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+async fn read_on_shard(
+    s: Rc<ShardState>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+) -> Got {
+    let Some(log) = s.log(&topic, partition) else {
+        return Got {
+            error: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..Default::default()
+        };
+    };
+    match engine::log::read(&log, offset, max_bytes).await {
+        Ok(r) => Got {
+            error: 0,
+            records: r.chunks,
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+        },
+        Err(e) => {
+            let l = log.borrow();
+            let error = match e {
+                LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+                other => {
+                    tracing::error!(topic, partition, error = %other, "fetch failed");
+                    ErrorCode::KAFKA_STORAGE_ERROR
+                }
+            };
+            Got {
+                error: error.0,
+                records: Vec::new(),
+                high_watermark: l.visible_offset(),
+                log_start_offset: l.log_start_offset(),
+            }
+        }
+    }
+}
+
+/// Resolves on the owning shard when the partition's visible end passes `offset`, or at the deadline.
+async fn wait_on_shard(
+    s: Rc<ShardState>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    wait_ms: u64,
+) {
+    let Some(log) = s.log(&topic, partition) else {
+        return;
+    };
+    if log.borrow().visible_offset() > offset {
+        return;
+    }
+    let changed = log.borrow_mut().visible_changed();
+    let timeout = glommio::timer::sleep(Duration::from_millis(wait_ms));
+    futures::pin_mut!(changed, timeout);
+    futures::future::select(changed, timeout).await;
+}
+
+pub async fn handle(state: &Rc<ShardState>, req: FetchRequest, version: i16) -> FetchResponse {
+    if req.session_id != 0 {
+        return FetchResponse {
+            error_code: ErrorCode::FETCH_SESSION_ID_NOT_FOUND.0,
+            ..Default::default()
+        };
+    }
+    let table = state.topics();
+    let mut plan: Plan = Vec::new();
+    for t in req.topics {
+        let meta = if version >= 13 {
+            table.by_id(t.topic_id)
+        } else {
+            table.get(&t.topic)
+        };
+        let unknown = if version >= 13 {
+            ErrorCode::UNKNOWN_TOPIC_ID
+        } else {
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let parts = t
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let w = match meta {
+                    None => Err(unknown),
+                    Some(m) if p.partition < 0 || p.partition >= m.partitions => {
+                        Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+                    }
+                    Some(m) => Ok(Wanted {
+                        topic: m.name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    }),
+                };
+                (p.partition, w)
+            })
+            .collect();
+        plan.push((t.topic, t.topic_id, parts));
+    }
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let deadline = now_ms() + i64::from(req.max_wait_ms.clamp(0, MAX_WAIT_MS));
+    loop {
+        let mut reads = Vec::new();
+        for (_, _, parts) in &plan {
+            for (_, w) in parts {
+                if let Ok(w) = w {
+                    let (topic, partition, offset, mb) =
+                        (w.topic.clone(), w.partition, w.offset, w.max_bytes);
+                    let owner = state.owner(&topic, partition);
+                    reads.push(state.router.call(owner, move |s: &Rc<ShardState>| {
+                        Box::pin(read_on_shard(s.clone(), topic, partition, offset, mb))
+                    }));
+                }
+            }
+        }
+        let mut results = futures::future::join_all(reads).await.into_iter();
+        let mut got: Vec<Vec<(i32, Got)>> = Vec::with_capacity(plan.len());
+        let mut total = 0usize;
+        let mut any_error = false;
+        for (_, _, parts) in &plan {
+            let mut g = Vec::with_capacity(parts.len());
+            for (index, w) in parts {
+                let mut r = match w {
+                    Err(code) => Got {
+                        error: code.0,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        ..Default::default()
+                    },
+                    Ok(_) => results.next().map_or_else(
+                        || Got {
+                            error: ErrorCode::UNKNOWN_SERVER_ERROR.0,
+                            ..Default::default()
+                        },
+                        |r| {
+                            r.unwrap_or(Got {
+                                error: ErrorCode::KAFKA_STORAGE_ERROR.0,
+                                ..Default::default()
+                            })
+                        },
+                    ),
+                };
+                // The response's max_bytes: whole partitions in order, the first always.
+                let len: usize = r.records.iter().map(Bytes::len).sum();
+                if total > 0 && total + len > max_bytes {
+                    r.records.clear();
+                } else {
+                    total += len;
+                }
+                any_error |= r.error != 0;
+                g.push((*index, r));
+            }
+            got.push(g);
+        }
+        let now = now_ms();
+        if total >= min_bytes.max(1) || any_error || now >= deadline {
+            return respond(plan, got);
+        }
+        // Long poll: wait until any partition has new data, or the deadline.
+        let wait_ms = (deadline - now) as u64;
+        let mut waits = Vec::new();
+        for (_, _, parts) in &plan {
+            for (_, w) in parts.iter() {
+                if let Ok(w) = w {
+                    let (topic, partition, offset) = (w.topic.clone(), w.partition, w.offset);
+                    let owner = state.owner(&topic, partition);
+                    let job =
+                        move |s: &Rc<ShardState>| -> futures::future::LocalBoxFuture<'static, ()> {
+                            Box::pin(wait_on_shard(s.clone(), topic, partition, offset, wait_ms))
+                        };
+                    waits.push(Box::pin(state.router.call(owner, job)));
+                }
+            }
+        }
+        if waits.is_empty() {
+            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+        } else {
+            let (_first, _, _rest) = futures::future::select_all(waits).await;
+        }
+    }
+}
+
+fn respond(plan: Plan, got: Vec<Vec<(i32, Got)>>) -> FetchResponse {
+    let responses = plan
+        .into_iter()
+        .zip(got)
+        .map(|((topic, topic_id, _), parts)| FetchableTopicResponse {
+            topic,
+            topic_id,
+            partitions: parts
+                .into_iter()
+                .map(|(partition_index, g)| PartitionData {
+                    partition_index,
+                    error_code: g.error,
+                    high_watermark: g.high_watermark,
+                    // No transactions: the last stable offset is the high watermark.
+                    last_stable_offset: g.high_watermark,
+                    log_start_offset: g.log_start_offset,
+                    aborted_transactions: Some(Vec::new()),
+                    preferred_read_replica: -1,
+                    records: Some(join(g.records)),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+        .collect();
+    FetchResponse {
+        responses,
+        session_id: 0,
+        ..Default::default()
+    }
+}
+
+/// One `Bytes` for the records field: zero-copy for one chunk (a disk read
+/// is one buffer); batches from the tail cache are separate buffers and are
+/// copied together.
+fn join(chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                out.extend_from_slice(&c);
+            }
+            out.freeze()
+        }
+    }
+}

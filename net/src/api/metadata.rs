@@ -1,0 +1,143 @@
+//! Metadata v0-v13 (auto-creates topics when asked and enabled) and
+//! DescribeCluster v0-v2. A single node leads every partition.
+
+use std::rc::Rc;
+
+use sluice_codec::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use sluice_codec::metadata_request::MetadataRequest;
+use sluice_codec::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use sluice_codec::ErrorCode;
+
+use crate::api::admin::{self, NewTopic};
+use crate::state::ShardState;
+use crate::topics::{validate_topic_name, TopicMeta};
+
+/// Kafka's "authorized operations not requested" marker.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+fn topic_entry(state: &ShardState, meta: &TopicMeta) -> MetadataResponseTopic {
+    let node = state.config.node_id;
+    MetadataResponseTopic {
+        error_code: 0,
+        name: Some(meta.name.clone()),
+        topic_id: meta.id,
+        is_internal: meta.internal,
+        partitions: (0..meta.partitions)
+            .map(|p| MetadataResponsePartition {
+                error_code: 0,
+                partition_index: p,
+                leader_id: node,
+                leader_epoch: 0,
+                replica_nodes: vec![node],
+                isr_nodes: vec![node],
+                offline_replicas: vec![],
+            })
+            .collect(),
+        topic_authorized_operations: OPS_NOT_REQUESTED,
+    }
+}
+
+pub async fn handle(
+    state: &Rc<ShardState>,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let cfg = &state.config;
+    // v0 had no null: an empty list meant all topics.
+    let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t.into_iter().map(|t| (t.name, t.topic_id)).collect()),
+    };
+    let auto_create = cfg.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    if let (Some(wanted), true) = (&wanted, auto_create) {
+        let table = state.topics();
+        let missing: Vec<NewTopic> = wanted
+            .iter()
+            .filter_map(|(name, _)| name.as_ref())
+            .filter(|n| table.get(n).is_none() && validate_topic_name(n).is_ok())
+            .map(|n| NewTopic {
+                name: n.clone(),
+                partitions: cfg.num_partitions,
+                configs: Default::default(),
+            })
+            .collect();
+        if !missing.is_empty() {
+            for (name, result) in admin::create(state, missing, false).await {
+                if let Err((code, msg)) = result {
+                    if code != ErrorCode::TOPIC_ALREADY_EXISTS.0 {
+                        tracing::warn!(topic = name, code, msg, "auto-creating a topic failed");
+                    }
+                }
+            }
+        }
+    }
+    let table = state.topics();
+    let topics = match wanted {
+        None => table
+            .topics
+            .values()
+            .map(|m| topic_entry(state, m))
+            .collect(),
+        Some(wanted) => wanted
+            .into_iter()
+            .map(|(name, id)| {
+                let meta = match &name {
+                    Some(n) => table.get(n),
+                    None => table.by_id(id),
+                };
+                match meta {
+                    Some(m) => topic_entry(state, m),
+                    None => {
+                        let code = match &name {
+                            Some(n) if validate_topic_name(n).is_err() => {
+                                ErrorCode::INVALID_TOPIC_EXCEPTION
+                            }
+                            Some(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                            None => ErrorCode::UNKNOWN_TOPIC_ID,
+                        };
+                        MetadataResponseTopic {
+                            error_code: code.0,
+                            name,
+                            topic_id: id,
+                            ..Default::default()
+                        }
+                    }
+                }
+            })
+            .collect(),
+    };
+    MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: cfg.node_id,
+            host: cfg.advertised_host.clone(),
+            port: i32::from(cfg.advertised_port),
+            rack: None,
+        }],
+        cluster_id: Some(cfg.cluster_id.clone()),
+        controller_id: cfg.node_id,
+        topics,
+        cluster_authorized_operations: OPS_NOT_REQUESTED,
+        ..Default::default()
+    }
+}
+
+pub fn describe_cluster(state: &ShardState) -> DescribeClusterResponse {
+    let cfg = &state.config;
+    DescribeClusterResponse {
+        endpoint_type: 1,
+        cluster_id: cfg.cluster_id.clone(),
+        controller_id: cfg.node_id,
+        brokers: vec![DescribeClusterBroker {
+            broker_id: cfg.node_id,
+            host: cfg.advertised_host.clone(),
+            port: i32::from(cfg.advertised_port),
+            rack: None,
+            is_fenced: false,
+        }],
+        cluster_authorized_operations: OPS_NOT_REQUESTED,
+        ..Default::default()
+    }
+}

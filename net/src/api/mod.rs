@@ -1,0 +1,142 @@
+//! One module per Kafka API, each stating the versions it serves; dispatch.
+//!
+//! ApiVersions advertises exactly [`SUPPORTED`] (intersected with what the codec
+//! decodes); anything else is not advertised, and a request for it closes the
+//! connection, as Kafka does for an API it does not know.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use sluice_codec::{
+    decode_request, decode_request_header_prefix, encode_response, ApiKey, RequestBody,
+    ResponseBody,
+};
+
+use crate::server::PendingResponse;
+use crate::state::ShardState;
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod producer_id;
+
+/// The APIs this broker serves, with the version range of each handler.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The advertised range of `key`: the handler's range within the codec's.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    let &(_, lo, hi) = SUPPORTED.iter().find(|(k, _, _)| *k == key)?;
+    let (clo, chi) = key.supported_versions();
+    let (lo, hi) = (lo.max(clo), hi.min(chi));
+    (lo <= hi).then_some((lo, hi))
+}
+
+fn respond(
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+    body: ResponseBody,
+) -> Option<Vec<Bytes>> {
+    Some(encode_response(correlation_id, key, version, &body))
+}
+
+/// Decodes one request frame and starts its handling. Returns once the
+/// request's order-sensitive part is queued (produce appends are queued on their
+/// shards here, before the next request is read), with the response to come.
+/// `Err` closes the connection.
+pub async fn dispatch(state: &Rc<ShardState>, frame: Bytes) -> Result<PendingResponse, String> {
+    let (key, version, correlation_id) =
+        decode_request_header_prefix(&frame).map_err(|e| e.to_string())?;
+    let Some(api) = ApiKey::from_i16(key) else {
+        return Err(format!("unknown api key {key}"));
+    };
+    let supported = supported_range(api).is_some_and(|(lo, hi)| lo <= version && version <= hi);
+    if !supported {
+        if api == ApiKey::ApiVersions {
+            // Answered in v0 so a client can read it whatever it asked for.
+            let body = api_versions::unsupported_version();
+            return Ok(Box::pin(async move {
+                respond(correlation_id, api, 0, ResponseBody::ApiVersions(body))
+            }));
+        }
+        return Err(format!("{} v{version} is not supported", api.name()));
+    }
+    let (_header, body) =
+        decode_request(frame).map_err(|e| format!("{} v{version}: {e}", api.name()))?;
+    let state = state.clone();
+    let pending: PendingResponse = match body {
+        RequestBody::Produce(req) => {
+            let acks = req.acks;
+            let response = produce::enqueue(&state, req, version).await;
+            Box::pin(async move {
+                let body = response.await;
+                // acks=0: the client expects no response at all.
+                if acks == 0 {
+                    return None;
+                }
+                respond(correlation_id, api, version, ResponseBody::Produce(body))
+            })
+        }
+        body => {
+            let task = glommio::spawn_local(async move {
+                let response = handle(&state, body, version).await;
+                respond(correlation_id, api, version, response)
+            });
+            Box::pin(task)
+        }
+    };
+    Ok(pending)
+}
+
+async fn handle(state: &Rc<ShardState>, body: RequestBody, version: i16) -> ResponseBody {
+    match body {
+        RequestBody::ApiVersions(_) => ResponseBody::ApiVersions(api_versions::handle()),
+        RequestBody::Metadata(req) => {
+            ResponseBody::Metadata(metadata::handle(state, req, version).await)
+        }
+        RequestBody::Fetch(req) => ResponseBody::Fetch(fetch::handle(state, req, version).await),
+        RequestBody::ListOffsets(req) => {
+            ResponseBody::ListOffsets(list_offsets::handle(state, req).await)
+        }
+        RequestBody::CreateTopics(req) => {
+            ResponseBody::CreateTopics(admin::create_topics(state, req).await)
+        }
+        RequestBody::DeleteTopics(req) => {
+            ResponseBody::DeleteTopics(admin::delete_topics(state, req, version).await)
+        }
+        RequestBody::CreatePartitions(req) => {
+            ResponseBody::CreatePartitions(admin::create_partitions(state, req).await)
+        }
+        RequestBody::DescribeConfigs(req) => {
+            ResponseBody::DescribeConfigs(admin::describe_configs(state, req))
+        }
+        RequestBody::DescribeCluster(_) => {
+            ResponseBody::DescribeCluster(metadata::describe_cluster(state))
+        }
+        RequestBody::InitProducerId(req) => {
+            ResponseBody::InitProducerId(producer_id::handle(state, req).await)
+        }
+        other => unreachable_api(other),
+    }
+}
+
+fn unreachable_api(body: RequestBody) -> ResponseBody {
+    // dispatch() refuses every API outside SUPPORTED before decoding, and every
+    // API in SUPPORTED has an arm above: this is a programming error.
+    panic!("no handler for {}", body.api_key().name())
+}

@@ -1,0 +1,155 @@
+//! Accepting connections, framing, dispatch in arrival order, responses in
+//! request order.
+//!
+//! Each connection has a reader (this task) and a writer task joined by a
+//! bounded queue of pending responses: when `max_in_flight_per_connection`
+//! responses are outstanding the reader stops reading the socket, which is the
+//! back-pressure a slow client or a busy shard gets.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::api;
+use crate::state::ShardState;
+
+/// A response to come: its encoded frame, or `None` (acks=0 produce).
+pub type PendingResponse = LocalBoxFuture<'static, Option<Vec<Bytes>>>;
+
+/// Accepts connections until shutdown.
+pub async fn serve(state: Rc<ShardState>, listener: TcpListener) {
+    let shutdown = state.shutdown.clone();
+    loop {
+        let accept = listener.accept();
+        let stop = shutdown.wait();
+        futures::pin_mut!(accept, stop);
+        match futures::future::select(accept, stop).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                let _ = stream.set_nodelay(true);
+                glommio::spawn_local(connection(state.clone(), stream)).detach();
+            }
+            futures::future::Either::Left((Err(e), _)) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            futures::future::Either::Right(_) => return,
+        }
+    }
+}
+
+/// One half of a socket shared by the reader and writer tasks of a connection.
+/// Each poll borrows the stream only for its duration; both tasks run on this
+/// shard's thread, so the borrows never overlap.
+struct Half(Rc<RefCell<TcpStream>>);
+
+impl AsyncRead for Half {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Half {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
+    }
+}
+
+/// Chunks at most this small are coalesced into one write; larger ones (stored
+/// record batches) are written as they are, without a copy.
+const COALESCE_BELOW_BYTES: usize = 16 << 10;
+
+async fn write_frame(out: &mut Half, chunks: Vec<Bytes>) -> std::io::Result<()> {
+    let mut small = BytesMut::new();
+    for chunk in chunks {
+        if chunk.len() < COALESCE_BELOW_BYTES {
+            small.extend_from_slice(&chunk);
+            if small.len() >= COALESCE_BELOW_BYTES {
+                out.write_all(&small).await?;
+                small.clear();
+            }
+        } else {
+            if !small.is_empty() {
+                out.write_all(&small).await?;
+                small.clear();
+            }
+            out.write_all(&chunk).await?;
+        }
+    }
+    if !small.is_empty() {
+        out.write_all(&small).await?;
+    }
+    Ok(())
+}
+
+async fn connection(state: Rc<ShardState>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let stream = Rc::new(RefCell::new(stream));
+    let mut reader = Half(stream.clone());
+    let mut writer = Half(stream);
+    let (tx, rx) =
+        local_channel::new_bounded::<PendingResponse>(state.config.max_in_flight_per_connection);
+    let writer_task = glommio::spawn_local(async move {
+        while let Some(pending) = rx.recv().await {
+            if let Some(frame) = pending.await {
+                if let Err(e) = write_frame(&mut writer, frame).await {
+                    tracing::debug!(error = %e, "write failed; closing the connection");
+                    return;
+                }
+            }
+        }
+    });
+    let max = state.config.max_request_bytes;
+    loop {
+        let mut size = [0u8; 4];
+        if reader.read_exact(&mut size).await.is_err() {
+            break;
+        }
+        let size = i32::from_be_bytes(size);
+        if size < 0 || size as usize > max {
+            tracing::warn!(%peer, size, max, "request frame size out of bounds (socket.request.max.bytes); closing the connection");
+            break;
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        if reader.read_exact(&mut frame).await.is_err() {
+            break;
+        }
+        match api::dispatch(&state, frame.freeze()).await {
+            Ok(pending) => {
+                if tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "bad request; closing the connection");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    // Answer what was accepted before the connection closed, then let go.
+    writer_task.await;
+}

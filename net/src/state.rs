@@ -1,0 +1,347 @@
+//! A shard's state: its copy of the topic table, the partition logs it owns,
+//! its group-commit flusher. Shard 0 also owns topic admin and producer ids.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use engine::log::{delete_dropped_files, flush_all, PartitionLog};
+use engine::storage::dma::DmaStorage;
+use engine::storage::{read_file, write_file_atomic, Storage};
+use engine::{CacheBudget, LogError};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use shard_router::{partition_shard, Router, ShardId, Shutdown};
+
+use crate::config::BrokerConfig;
+use crate::topics::{log_config, SharedTopics, TopicTable};
+
+pub type Log = Rc<RefCell<PartitionLog<DmaStorage>>>;
+
+const TOPICS_FILE: &str = "topics.json";
+const PRODUCER_IDS_FILE: &str = "producer-ids";
+/// Producer ids are reserved durably in blocks of this size, so an id is never
+/// handed out twice, even across a crash.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub struct ShardState {
+    pub shard: ShardId,
+    pub shards: u16,
+    pub config: BrokerConfig,
+    pub router: Router<ShardState>,
+    pub shutdown: Shutdown,
+    topics: RefCell<SharedTopics>,
+    logs: RefCell<HashMap<(String, i32), Log>>,
+    budget: CacheBudget,
+    storage: DmaStorage,
+    dirty: RefCell<Vec<Log>>,
+    flush_signal: LocalSender<()>,
+    flush_wake: RefCell<Option<LocalReceiver<()>>>,
+    /// Shard 0: the next producer id, and the end of the durably reserved block.
+    producer_ids: Cell<(i64, i64)>,
+    /// Shard 0: topic admin operations run one at a time.
+    pub admin_lock: glommio::sync::Semaphore,
+    /// Topic table changes are applied one at a time on each shard.
+    apply_lock: glommio::sync::Semaphore,
+    started: Cell<bool>,
+}
+
+impl ShardState {
+    pub fn new(
+        shard: ShardId,
+        shards: u16,
+        config: BrokerConfig,
+        router: Router<ShardState>,
+        shutdown: Shutdown,
+    ) -> Self {
+        let (tx, rx) = local_channel::new_bounded(1);
+        ShardState {
+            shard,
+            shards,
+            budget: CacheBudget::new(config.tail_cache_bytes),
+            config,
+            router,
+            shutdown,
+            topics: RefCell::new(Arc::new(TopicTable::default())),
+            logs: RefCell::new(HashMap::new()),
+            storage: DmaStorage,
+            dirty: RefCell::new(Vec::new()),
+            flush_signal: tx,
+            flush_wake: RefCell::new(Some(rx)),
+            producer_ids: Cell::new((0, 0)),
+            admin_lock: glommio::sync::Semaphore::new(1),
+            apply_lock: glommio::sync::Semaphore::new(1),
+            started: Cell::new(false),
+        }
+    }
+
+    pub fn topics(&self) -> SharedTopics {
+        self.topics.borrow().clone()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        partition_shard(topic, partition, self.shards)
+    }
+
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.logs
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    fn log_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Queues `log` for the next group commit.
+    pub fn mark_dirty(&self, log: &Log) {
+        let mut dirty = self.dirty.borrow_mut();
+        if !dirty.iter().any(|l| Rc::ptr_eq(l, log)) {
+            dirty.push(log.clone());
+        }
+        // A full signal channel means a wake-up is already pending.
+        let _ = self.flush_signal.try_send(());
+    }
+
+    /// Loads the topic table and opens the logs this shard owns.
+    pub async fn start(self: &Rc<Self>) -> Result<(), LogError> {
+        // glommio marks a device pollable when the first DMA file it opens there is
+        // empty, after which reads fail (PLATFORM.md): open a non-empty file first.
+        let marker = self.config.data_dir.join(".sluice-device-probe");
+        let file = self
+            .storage
+            .create(&marker)
+            .await
+            .map_err(|e| LogError::io("create", &marker, &e))?;
+        if engine::storage::StorageFile::size(&file).await.unwrap_or(0) == 0 {
+            let mut buf = engine::storage::StorageFile::alloc(&file, 4096);
+            buf.as_mut()[..6].copy_from_slice(b"sluice");
+            engine::storage::StorageFile::write_at(&file, buf, 0)
+                .await
+                .map_err(|e| LogError::io("write", &marker, &e))?;
+        }
+        let _ = engine::storage::StorageFile::close(file).await;
+
+        let path = self.config.data_dir.join(TOPICS_FILE);
+        let table = match read_file(&self.storage, &path)
+            .await
+            .map_err(|e| LogError::io("read", &path, &e))?
+        {
+            Some(data) => {
+                serde_json::from_slice::<TopicTable>(&data).map_err(|e| LogError::Corrupt {
+                    path: path.clone(),
+                    position: 0,
+                    reason: e.to_string(),
+                })?
+            }
+            None => TopicTable::default(),
+        };
+        if self.shard.0 == 0 {
+            self.load_producer_ids().await?;
+        }
+        self.apply_topics(Arc::new(table)).await?;
+        self.started.set(true);
+        Ok(())
+    }
+
+    /// Waits until every shard has loaded its logs, so no connection is served
+    /// against a half-loaded node.
+    pub async fn wait_all_started(&self) {
+        for shard in 0..self.shards {
+            loop {
+                let started = self
+                    .router
+                    .call(ShardId(shard), |s: &Rc<ShardState>| {
+                        let started = s.started.get();
+                        Box::pin(async move { started })
+                    })
+                    .await
+                    .unwrap_or(true);
+                if started {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Replaces this shard's copy of the topic table, opening logs of new
+    /// partitions it owns and deleting those of deleted topics.
+    pub async fn apply_topics(self: &Rc<Self>, table: SharedTopics) -> Result<(), LogError> {
+        let _permit = self
+            .apply_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        if table.version < self.topics.borrow().version {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut *self.topics.borrow_mut(), table.clone());
+        // Deleted (or deleted and re-created) topics: drop and delete their logs.
+        for (name, meta) in &old.topics {
+            if table.get(name).is_none_or(|t| t.id != meta.id) {
+                for p in 0..meta.partitions {
+                    if self.owner(name, p) == self.shard {
+                        self.logs.borrow_mut().remove(&(name.clone(), p));
+                        engine::recovery::delete(&self.storage, &self.log_dir(name, p)).await?;
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        for (name, meta) in &table.topics {
+            let cfg = log_config(&meta.configs, &self.config.topic_defaults)
+                .map_err(LogError::InvalidArgument)?;
+            for p in 0..meta.partitions {
+                if self.owner(name, p) != self.shard {
+                    continue;
+                }
+                if let Some(log) = self.log(name, p) {
+                    log.borrow_mut().set_config(cfg.clone());
+                    continue;
+                }
+                let log = engine::recovery::open(
+                    self.storage,
+                    self.log_dir(name, p),
+                    cfg.clone(),
+                    self.budget.clone(),
+                    now,
+                )
+                .await?;
+                self.logs
+                    .borrow_mut()
+                    .insert((name.clone(), p), Rc::new(RefCell::new(log)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shard 0: persists `table` and installs it on every shard.
+    pub async fn publish_topics(self: &Rc<Self>, table: TopicTable) -> Result<(), String> {
+        debug_assert_eq!(self.shard.0, 0, "topic admin runs on shard 0");
+        let path = self.config.data_dir.join(TOPICS_FILE);
+        let body = serde_json::to_vec_pretty(&table).map_err(|e| e.to_string())?;
+        write_file_atomic(&self.storage, &path, &body)
+            .await
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let table = Arc::new(table);
+        let results = self
+            .router
+            .broadcast(move |s: &Rc<ShardState>| {
+                let s = s.clone();
+                let t = table.clone();
+                Box::pin(async move { s.apply_topics(t).await.map_err(|e| e.to_string()) })
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        results.into_iter().collect()
+    }
+
+    async fn load_producer_ids(&self) -> Result<(), LogError> {
+        let path = self.config.data_dir.join(PRODUCER_IDS_FILE);
+        let reserved_end = match read_file(&self.storage, &path)
+            .await
+            .map_err(|e| LogError::io("read", &path, &e))?
+        {
+            Some(d) => std::str::from_utf8(&d)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| LogError::Corrupt {
+                    path: path.clone(),
+                    position: 0,
+                    reason: "not a number".into(),
+                })?,
+            None => 0,
+        };
+        // Ids up to the reserved end may have been handed out before a crash:
+        // start after them.
+        self.producer_ids.set((reserved_end, reserved_end));
+        Ok(())
+    }
+
+    /// Shard 0: the next never-used producer id.
+    pub async fn allocate_producer_id(&self) -> Result<i64, LogError> {
+        let (next, end) = self.producer_ids.get();
+        if next >= end {
+            let new_end = next + PRODUCER_ID_BLOCK;
+            let path = self.config.data_dir.join(PRODUCER_IDS_FILE);
+            write_file_atomic(&self.storage, &path, new_end.to_string().as_bytes())
+                .await
+                .map_err(|e| LogError::io("write", &path, &e))?;
+            let (next, _) = self.producer_ids.get();
+            self.producer_ids.set((next.max(end), new_end));
+        }
+        let (next, end) = self.producer_ids.get();
+        self.producer_ids.set((next + 1, end));
+        Ok(next)
+    }
+
+    /// The group-commit loop: whenever logs are dirty, flush them all together.
+    pub async fn run_flusher(self: Rc<Self>) {
+        let Some(wake) = self.flush_wake.borrow_mut().take() else {
+            return;
+        };
+        loop {
+            let logs: Vec<Log> = std::mem::take(&mut *self.dirty.borrow_mut());
+            if logs.is_empty() {
+                if self.shutdown.is_set() {
+                    return;
+                }
+                if wake.recv().await.is_none() {
+                    return;
+                }
+                continue;
+            }
+            flush_all(&logs, now_ms()).await;
+        }
+    }
+
+    /// Periodic work: interval flushes and retention.
+    pub async fn run_housekeeping(self: Rc<Self>) {
+        let mut last_retention = now_ms();
+        while !self.shutdown.is_set() {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            let now = now_ms();
+            let logs: Vec<Log> = self.logs.borrow().values().cloned().collect();
+            for log in &logs {
+                if log.borrow().needs_flush(now) {
+                    self.mark_dirty(log);
+                }
+            }
+            if now - last_retention >= self.config.retention_check_interval_ms as i64 {
+                last_retention = now;
+                for log in &logs {
+                    if log.borrow_mut().plan_retention(now) > 0 {
+                        if let Err(e) = delete_dropped_files(log).await {
+                            tracing::warn!(error = %e, "retention could not delete files");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log cleanly (graceful shutdown).
+    pub async fn close_all(&self) {
+        let logs: Vec<(String, i32, Log)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|((t, p), l)| (t.clone(), *p, l.clone()))
+            .collect();
+        for (topic, partition, log) in logs {
+            if let Err(e) = engine::recovery::close(&log, now_ms()).await {
+                tracing::error!(topic, partition, error = %e, "could not close the log cleanly");
+            }
+        }
+    }
+}
