@@ -195,4 +195,4 @@ class KafkaBroker(Broker):
 def make_broker(data_dir: Path) -> Broker:
     if target() == "kafka":
         return KafkaBroker(data_dir, free_port(span=2))
-    return SluiceBroker(data_dir, free_port())
+    return SluiceBroker(data_dir, free_port(span=2))  # span 2: room for a fake (Kafka) controller
