@@ -45,9 +45,21 @@ def shared_broker(tmp_path_factory):
     b.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        item.stash[_FAILED] = True
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def broker_factory(tmp_path_factory):
-    """Own brokers for tests that stop, restart or kill them: make() -> started broker."""
+def broker_factory(tmp_path_factory, request):
+    """Own brokers for tests that stop, restart or kill them: make() -> started broker.
+    When the test fails, the tail of each broker's log is printed."""
     made = []
 
     def make():
@@ -58,6 +70,8 @@ def broker_factory(tmp_path_factory):
 
     yield make
     for b in made:
+        if request.node.stash.get(_FAILED, False):
+            print(f"\n--- {b} log tail ---\n{b.log_tail()}")
         try:
             b.close()
         except Exception as e:  # teardown must not hide the test's own failure
