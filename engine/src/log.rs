@@ -1140,6 +1140,11 @@ pub async fn delete_dropped_files<S: Storage>(
             l.dir.clone(),
         )
     };
+    if !paths.is_empty() {
+        // Persist the start first: if every segment file goes and the active one
+        // was never written, a reopen must not restart offsets at 0.
+        crate::recovery::checkpoint_log_start(log).await?;
+    }
     let mut removed = 0;
     for path in &paths {
         for ext in ["log", "index", "timeindex"] {

@@ -392,6 +392,14 @@ pub async fn open<S: Storage>(
     log.segments = segments;
     log.producers = producers;
     log.log_start_offset = checkpoint_start.unwrap_or(first).clamp(first, next);
+    if checkpoint_start.is_some_and(|c| c != log.log_start_offset) {
+        // A power loss took back data past the checkpointed start: record the
+        // start in force, or the stale one returns once offsets grow past it.
+        let body = with_crc(&i64s_body(&[log.log_start_offset]));
+        write_file_atomic(&storage, &start_path, &body)
+            .await
+            .map_err(|e| LogError::io("write", &start_path, &e))?;
+    }
     log.next_offset = next;
     log.written_offset = next;
     log.durable_offset = next;
