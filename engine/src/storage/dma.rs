@@ -9,6 +9,32 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use super::{Storage, StorageFile};
 
+/// The marker file [`prime_device`] opens.
+pub const DEVICE_PROBE_FILE: &str = ".sluice-device-probe";
+
+/// Works around glommio 0.9's I/O-poll probe (PLATFORM.md): the first `DmaFile`
+/// an executor opens on a device decides whether the device is pollable, and an
+/// empty file makes it answer wrongly, after which every `read_at` on that device
+/// fails with `EOPNOTSUPP`. Call this in each executor, on each data directory's
+/// device, before opening any log: it opens a small non-empty marker file in
+/// `dir` (created if missing) with a `DmaFile`, so the probe sees data.
+/// `dir` must not be a partition directory (the marker would be a foreign file there).
+pub async fn prime_device(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(DEVICE_PROBE_FILE);
+    let non_empty = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+    if !non_empty {
+        // Plain buffered I/O: it must not be the first DmaFile of the device.
+        std::fs::write(&path, [b's'; 4096])?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .dma_open(&path)
+        .await
+        .map_err(io::Error::from)?;
+    file.close().await.map_err(io::Error::from)
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DmaStorage;
 
