@@ -23,8 +23,26 @@ use crate::state::ShardState;
 /// A response to come: its encoded frame, or `None` (acks=0 produce).
 pub type PendingResponse = LocalBoxFuture<'static, Option<Vec<Bytes>>>;
 
-/// Accepts connections until shutdown.
+/// How long a shutdown waits for connections to answer what they have read.
+const DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Accepts connections until shutdown, then waits (bounded) until every
+/// connection of this shard has answered the requests it had read.
 pub async fn serve(state: Rc<ShardState>, listener: TcpListener) {
+    accept_loop(&state, listener).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while state.connections.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    if state.connections.get() > 0 {
+        tracing::warn!(
+            connections = state.connections.get(),
+            "connections still open after the drain timeout"
+        );
+    }
+}
+
+async fn accept_loop(state: &Rc<ShardState>, listener: TcpListener) {
     let shutdown = state.shutdown.clone();
     loop {
         let accept = listener.accept();
@@ -102,7 +120,19 @@ async fn write_frame(out: &mut Half, chunks: Vec<Bytes>) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Counts a connection for the shutdown drain while it lives.
+struct Open(Rc<ShardState>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
 async fn connection(state: Rc<ShardState>, stream: TcpStream) {
+    state.connections.set(state.connections.get() + 1);
+    let _open = Open(state.clone());
+    let shutdown = state.shutdown.clone();
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
@@ -125,8 +155,13 @@ async fn connection(state: Rc<ShardState>, stream: TcpStream) {
     let max = state.config.max_request_bytes;
     loop {
         let mut size = [0u8; 4];
-        if reader.read_exact(&mut size).await.is_err() {
-            break;
+        // On shutdown, stop reading: what was read is still answered below.
+        let read = reader.read_exact(&mut size);
+        let stop = shutdown.wait();
+        futures::pin_mut!(read, stop);
+        match futures::future::select(read, stop).await {
+            futures::future::Either::Left((Ok(()), _)) => {}
+            _ => break,
         }
         let size = i32::from_be_bytes(size);
         if size < 0 || size as usize > max {

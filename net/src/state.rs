@@ -52,6 +52,10 @@ pub struct ShardState {
     /// Topic table changes are applied one at a time on each shard.
     apply_lock: glommio::sync::Semaphore,
     started: Cell<bool>,
+    /// Open client connections on this shard.
+    pub(crate) connections: Cell<usize>,
+    /// Set once this shard stopped reading requests and answered all it had.
+    drained: Cell<bool>,
 }
 
 impl ShardState {
@@ -80,6 +84,8 @@ impl ShardState {
             admin_lock: glommio::sync::Semaphore::new(1),
             apply_lock: glommio::sync::Semaphore::new(1),
             started: Cell::new(false),
+            connections: Cell::new(0),
+            drained: Cell::new(false),
         }
     }
 
@@ -156,17 +162,30 @@ impl ShardState {
     /// Waits until every shard has loaded its logs, so no connection is served
     /// against a half-loaded node.
     pub async fn wait_all_started(&self) {
+        self.wait_all(|s| s.started.get()).await
+    }
+
+    /// Marks this shard drained (no more requests will be read) and waits until
+    /// every shard is: only then may logs close, since a connection on another
+    /// shard could still append to this shard's partitions.
+    pub async fn wait_all_drained(&self) {
+        self.drained.set(true);
+        self.wait_all(|s| s.drained.get()).await
+    }
+
+    async fn wait_all(&self, done: fn(&ShardState) -> bool) {
         for shard in 0..self.shards {
             loop {
-                let started = self
+                let ok = self
                     .router
-                    .call(ShardId(shard), |s: &Rc<ShardState>| {
-                        let started = s.started.get();
-                        Box::pin(async move { started })
+                    .call(ShardId(shard), move |s: &Rc<ShardState>| {
+                        let ok = done(s);
+                        Box::pin(async move { ok })
                     })
                     .await
+                    // A shard that is gone is neither serving nor appending.
                     .unwrap_or(true);
-                if started {
+                if ok {
                     break;
                 }
                 glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -293,9 +312,8 @@ impl ShardState {
         loop {
             let logs: Vec<Log> = std::mem::take(&mut *self.dirty.borrow_mut());
             if logs.is_empty() {
-                if self.shutdown.is_set() {
-                    return;
-                }
+                // Not stopped by shutdown: requests still being answered during
+                // the drain need their flushes.
                 if wake.recv().await.is_none() {
                     return;
                 }

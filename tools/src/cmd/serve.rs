@@ -110,6 +110,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             state.wait_all_started().await;
             tracing::info!(shard = ctx.shard().0, cpu = ctx.cpu(), "serving");
             net::server::serve(state.clone(), listener).await;
+            state.wait_all_drained().await;
             state.close_all().await;
             tracing::info!(shard = ctx.shard().0, "stopped cleanly");
             Ok(())
