@@ -38,7 +38,7 @@ pub struct NewTopic {
 
 /// Runs `f` on shard 0 with the admin lock held, over a copy of the topic
 /// table; publishes the table when `f` changed it.
-async fn on_controller<F, R>(state: &Rc<ShardState>, f: F) -> Result<R, AdminError>
+pub(crate) async fn on_controller<F, R>(state: &Rc<ShardState>, f: F) -> Result<R, AdminError>
 where
     F: FnOnce(&ShardState, &mut TopicTable) -> R + Send + 'static,
     R: Send + 'static,

@@ -16,10 +16,16 @@ use crate::server::PendingResponse;
 use crate::state::ShardState;
 
 pub mod admin;
+pub mod alter_configs;
 pub mod api_versions;
+pub mod delete_records;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer_id;
 
@@ -36,6 +42,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 5),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -130,6 +142,24 @@ async fn handle(state: &Rc<ShardState>, body: RequestBody, version: i16) -> Resp
         }
         RequestBody::InitProducerId(req) => {
             ResponseBody::InitProducerId(producer_id::handle(state, req).await)
+        }
+        RequestBody::IncrementalAlterConfigs(req) => ResponseBody::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(state, req).await,
+        ),
+        RequestBody::AlterConfigs(req) => {
+            ResponseBody::AlterConfigs(alter_configs::handle(state, req).await)
+        }
+        RequestBody::DeleteRecords(req) => {
+            ResponseBody::DeleteRecords(delete_records::handle(state, req).await)
+        }
+        RequestBody::OffsetForLeaderEpoch(req) => {
+            ResponseBody::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(state, req).await)
+        }
+        RequestBody::DescribeProducers(req) => {
+            ResponseBody::DescribeProducers(describe_producers::handle(state, req).await)
+        }
+        RequestBody::DescribeLogDirs(req) => {
+            ResponseBody::DescribeLogDirs(describe_log_dirs::handle(state, req).await)
         }
         other => unreachable_api(other),
     }
