@@ -176,9 +176,13 @@ impl<S: Storage> PartitionLog<S> {
         if self.flushing || self.poisoned.is_some() {
             return false;
         }
+        // Only the unsealed suffix can hold unwritten data: stop at the first
+        // sealed segment so a 1,000-segment log costs what a 1-segment one does.
         let unwritten = self
             .segments
             .values()
+            .rev()
+            .take_while(|s| s.state != SegmentState::Sealed)
             .any(|s| !s.pending.is_empty() || s.state == SegmentState::Sealing);
         unwritten || self.sync_due(now_ms) || self.snapshot_due.is_some()
     }
@@ -415,7 +419,14 @@ impl<S: Storage> PartitionLog<S> {
             return None;
         }
         let mut writes = Vec::new();
-        for seg in self.segments.values_mut() {
+        // Sealed segments form a prefix (segments seal in order): walk the
+        // unsealed suffix only, newest first, so a flush is O(1) in the segment count.
+        for seg in self
+            .segments
+            .values_mut()
+            .rev()
+            .take_while(|s| s.state != SegmentState::Sealed)
+        {
             let sealing = seg.state == SegmentState::Sealing;
             if seg.pending.is_empty() && !sealing {
                 continue;
@@ -453,6 +464,7 @@ impl<S: Storage> PartitionLog<S> {
                 seal,
             });
         }
+        writes.reverse();
         let end_offset = self.next_offset;
         let sync = force_sync
             || match self.config.flush {
@@ -850,7 +862,9 @@ impl<F: StorageFile> FlushJob<F> {
             }
             let len = align_up(w.new_written) - w.write_pos;
             if len > 0 {
-                let mut buf = file.alloc(len as usize);
+                // Every byte is overwritten below (data, then zero padding to
+                // the block end): no need to zero the buffer first.
+                let mut buf = file.alloc_for_overwrite(len as usize);
                 let dst = buf.as_mut();
                 let mut at = 0;
                 for piece in
@@ -860,6 +874,7 @@ impl<F: StorageFile> FlushJob<F> {
                     at += piece.len();
                 }
                 debug_assert_eq!(w.write_pos + at as u64, w.new_written);
+                dst[at..].fill(0);
                 file.write_at(buf, w.write_pos)
                     .await
                     .map_err(|e| LogError::io("write", &w.path, &e))?;

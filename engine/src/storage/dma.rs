@@ -110,6 +110,12 @@ impl StorageFile for DmaStorageFile {
         buf
     }
 
+    fn alloc_for_overwrite(&self, len_bytes: usize) -> DmaBuffer {
+        // glommio hands out pooled or freshly allocated memory; the caller
+        // writes all of it before it reaches the disk.
+        self.file.alloc_dma_buffer(len_bytes)
+    }
+
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> io::Result<()> {
         let len = buf.len();
         let written = self

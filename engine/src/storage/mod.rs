@@ -50,6 +50,11 @@ pub trait StorageFile: 'static {
 
     /// A zeroed, aligned buffer of `len_bytes` (a multiple of [`BLOCK_SIZE`]).
     fn alloc(&self, len_bytes: usize) -> Self::Buf;
+    /// An aligned buffer of `len_bytes` whose initial content is unspecified:
+    /// for callers that overwrite every byte (saves a pass over large buffers).
+    fn alloc_for_overwrite(&self, len_bytes: usize) -> Self::Buf {
+        self.alloc(len_bytes)
+    }
     /// Writes all of `buf` at `pos`; both aligned.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()>;
     /// Reads up to `len` bytes at `pos` (no alignment needed); shorter at end of file.
