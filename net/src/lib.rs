@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod groups;
 pub mod server;
 pub mod state;
 pub mod topics;

@@ -1,0 +1,4 @@
+//! The group coordinator.
+
+pub mod group;
+pub mod storage;
