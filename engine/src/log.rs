@@ -86,6 +86,9 @@ pub struct PartitionLog<S: Storage> {
     pub(crate) leader_epoch_cache: Vec<(i32, i64)>,
     /// Files of dropped segments, deleted by [`delete_dropped_files`].
     pub(crate) pending_deletes: Vec<PathBuf>,
+    /// Set by a clean close: appends are refused, as the clean-shutdown marker
+    /// describes the log as it was then.
+    pub(crate) closed: bool,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -111,6 +114,7 @@ impl<S: Storage> PartitionLog<S> {
             snapshot_due: None,
             leader_epoch_cache: Vec::new(),
             pending_deletes: Vec::new(),
+            closed: false,
         }
     }
 
@@ -160,6 +164,12 @@ impl<S: Storage> PartitionLog<S> {
 
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// Drops the idempotence state of producers idle past `producer.id.expiration.ms`.
+    pub fn expire_producers(&mut self, now_ms: i64) {
+        let expiration_ms = self.config.producer_id_expiration_ms;
+        self.producers.expire(now_ms, expiration_ms);
     }
 
     pub fn producers(&self) -> &ProducerStates {
@@ -216,6 +226,9 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<Appended, AppendError> {
         if let Some(reason) = &self.poisoned {
             return Err(AppendError::Poisoned(reason.clone()));
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
         }
         if batch.len() > self.config.max_message_bytes as usize {
             return Err(AppendError::TooLarge {

@@ -297,7 +297,9 @@ pub async fn open<S: Storage>(
         let is_active = i + 1 == bases.len();
         let mut seg: Segment<S::File> = Segment::new(&dir, base, now_ms);
         let trusted = if is_active {
-            clean.filter(|&[b, size, ..]| b == base && size as u64 <= file_len)
+            // Trusted only if nothing was written after the clean close (which trimmed
+            // the file to its logical size).
+            clean.filter(|&[b, size, ..]| b == base && size as u64 == file_len)
         } else {
             Some([base, file_len as i64, bases[i + 1], -1])
         };
@@ -448,8 +450,9 @@ pub async fn close<S: Storage>(
             break;
         }
     }
-    let (storage, dir, active, producers_body, marker) = {
-        let l = log.borrow();
+    let (storage, dir, active, producers_body, marker, active_file) = {
+        let mut l = log.borrow_mut();
+        l.closed = true;
         if l.flushing {
             return Err(LogError::InvalidArgument(
                 "close while a flush is in flight".into(),
@@ -472,14 +475,26 @@ pub async fn close<S: Storage>(
             seg.time_index_path(),
             seg.time_index.encode(),
         );
+        let active_file = seg.file.clone().map(|f| (f, seg.size, seg.path.clone()));
         (
             l.storage.clone(),
             l.dir.clone(),
             active,
             with_crc(&l.producers.encode()),
             marker,
+            active_file,
         )
     };
+    // Drop the preallocated space past the logical end, so the marker's size is
+    // the file's size: anything appended later makes them differ, and forces a scan.
+    if let Some((file, size, path)) = active_file {
+        file.truncate(size)
+            .await
+            .map_err(|e| LogError::io("truncate", &path, &e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::io("fdatasync", &path, &e))?;
+    }
     let next = log.borrow().next_offset;
     let io = |p: &Path, e: std::io::Error| LogError::io("write", p, &e);
     write_file_atomic(&storage, &active.0, &active.1)

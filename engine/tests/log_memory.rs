@@ -595,3 +595,44 @@ fn a_log_start_checkpoint_past_the_recovered_end_is_rewritten() {
         assert_eq!(read_all(&log, 0).await.expect("read").len(), 5);
     });
 }
+
+/// Regression: the clean-shutdown marker was trusted whenever the file was at
+/// least as long as it said, so data written after a clean close (preallocated
+/// files are longer anyway) was silently cut off at the next open.
+#[test]
+fn data_written_after_the_clean_marker_forces_a_scan() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig::default();
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 1, 3);
+        flush(&log, NOW, false).await;
+        close(&log, NOW).await.expect("close");
+        assert!(
+            matches!(
+                log.borrow_mut().append(&batch(2, 1, NOW), 0, NOW),
+                Err(AppendError::Closed)
+            ),
+            "a closed log refuses appends"
+        );
+        drop(log);
+        // A batch lands after the marker was written (as a write racing the close would).
+        let active = path_of("00000000000000000000.log");
+        let mut content = engine::storage::read_file(&storage, &active)
+            .await
+            .expect("read")
+            .expect("exists")
+            .to_vec();
+        let mut extra = batch(7, 2, NOW).to_vec();
+        sluice_records::set_base_offset(&mut extra, 3).expect("valid batch");
+        content.extend_from_slice(&extra);
+        storage.put_file(&active, &content);
+        let log = open(&storage, &cfg).await.expect("reopen");
+        assert_eq!(
+            log.borrow().log_end_offset(),
+            5,
+            "the scan found the batch past the marker"
+        );
+        assert_eq!(read_all(&log, 3).await.expect("read").len(), 2);
+    });
+}

@@ -338,6 +338,7 @@ impl ShardState {
             if now - last_retention >= self.config.retention_check_interval_ms as i64 {
                 last_retention = now;
                 for log in &logs {
+                    log.borrow_mut().expire_producers(now);
                     if log.borrow_mut().plan_retention(now) > 0 {
                         if let Err(e) = delete_dropped_files(log).await {
                             tracing::warn!(error = %e, "retention could not delete files");
