@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run a broker (defaults: one node, port 9092, data in ./sluice-data, one shard per CPU).
     Serve(cmd::serve::ServeArgs),
+    /// Benchmark any Kafka-compatible broker: produce, consume or e2e (end-to-end latency).
+    Bench(Box<cmd::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Bench(args) => cmd::bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! One module per `sluice` subcommand.
 
+pub mod bench;
 pub mod serve;
