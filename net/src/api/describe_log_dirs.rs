@@ -3,7 +3,7 @@
 //! future replicas, and the filesystem's total and usable bytes (v4+).
 //! Partitions asked for that do not exist are left out, as Kafka does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -30,13 +30,14 @@ pub(crate) fn wanted_partitions(
             .flat_map(|m| (0..m.partitions).map(move |p| (m.name.clone(), p)))
             .collect(),
         Some(asked) => {
+            let mut seen = HashSet::new();
             let mut wanted = Vec::new();
             for (topic, partitions) in asked {
                 let Some(meta) = table.get(topic) else {
                     continue;
                 };
                 for &p in partitions {
-                    if p >= 0 && p < meta.partitions && !wanted.contains(&(topic.clone(), p)) {
+                    if p >= 0 && p < meta.partitions && seen.insert((topic.as_str(), p)) {
                         wanted.push((topic.clone(), p));
                     }
                 }

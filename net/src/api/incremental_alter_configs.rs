@@ -6,7 +6,7 @@
 //! Broker configs are static (config file and flags, read at start): a change
 //! to a BROKER resource is refused with INVALID_REQUEST and a message saying so.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use sluice_codec::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
@@ -214,11 +214,14 @@ pub(crate) async fn alter(
 ) -> Vec<Result<(), AdminError>> {
     let mut results: Vec<Option<Result<(), AdminError>>> = Vec::with_capacity(resources.len());
     let mut topics = Vec::new();
+    let mut counts: HashMap<(i8, &str), usize> = HashMap::new();
+    for r in &resources {
+        *counts
+            .entry((r.resource_type, r.name.as_str()))
+            .or_default() += 1;
+    }
     for (i, r) in resources.iter().enumerate() {
-        let duplicate = resources
-            .iter()
-            .enumerate()
-            .any(|(j, o)| j != i && o.resource_type == r.resource_type && o.name == r.name);
+        let duplicate = counts[&(r.resource_type, r.name.as_str())] > 1;
         let early = precheck(r, duplicate);
         if early.is_none() {
             topics.push((i, r.name.clone(), r.change.clone()));
