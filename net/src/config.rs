@@ -25,8 +25,18 @@ pub struct BrokerConfig {
     pub max_in_flight_per_connection: usize,
     /// Tail cache bytes per shard.
     pub tail_cache_bytes: usize,
-    /// How often retention runs, in ms.
+    /// How often retention runs, in ms (also the offsets expiry sweep).
     pub retention_check_interval_ms: u64,
+    /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created (groups are spread over them).
+    pub offsets_topic_partitions: i32,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's `offsets.retention.minutes`.
+    pub offsets_retention_minutes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +55,11 @@ impl Default for BrokerConfig {
             max_in_flight_per_connection: 64,
             tail_cache_bytes: 256 << 20,
             retention_check_interval_ms: 30_000,
+            offsets_topic_partitions: 50,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 7 * 24 * 60,
         }
     }
 }

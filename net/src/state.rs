@@ -56,6 +56,8 @@ pub struct ShardState {
     pub(crate) connections: Cell<usize>,
     /// Set once this shard stopped reading requests and answered all it had.
     drained: Cell<bool>,
+    /// The consumer groups placed on this shard (see `groups`).
+    pub groups: RefCell<crate::groups::Coordinator>,
 }
 
 impl ShardState {
@@ -68,6 +70,7 @@ impl ShardState {
     ) -> Self {
         let (tx, rx) = local_channel::new_bounded(1);
         ShardState {
+            groups: RefCell::new(crate::groups::Coordinator::new(&config)),
             shard,
             shards,
             budget: CacheBudget::new(config.tail_cache_bytes),
@@ -156,6 +159,7 @@ impl ShardState {
         }
         self.apply_topics(Arc::new(table)).await?;
         self.started.set(true);
+        glommio::spawn_local(crate::groups::run(self.clone())).detach();
         Ok(())
     }
 

@@ -18,16 +18,27 @@ use crate::state::ShardState;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod delete_groups;
 pub mod delete_records;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer_id;
+pub mod sync_group;
 
 /// The APIs this broker serves, with the version range of each handler.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -48,6 +59,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -160,6 +182,37 @@ async fn handle(state: &Rc<ShardState>, body: RequestBody, version: i16) -> Resp
         }
         RequestBody::DescribeLogDirs(req) => {
             ResponseBody::DescribeLogDirs(describe_log_dirs::handle(state, req).await)
+        }
+        RequestBody::FindCoordinator(req) => {
+            ResponseBody::FindCoordinator(find_coordinator::handle(state, req, version))
+        }
+        RequestBody::JoinGroup(req) => {
+            ResponseBody::JoinGroup(join_group::handle(state, req, version).await)
+        }
+        RequestBody::SyncGroup(req) => {
+            ResponseBody::SyncGroup(sync_group::handle(state, req).await)
+        }
+        RequestBody::Heartbeat(req) => ResponseBody::Heartbeat(heartbeat::handle(state, req).await),
+        RequestBody::LeaveGroup(req) => {
+            ResponseBody::LeaveGroup(leave_group::handle(state, req, version).await)
+        }
+        RequestBody::OffsetCommit(req) => {
+            ResponseBody::OffsetCommit(offset_commit::handle(state, req, version).await)
+        }
+        RequestBody::OffsetFetch(req) => {
+            ResponseBody::OffsetFetch(offset_fetch::handle(state, req, version).await)
+        }
+        RequestBody::OffsetDelete(req) => {
+            ResponseBody::OffsetDelete(offset_delete::handle(state, req).await)
+        }
+        RequestBody::ListGroups(req) => {
+            ResponseBody::ListGroups(list_groups::handle(state, req).await)
+        }
+        RequestBody::DescribeGroups(req) => {
+            ResponseBody::DescribeGroups(describe_groups::handle(state, req).await)
+        }
+        RequestBody::DeleteGroups(req) => {
+            ResponseBody::DeleteGroups(delete_groups::handle(state, req).await)
         }
         other => unreachable_api(other),
     }

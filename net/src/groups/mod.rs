@@ -1,4 +1,557 @@
-//! The group coordinator.
+//! The group coordinator: consumer groups (classic protocol) and their
+//! committed offsets.
+//!
+//! A group lives on the shard that owns its partition of the internal topic
+//! `__consumer_offsets` (partition `abs(java_hash(group_id)) % partitions`, as
+//! Kafka places it); requests for it arriving on any other shard are run
+//! there through the router. Each shard's [`Coordinator`] holds its groups in
+//! memory; every change worth keeping is appended as a record to the group's
+//! partition (`storage` documents the format), and a shard replays its
+//! partitions when it starts. Until a partition is replayed its groups answer
+//! COORDINATOR_LOAD_IN_PROGRESS.
+//!
+//! Not done here: compaction of `__consumer_offsets` (a separate issue: until
+//! then the topic keeps every record, with retention off, and load time grows
+//! with the number of commits since the topic was created).
 
 pub mod group;
 pub mod storage;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use shard_router::ShardId;
+use sluice_codec::ErrorCode;
+use sluice_records::{BatchBuilder, BatchIter, Compression};
+
+use crate::config::BrokerConfig;
+use crate::state::{now_ms, ShardState};
+use group::{Committed, Group, GroupConfig};
+use storage::Key;
+
+/// Records to append: (key, value or `None` for a tombstone).
+pub type Records = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often timeouts (sessions, join and sync phases) are checked.
+const TICK_MS: u64 = 50;
+/// Largest record batch of `__consumer_offsets` (group metadata of big groups).
+const OFFSETS_MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Bytes read per step while replaying a partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// `String.hashCode()` of Java: the placement of a group must match Kafka's.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka's `Utils.abs(hash) % n`).
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0, "the offsets topic has partitions");
+    let h = java_string_hash(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions
+}
+
+/// What to do when a request names a group this shard does not hold.
+pub enum Missing {
+    Create,
+    Fail(ErrorCode),
+}
+
+pub struct Coordinator {
+    groups: HashMap<String, Group>,
+    /// Partitions of `__consumer_offsets` on this shard that are replayed.
+    loaded: HashSet<i32>,
+    /// Every partition of this shard was replayed (or failed to).
+    load_done: bool,
+    pub cfg: GroupConfig,
+}
+
+impl Coordinator {
+    pub fn new(config: &BrokerConfig) -> Self {
+        Coordinator {
+            groups: HashMap::new(),
+            loaded: HashSet::new(),
+            load_done: false,
+            cfg: GroupConfig {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
+                offsets_retention_ms: (config.offsets_retention_minutes as i64)
+                    .saturating_mul(60_000),
+                ..GroupConfig::default()
+            },
+        }
+    }
+
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        self.loaded.contains(&partition)
+    }
+
+    /// Runs `f` on the group, once its partition is loaded.
+    pub fn with_group<R>(
+        &mut self,
+        group_id: &str,
+        partition: i32,
+        missing: Missing,
+        f: impl FnOnce(&mut Group, &GroupConfig) -> R,
+    ) -> Result<R, ErrorCode> {
+        if !self.loaded.contains(&partition) {
+            return Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        if !self.groups.contains_key(group_id) {
+            match missing {
+                Missing::Fail(code) => return Err(code),
+                Missing::Create => {
+                    self.groups.insert(
+                        group_id.to_string(),
+                        Group::new(group_id.to_string(), now_ms()),
+                    );
+                }
+            }
+        }
+        let g = self
+            .groups
+            .get_mut(group_id)
+            .expect("present or just created");
+        Ok(f(g, &self.cfg))
+    }
+
+    /// Every group on this shard (ListGroups), or `None` while loading.
+    pub fn list(&self) -> Option<Vec<(String, String, &'static str)>> {
+        self.load_done.then(|| {
+            self.groups
+                .values()
+                .filter(|g| g.state != group::GroupState::Dead)
+                .map(|g| {
+                    (
+                        g.id.clone(),
+                        g.protocol_type.clone().unwrap_or_default(),
+                        g.state.name(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    pub fn remove(&mut self, group_id: &str) {
+        if let Some(mut g) = self.groups.remove(group_id) {
+            g.kill(now_ms());
+        }
+    }
+
+    /// Group metadata records due: (partition, key, value) for dirty groups.
+    fn take_dirty(&mut self, partitions: i32) -> Vec<(i32, Vec<u8>, Option<Vec<u8>>)> {
+        self.groups
+            .values_mut()
+            .filter(|g| g.metadata_dirty)
+            .map(|g| {
+                g.metadata_dirty = false;
+                (
+                    partition_for(&g.id, partitions),
+                    storage::group_key(&g.id),
+                    Some(storage::group_value(g)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Partitions of `__consumer_offsets`: the topic's own count once it exists.
+pub fn offsets_partitions(state: &ShardState) -> Option<i32> {
+    state.topics().get(OFFSETS_TOPIC).map(|t| t.partitions)
+}
+
+/// The shard and partition of a group, or COORDINATOR_NOT_AVAILABLE before
+/// the offsets topic exists.
+pub fn locate(state: &ShardState, group_id: &str) -> Result<(ShardId, i32), ErrorCode> {
+    let n = offsets_partitions(state).ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
+    let p = partition_for(group_id, n);
+    Ok((state.owner(OFFSETS_TOPIC, p), p))
+}
+
+/// Runs `f(shard state, partition)` on the shard that owns `group_id`.
+pub async fn on_group_shard<F, R>(
+    state: &Rc<ShardState>,
+    group_id: &str,
+    f: F,
+) -> Result<R, ErrorCode>
+where
+    F: FnOnce(Rc<ShardState>, i32) -> LocalBoxFuture<'static, R> + Send + 'static,
+    R: Send + 'static,
+{
+    if state.shutdown.is_set() {
+        return Err(ErrorCode::NOT_COORDINATOR);
+    }
+    let (shard, partition) = locate(state, group_id)?;
+    state
+        .router
+        .call(shard, move |s: &Rc<ShardState>| f(s.clone(), partition))
+        .await
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)
+}
+
+/// Appends records to a partition of `__consumer_offsets` (on this shard) now,
+/// returning the wait until they are durable per the topic's flush policy.
+pub fn append(
+    s: &ShardState,
+    partition: i32,
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<impl Future<Output = Result<(), ErrorCode>> + 'static, ErrorCode> {
+    let log = s
+        .log(OFFSETS_TOPIC, partition)
+        .ok_or(ErrorCode::NOT_COORDINATOR)?;
+    let now = now_ms();
+    let mut b = BatchBuilder::new(Compression::None);
+    for (k, v) in records {
+        b.push(now, Some(k), v.as_deref(), &[]);
+    }
+    let batch = b.build();
+    let appended = log.borrow_mut().append(&batch, 0, now);
+    let a = appended.map_err(|e| {
+        tracing::warn!(partition, error = %e, "could not append to {OFFSETS_TOPIC}");
+        match e {
+            engine::AppendError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+            _ => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        }
+    })?;
+    s.mark_dirty(&log);
+    let visible = log.borrow_mut().wait_visible(a.last_offset + 1);
+    Ok(async move {
+        visible.await.map_err(|e| {
+            tracing::warn!(partition, error = %e, "{OFFSETS_TOPIC} write failed");
+            ErrorCode::COORDINATOR_NOT_AVAILABLE
+        })
+    })
+}
+
+/// Writes the metadata of groups that changed (not awaited: a lost group
+/// record only makes members rejoin; offsets are written by their commits).
+pub fn persist_dirty(s: &ShardState) {
+    let Some(n) = offsets_partitions(s) else {
+        return;
+    };
+    let dirty = s.groups.borrow_mut().take_dirty(n);
+    let mut by_partition: HashMap<i32, Records> = HashMap::new();
+    for (p, k, v) in dirty {
+        by_partition.entry(p).or_default().push((k, v));
+    }
+    for (p, records) in by_partition {
+        if let Ok(wait) = append(s, p, &records) {
+            glommio::spawn_local(async move {
+                let _ = wait.await;
+            })
+            .detach();
+        }
+    }
+}
+
+/// The coordinator's background work on a shard: shard 0 creates the offsets
+/// topic; every shard replays its partitions, then applies timeouts and
+/// retention until shutdown.
+pub async fn run(s: Rc<ShardState>) {
+    s.wait_all_started().await;
+    if s.shard.0 == 0 {
+        ensure_offsets_topic(&s).await;
+    }
+    let partitions = loop {
+        if s.shutdown.is_set() {
+            return;
+        }
+        if let Some(n) = offsets_partitions(&s) {
+            break n;
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    };
+    let t0 = now_ms();
+    let mut groups_loaded = 0;
+    for p in 0..partitions {
+        if s.owner(OFFSETS_TOPIC, p) != s.shard {
+            continue;
+        }
+        match load_partition(&s, p).await {
+            Ok(n) => groups_loaded += n,
+            Err(e) => {
+                // Refuse the partition's groups rather than serve them without
+                // their offsets.
+                tracing::error!(partition = p, error = %e, "cannot load {OFFSETS_TOPIC}; its groups stay unavailable");
+                continue;
+            }
+        }
+        s.groups.borrow_mut().loaded.insert(p);
+    }
+    s.groups.borrow_mut().load_done = true;
+    tracing::info!(
+        shard = s.shard.0,
+        groups = groups_loaded,
+        ms = now_ms() - t0,
+        "consumer groups loaded"
+    );
+    let mut last_sweep = now_ms();
+    while !s.shutdown.is_set() {
+        glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+        let now = now_ms();
+        {
+            let mut c = s.groups.borrow_mut();
+            let cfg = c.cfg.clone();
+            for g in c.groups.values_mut() {
+                g.tick(now, &cfg);
+            }
+        }
+        persist_dirty(&s);
+        if now - last_sweep >= s.config.retention_check_interval_ms as i64 {
+            last_sweep = now;
+            sweep(&s, now, partitions);
+        }
+    }
+    for g in s.groups.borrow_mut().groups.values_mut() {
+        g.fail_waiters(ErrorCode::NOT_COORDINATOR);
+    }
+}
+
+async fn ensure_offsets_topic(s: &Rc<ShardState>) {
+    for attempt in 0..10u32 {
+        if s.shutdown.is_set() || offsets_partitions(s).is_some() {
+            return;
+        }
+        let mut configs = std::collections::BTreeMap::new();
+        // Commits must outlive any time-based retention; compaction (a
+        // separate issue) is what will bound this topic.
+        configs.insert("retention.ms".to_string(), "-1".to_string());
+        configs.insert("retention.bytes".to_string(), "-1".to_string());
+        configs.insert(
+            "max.message.bytes".to_string(),
+            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
+        );
+        let topic = crate::api::admin::NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: s.config.offsets_topic_partitions,
+            configs,
+        };
+        let result = crate::api::admin::create(s, vec![topic], false).await;
+        match result.into_iter().next().map(|(_, r)| r) {
+            Some(Ok(_)) => {
+                tracing::info!(
+                    partitions = s.config.offsets_topic_partitions,
+                    "created {OFFSETS_TOPIC}"
+                );
+                return;
+            }
+            Some(Err((code, _))) if code == ErrorCode::TOPIC_ALREADY_EXISTS.0 => return,
+            other => {
+                tracing::error!(attempt, result = ?other.map(|r| r.err()), "cannot create {OFFSETS_TOPIC}; retrying");
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Replays one partition into this shard's groups; returns the groups found.
+async fn load_partition(s: &Rc<ShardState>, partition: i32) -> Result<usize, String> {
+    let log = s
+        .log(OFFSETS_TOPIC, partition)
+        .ok_or_else(|| format!("partition {partition} is not on this shard"))?;
+    let (mut offset, end) = {
+        let l = log.borrow();
+        (l.log_start_offset(), l.visible_offset())
+    };
+    let mut metas: HashMap<String, Option<storage::StoredGroup>> = HashMap::new();
+    let mut offsets: HashMap<String, HashMap<(String, i32), Committed>> = HashMap::new();
+    let mut scratch = Vec::new();
+    let mut bad = 0usize;
+    while offset < end {
+        let read = engine::log::read(&log, offset, LOAD_READ_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let before = offset;
+        for chunk in &read.chunks {
+            for item in BatchIter::new(chunk) {
+                let (header, range) = item.map_err(|e| format!("{e:?}"))?;
+                if header.last_offset() < offset || header.base_offset >= end {
+                    continue;
+                }
+                let batch = &chunk[range];
+                sluice_records::visit_records(
+                    batch,
+                    OFFSETS_MAX_MESSAGE_BYTES * 4,
+                    &mut scratch,
+                    |_, r| {
+                        let Some(key) = r.key else {
+                            bad += 1;
+                            return Ok(());
+                        };
+                        match storage::decode_key(key) {
+                            Ok(Key::Offset {
+                                group,
+                                topic,
+                                partition,
+                            }) => {
+                                let map = offsets.entry(group).or_default();
+                                match r.value.map(storage::decode_offset_value) {
+                                    None => {
+                                        map.remove(&(topic, partition));
+                                    }
+                                    Some(Ok(c)) => {
+                                        map.insert((topic, partition), c);
+                                    }
+                                    Some(Err(_)) => bad += 1,
+                                }
+                            }
+                            Ok(Key::Group { group }) => {
+                                match r.value.map(storage::decode_group_value) {
+                                    None => {
+                                        metas.insert(group, None);
+                                    }
+                                    Some(Ok(g)) => {
+                                        metas.insert(group, Some(g));
+                                    }
+                                    Some(Err(_)) => bad += 1,
+                                }
+                            }
+                            Err(_) => bad += 1,
+                        }
+                        Ok(())
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                offset = header.next_offset();
+            }
+        }
+        if offset == before {
+            break;
+        }
+    }
+    if bad > 0 {
+        tracing::warn!(
+            partition,
+            records = bad,
+            "skipped undecodable records in {OFFSETS_TOPIC}"
+        );
+    }
+    let now = now_ms();
+    let mut names: HashSet<String> = metas.keys().cloned().collect();
+    names.extend(offsets.keys().cloned());
+    let mut c = s.groups.borrow_mut();
+    let mut n = 0;
+    for name in names {
+        let mut g = match metas.remove(&name).flatten() {
+            Some(stored) => storage::restore_group(name.clone(), stored, now),
+            None => Group::new(name.clone(), now),
+        };
+        if let Some(o) = offsets.remove(&name) {
+            g.offsets = o.into_iter().collect();
+        }
+        if g.is_disposable() {
+            continue;
+        }
+        c.groups.insert(name, g);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Expires offsets (retention of empty groups, deleted topics) and drops
+/// empty groups with nothing left, writing tombstones for both.
+fn sweep(s: &ShardState, now: i64, partitions: i32) {
+    let table = s.topics();
+    let mut records: HashMap<i32, Records> = HashMap::new();
+    {
+        let mut c = s.groups.borrow_mut();
+        let cfg = c.cfg.clone();
+        let mut dead = Vec::new();
+        for g in c.groups.values_mut() {
+            let p = partition_for(&g.id, partitions);
+            let mut expired = g.expired_offsets(now, &cfg);
+            expired.extend(
+                g.offsets
+                    .keys()
+                    .filter(|(t, _)| table.get(t).is_none())
+                    .cloned(),
+            );
+            for (topic, partition) in expired {
+                if g.offsets.remove(&(topic.clone(), partition)).is_some() {
+                    let key = storage::offset_key(&g.id, &topic, partition);
+                    records.entry(p).or_default().push((key, None));
+                }
+            }
+            if g.is_disposable() {
+                records
+                    .entry(p)
+                    .or_default()
+                    .push((storage::group_key(&g.id), None));
+                dead.push(g.id.clone());
+            }
+        }
+        for id in dead {
+            c.remove(&id);
+        }
+    }
+    for (p, recs) in records {
+        if let Ok(wait) = append(s, p, &recs) {
+            glommio::spawn_local(async move {
+                let _ = wait.await;
+            })
+            .detach();
+        }
+    }
+}
+
+/// Topics a consumer subscribes to, from its protocol metadata (Kafka's
+/// ConsumerProtocolSubscription: i16 version, then an array of i16-length
+/// strings in every version). `None` when it cannot be read.
+pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    let mut at = 2usize;
+    let count = i32::from_be_bytes(metadata.get(at..at + 4)?.try_into().ok()?);
+    at += 4;
+    if count < 0 {
+        return None;
+    }
+    let mut topics = Vec::new();
+    for _ in 0..count {
+        let len = i16::from_be_bytes(metadata.get(at..at + 2)?.try_into().ok()?);
+        at += 2;
+        let len = usize::try_from(len).ok()?;
+        topics.push(String::from_utf8(metadata.get(at..at + len)?.to_vec()).ok()?);
+        at += len;
+    }
+    Some(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_matches_kafka() {
+        // Values of Java's "...".hashCode().
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("my-group"), -1_906_497_762);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        // Utils.abs: MIN_VALUE folds to 0, a negative hash to its absolute value.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("my-group", 50), 1_906_497_762 % 50);
+        assert_eq!(partition_for("zzzzzzzzzz", 50), 1_580_979_136 % 50);
+    }
+
+    #[test]
+    fn subscriptions_are_read() {
+        let mut m = vec![0, 1, 0, 0, 0, 2];
+        for t in ["a", "topic"] {
+            m.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            m.extend_from_slice(t.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 0, 0]); // user data etc. follow
+        assert_eq!(
+            subscribed_topics(&m),
+            Some(vec!["a".into(), "topic".into()])
+        );
+        assert_eq!(subscribed_topics(&m[..9]), None);
+        assert_eq!(subscribed_topics(&[]), None);
+    }
+}

@@ -40,6 +40,20 @@ pub struct ServeArgs {
     /// Busy-poll this many microseconds before an idle shard sleeps (lower latency, more CPU).
     #[arg(long, env = "SLUICE_SPIN_US")]
     spin_before_park_us: Option<u64>,
+    /// Partitions of __consumer_offsets when it is created (Kafka's offsets.topic.num.partitions).
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
+    offsets_topic_partitions: i32,
+    /// How long a new group waits for more members before its first rebalance, in ms
+    /// (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    group_initial_rebalance_delay_ms: u64,
+    /// How long the offsets of an empty group are kept, in minutes (Kafka's offsets.retention.minutes).
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", default_value_t = 7 * 24 * 60)]
+    offsets_retention_minutes: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -82,6 +96,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         num_partitions: args.num_partitions,
         topic_defaults,
         max_request_bytes: args.max_request_bytes,
+        offsets_topic_partitions: args.offsets_topic_partitions,
+        group_initial_rebalance_delay_ms: args.group_initial_rebalance_delay_ms,
+        offsets_retention_minutes: args.offsets_retention_minutes,
         ..BrokerConfig::default()
     };
     let runtime = RuntimeConfig {
