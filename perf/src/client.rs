@@ -628,6 +628,77 @@ pub fn list_offsets(cluster: &Cluster, timestamp: i64) -> Result<Vec<i64>> {
     Ok(offsets)
 }
 
+/// Helpers for the `sluice` admin and client commands: a deadline on every
+/// answer, the broker's raw version table, and requests sent without
+/// waiting (Produce with acks=0).
+impl Connection {
+    /// Connects, giving up after `timeout`; every later read and write on
+    /// the connection also fails after `timeout` (so a hung broker ends a
+    /// command instead of stalling it).
+    pub fn connect_timeout(addr: &str, timeout: Duration) -> Result<Connection> {
+        let addrs: Vec<_> = addr
+            .to_socket_addrs()
+            .map_err(|e| PerfError::io(format!("cannot resolve {addr}"), e))?
+            .collect();
+        let mut last = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => {
+                    let setup = |s: &TcpStream| -> std::io::Result<()> {
+                        s.set_nodelay(true)?;
+                        s.set_read_timeout(Some(timeout))?;
+                        s.set_write_timeout(Some(timeout))
+                    };
+                    setup(&stream).map_err(|e| PerfError::io("socket options", e))?;
+                    return Ok(Connection {
+                        addr: addr.to_string(),
+                        stream,
+                        next_correlation_id: 0,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(PerfError::io(
+            format!("cannot connect to {addr}"),
+            last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
+        ))
+    }
+
+    /// ApiVersions: `(api_key, min_version, max_version)` of every API the
+    /// broker offers.
+    pub fn api_versions(&mut self) -> Result<Vec<(i16, i16, i16)>> {
+        let body = RequestBody::ApiVersions(ApiVersionsRequest {
+            client_software_name: CLIENT_ID.to_string(),
+            client_software_version: env!("CARGO_PKG_VERSION").to_string(),
+            ..ApiVersionsRequest::default()
+        });
+        let ResponseBody::ApiVersions(r) = self.call(3, &body)? else {
+            return Err(PerfError::Protocol(
+                "ApiVersions: wrong response type".into(),
+            ));
+        };
+        if r.error_code != 0 {
+            return Err(PerfError::Broker(format!(
+                "ApiVersions failed: {}",
+                ErrorCode(r.error_code)
+            )));
+        }
+        Ok(r.api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect())
+    }
+
+    /// Sends a request the broker does not answer (Produce with acks=0).
+    pub fn send_unanswered(&mut self, version: i16, body: &RequestBody) -> Result<()> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        write_chunks(&mut self.stream, &encode(version, correlation_id, body))
+            .map_err(|e| PerfError::io(format!("{} to {}", body.api_key().name(), self.addr), e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,8 +45,15 @@ pub struct StopWhen {
 }
 
 enum Next {
-    Fetch { partition: u32, offset: i64 },
-    Retry { partition: u32, offset: i64 },
+    Fetch {
+        partition: u32,
+        offset: i64,
+    },
+    Retry {
+        partition: u32,
+        offset: i64,
+        error: String,
+    },
     Done,
 }
 
@@ -122,12 +129,16 @@ pub fn run_worker(
             Next::Fetch { partition, offset } => {
                 send_fetch(cfg, cluster, &mut pipelines, partition, offset)?;
             }
-            Next::Retry { partition, offset } => {
+            Next::Retry {
+                partition,
+                offset,
+                error,
+            } => {
                 let n = retries.entry(partition).or_default();
                 *n += 1;
                 if *n > MAX_FETCH_RETRIES {
                     return Err(PerfError::Broker(format!(
-                        "fetch from partition {partition} failed {MAX_FETCH_RETRIES} times; see the first error"
+                        "fetch from partition {partition} at offset {offset} failed {MAX_FETCH_RETRIES} times, last with {error}"
                     )));
                 }
                 std::thread::sleep(RETRY_PAUSE);
@@ -228,6 +239,7 @@ impl Handler {
             let _ = self.tx.send(Next::Retry {
                 partition: ctx.partition,
                 offset: ctx.offset,
+                error: code.to_string(),
             });
             return Ok(());
         }

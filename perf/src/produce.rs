@@ -20,6 +20,9 @@ use crate::workload::{
     partition_for_key, payload_template, Acks, Clock, KeyDist, RateSchedule, Rng, TIMESTAMP_BYTES,
 };
 
+/// Most bytes a record adds beyond its value: length, attributes, deltas,
+/// key (16 bytes here) and length prefixes.
+const RECORD_OVERHEAD_BOUND_BYTES: usize = 48;
 /// Produce request timeout given to the broker.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// Longest a worker sleeps between checks of its schedule and lingers.
@@ -116,6 +119,7 @@ pub fn run_worker(
     let mut sticky = (index as u32) % partitions;
     let mut generated = 0u64;
     let linger_ns = cfg.linger.as_nanos() as u64;
+    let record_bound = cfg.message_bytes + RECORD_OVERHEAD_BOUND_BYTES;
     let mut sender = Sender {
         cfg,
         cluster,
@@ -163,7 +167,9 @@ pub fn run_worker(
             acc.intended_ns.push(intended);
             acc.payload_bytes += cfg.message_bytes as u64;
             generated += 1;
-            if acc.builder.uncompressed_size() >= cfg.batch_bytes {
+            // Closed when the next record might not fit, so a batch stays
+            // within --batch-size (brokers refuse batches over their limit).
+            if acc.builder.uncompressed_size() + record_bound > cfg.batch_bytes {
                 full = true;
                 if !has_key {
                     sticky = (sticky + 1) % partitions;
