@@ -1,0 +1,306 @@
+"""Issue #6: consumer groups through real clients.
+
+Java KafkaConsumer members (tests/java GroupMember, one JVM each): 3 members
+share a 6-partition topic 2 each; a 4th joins and the partitions are spread
+again; one killed with SIGKILL (no LeaveGroup) loses its partitions to the
+others after the session timeout; with cooperative-sticky, members keep the
+partitions not moved. confluent-kafka: the same sharing in one process, and
+offsets committed before a broker restart (SIGTERM, then SIGKILL) resume
+exactly after the last commit. The broker runs with
+group.initial.rebalance.delay.ms=0 and members use 6 s sessions.
+"""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import brokers
+import runners
+
+PARTITIONS = 6
+SESSION_MS = 6000
+ALL = set(range(PARTITIONS))
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory):
+    """A broker for this module, with no initial rebalance delay."""
+    old = os.environ.get("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")
+    os.environ["SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS"] = "0"
+    b = brokers.make_broker(tmp_path_factory.mktemp("groups-broker"))
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+        if old is None:
+            os.environ.pop("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", None)
+        else:
+            os.environ["SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS"] = old
+
+
+@pytest.fixture
+def restartable(broker_factory):
+    old = os.environ.get("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")
+    os.environ["SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS"] = "0"
+    try:
+        yield broker_factory()
+    finally:
+        if old is None:
+            os.environ.pop("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", None)
+        else:
+            os.environ["SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS"] = old
+
+
+def create_topic(bootstrap, name, partitions=PARTITIONS):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    for f in a.create_topics([NewTopic(name, partitions, 1)]).values():
+        f.result(timeout=30)
+
+
+def produce(bootstrap, topic, count, partitions=PARTITIONS):
+    """count records spread evenly; value = "<partition>:<i>"."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(count):
+        part = i % partitions
+        p.produce(topic, value=f"{part}:{i}".encode(), partition=part)
+    assert p.flush(30) == 0
+
+
+class JavaMember:
+    """One GroupMember JVM; `history` is every assignment it reported."""
+
+    def __init__(self, bootstrap, group, topic, assignor, tmp_path, name):
+        self.stop_file = tmp_path / f"stop-{name}"
+        self.log = tmp_path / f"member-{name}.log"
+        argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-cp", runners.JavaRunner.classpath(), "sluice.it.GroupMember",
+                "--bootstrap", bootstrap, "--group", group, "--topic", topic,
+                "--assignor", assignor, "--session-ms", str(SESSION_MS),
+                "--stop-file", str(self.stop_file)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(self.log, "wb"),
+                                     stdin=subprocess.DEVNULL)
+        self.history = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.decode().strip()
+            if line.startswith("ASSIGNED"):
+                parts = line.split(" ", 1)[1] if " " in line else ""
+                with self.lock:
+                    self.history.append({int(x) for x in parts.split(",") if x})
+
+    @property
+    def assignment(self):
+        with self.lock:
+            return set(self.history[-1]) if self.history else None
+
+    def mark(self):
+        with self.lock:
+            return len(self.history)
+
+    def since(self, mark):
+        with self.lock:
+            return [set(h) for h in self.history[mark:]]
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.stop_file.touch()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def describe(self):
+        return f"pid {self.proc.pid} exit {self.proc.poll()} history {self.history} " \
+               f"stderr {self.log.read_text(errors='replace')[-1500:] if self.log.exists() else ''}"
+
+
+def wait_for(cond, timeout, what, members=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        time.sleep(0.1)
+    state = "\n".join(m.describe() for m in members)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{state}")
+
+
+def balanced(members, sizes):
+    """Every member has an assignment, they are disjoint, cover all partitions,
+    and their sizes are `sizes` (sorted)."""
+    got = [m.assignment for m in members]
+    if any(a is None for a in got):
+        return False
+    union = set().union(*got)
+    return (union == ALL and sum(len(a) for a in got) == PARTITIONS
+            and sorted(len(a) for a in got) == sorted(sizes))
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_java_group_rebalances(assignor, group_broker, tmp_path, timings):
+    b = group_broker.bootstrap
+    topic = f"grp-java-{assignor}"
+    group = f"g-java-{assignor}"
+    create_topic(b, topic)
+    produce(b, topic, 600)
+    members = []
+    try:
+        with timings.phase("three"):
+            members = [JavaMember(b, group, topic, assignor, tmp_path, str(i)) for i in range(3)]
+            wait_for(lambda: balanced(members, [2, 2, 2]), 60, "3 members x 2 partitions", members)
+        before = [m.assignment for m in members]
+        marks = [m.mark() for m in members]
+        with timings.phase("fourth"):
+            members.append(JavaMember(b, group, topic, assignor, tmp_path, "3"))
+            wait_for(lambda: balanced(members, [1, 1, 2, 2]), 60, "4 members sharing 6", members)
+        if assignor == "cooperative-sticky":
+            for m, old, mark in zip(members, before, marks):
+                final = m.assignment
+                assert final <= old, f"a member gained {final - old} while giving up partitions"
+                # Kept partitions were never revoked on the way (incremental rebalance).
+                for snap in m.since(mark):
+                    assert final <= snap, f"kept partitions {final} missing from {snap}"
+        with timings.phase("kill"):
+            victim = members[0]
+            lost = victim.assignment
+            victim.kill()
+            killed_at = time.monotonic()
+            rest = members[1:]
+            moved_at = wait_for(lambda: balanced(rest, [2, 2, 2]), 60,
+                                f"partitions {lost} of the killed member to move", rest)
+            # No LeaveGroup was sent: only the session timeout can have moved them.
+            assert moved_at - killed_at >= SESSION_MS / 1000 - 1.5, \
+                f"moved after {moved_at - killed_at:.1f}s, before the session timeout"
+        with timings.phase("leave"):
+            for m in rest:
+                m.stop()
+            assert all(m.proc.returncode == 0 for m in rest), [m.describe() for m in rest]
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.proc.kill()
+                m.proc.wait()
+
+
+def confluent_consumer(bootstrap, group, **extra):
+    from confluent_kafka import Consumer
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": SESSION_MS,
+            "heartbeat.interval.ms": 500}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+@pytest.mark.timeout(90)
+def test_confluent_group_shares_partitions(group_broker):
+    b = group_broker.bootstrap
+    topic, group = "grp-confluent", "g-confluent"
+    create_topic(b, topic)
+    produce(b, topic, 600)
+    consumers = [confluent_consumer(b, group) for _ in range(3)]
+    seen = {}
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+
+        def pump(cs, seconds=0.2):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                for i, c in enumerate(cs):
+                    m = c.poll(0.02)
+                    if m is not None and not m.error():
+                        seen.setdefault((m.partition(), m.offset()), i)
+
+        def sizes(cs):
+            asg = [{tp.partition for tp in c.assignment()} for c in cs]
+            return sorted(len(a) for a in asg), set().union(*asg)
+
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and sizes(consumers) != ([2, 2, 2], ALL):
+            pump(consumers)
+        assert sizes(consumers) == ([2, 2, 2], ALL), sizes(consumers)
+        consumers.append(confluent_consumer(b, group))
+        consumers[-1].subscribe([topic])
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and sizes(consumers) != ([1, 1, 2, 2], ALL):
+            pump(consumers)
+        assert sizes(consumers) == ([1, 1, 2, 2], ALL), sizes(consumers)
+        # The group is visible with 4 members through the admin API.
+        from confluent_kafka.admin import AdminClient
+        a = AdminClient({"bootstrap.servers": b})
+        desc = a.describe_consumer_groups([group])[group].result(timeout=10)
+        assert len(desc.members) == 4
+        assert group in [g.group_id for g in a.list_consumer_groups().result(timeout=10).valid]
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def consume_and_commit(bootstrap, group, topic, per_partition, partitions):
+    """Reads `per_partition` records of each partition, commits exactly after
+    the last one read, closes. Returns {partition: [offsets read]}."""
+    from confluent_kafka import TopicPartition
+    c = confluent_consumer(bootstrap, group)
+    c.subscribe([topic])
+    got = {p: [] for p in range(partitions)}
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and any(len(v) < per_partition for v in got.values()):
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        if len(got[m.partition()]) < per_partition:
+            got[m.partition()].append(m.offset())
+    assert all(len(v) == per_partition for v in got.values()), \
+        {p: len(v) for p, v in got.items()}
+    # The metadata string must come back unchanged from OffsetFetch.
+    commits = [TopicPartition(topic, p, v[-1] + 1, metadata=f"sluice-{p}") for p, v in got.items()]
+    res = c.commit(offsets=commits, asynchronous=False)
+    assert all(tp.error is None for tp in res), res
+    c.close()
+    return got
+
+
+@pytest.mark.timeout(150)
+def test_offsets_survive_restart(restartable, timings):
+    """Committed offsets survive SIGTERM and SIGKILL: each consumer resumes
+    exactly after the previous one's last commit (no gap, no re-delivery)."""
+    from confluent_kafka import TopicPartition
+    broker = restartable
+    b = broker.bootstrap
+    topic, group, parts = "grp-restart", "g-restart", 3
+    create_topic(b, topic, parts)
+    produce(b, topic, 900, parts)  # 300 per partition
+    expected_next = {p: 0 for p in range(parts)}
+    for step, restart in enumerate([broker.restart, broker.kill_and_restart, None]):
+        with timings.phase(f"round-{step}"):
+            got = consume_and_commit(b, group, topic, 100, parts)
+            for p, offs in got.items():
+                assert offs == list(range(expected_next[p], expected_next[p] + 100)), \
+                    f"round {step} partition {p}: read {offs[:3]}..{offs[-1:]}, " \
+                    f"expected from {expected_next[p]}"
+                expected_next[p] = offs[-1] + 1
+        if restart:
+            with timings.phase(f"restart-{step}"):
+                restart()
+            c = confluent_consumer(b, group)
+            committed = c.committed([TopicPartition(topic, p) for p in range(parts)], timeout=20)
+            c.close()
+            for tp in committed:
+                assert tp.offset == expected_next[tp.partition], committed
+                assert tp.metadata == f"sluice-{tp.partition}", committed
