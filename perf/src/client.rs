@@ -497,12 +497,25 @@ pub fn bootstrap(bootstrap: &str, topic: &TopicSpec, create: bool) -> Result<Clu
             if leaders.iter().any(|&l| l < 0) {
                 return Err(PerfError::Broker("metadata lists a partition twice".into()));
             }
-            return Ok(Cluster {
+            let cluster = Cluster {
                 versions,
                 brokers,
                 topic: topic.name.clone(),
                 leaders,
-            });
+            };
+            if created {
+                // A broker may list a new partition's leader before that
+                // leader serves it (Kafka does): wait until every partition
+                // answers ListOffsets, so the run does not start with
+                // NOT_LEADER_OR_FOLLOWER errors.
+                while let Err(e) = list_offsets(&cluster, -1) {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            return Ok(cluster);
         }
         if Instant::now() >= deadline {
             return Err(PerfError::Broker(format!(

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod config;
 
 #[derive(Parser)]
 #[command(
     name = "sluice",
     version,
-    about = "A durable, partitioned commit log that speaks the Kafka protocol"
+    about = "A durable, partitioned commit log that speaks the Kafka protocol",
+    after_help = cmd::config::EXIT_CODES_HELP
 )]
 struct Cli {
     /// Log level filter (tracing syntax, e.g. `info`, `net=debug`).
@@ -27,6 +29,16 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e (end-to-end latency).
     Bench(Box<cmd::bench::BenchArgs>),
+    /// Create, list, describe, alter and delete topics.
+    Topic(cmd::topic::TopicArgs),
+    /// Write lines from stdin or files as records to a topic.
+    Produce(cmd::produce::ProduceArgs),
+    /// Read records from a topic and print them with a format template.
+    Consume(cmd::consume::ConsumeArgs),
+    /// List, describe (with lag), reset the offsets of and delete consumer groups.
+    Group(cmd::group::GroupArgs),
+    /// Describe the cluster: id, controller and brokers.
+    Cluster(cmd::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,12 +52,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Bench(args) => cmd::bench::run(*args),
+        Command::Topic(args) => cmd::topic::run(args),
+        Command::Produce(args) => cmd::produce::run(args),
+        Command::Consume(args) => cmd::consume::run(args),
+        Command::Group(args) => cmd::group::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cmd::config::exit_code(&e))
         }
     }
 }

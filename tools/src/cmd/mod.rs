@@ -1,4 +1,10 @@
 //! One module per `sluice` subcommand.
 
 pub mod bench;
+pub mod cluster;
+pub mod config;
+pub mod consume;
+pub mod group;
+pub mod produce;
 pub mod serve;
+pub mod topic;

@@ -1,6 +1,9 @@
 //! `sluice serve`: run a broker.
+//!
+//! Configuration comes from built-in defaults, a TOML file (`--config`),
+//! `SLUICE_*` environment variables and flags, later ones winning; see
+//! `crate::config` and docs/configuration.md.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -8,104 +11,230 @@ use clap::Args;
 use net::{BrokerConfig, ShardState};
 use shard_router::{RuntimeConfig, ShardCtx};
 
+use crate::cmd::config::usage_error;
+use crate::config::{parse_topic_default, ServeConfig};
+
+/// Every flag but `--config` and `--print-config` overrides the config key
+/// of the same name (dashes for underscores); each also reads `SLUICE_<KEY>`.
+/// A flag or variable wins over the file, and the file over the default.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Precedence: flags, then SLUICE_* environment variables, then the \
+    --config file, then the defaults shown. Every key is documented in docs/configuration.md.\n\
+    Exit codes: 0 stopped cleanly, 1 runtime error, 2 invalid flag or configuration."
+)]
 pub struct ServeArgs {
-    /// Where partition logs and metadata live.
-    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
-    data_dir: PathBuf,
-    /// Address to listen on for Kafka clients.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9092")]
-    listen: SocketAddr,
-    /// Host advertised to clients in Metadata (default: the listen address, or 127.0.0.1 for 0.0.0.0).
-    #[arg(long, env = "SLUICE_ADVERTISED_HOST")]
+    /// A TOML file of config keys (see docs/configuration.md); unknown keys are errors.
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit without starting.
+    #[arg(long)]
+    print_config: bool,
+    /// Where partition logs and metadata live. Key data_dir, default ./sluice-data.
+    #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on for Kafka clients. Key listen, default 0.0.0.0:9092.
+    #[arg(long, env = "SLUICE_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Host advertised to clients in Metadata. Key advertised_host, default: the listen
+    /// address, or 127.0.0.1 for 0.0.0.0.
+    #[arg(long, env = "SLUICE_ADVERTISED_HOST", value_name = "HOST")]
     advertised_host: Option<String>,
-    /// Number of shards (one pinned core each); default one per usable CPU.
-    #[arg(long, env = "SLUICE_SHARDS")]
+    /// Number of shards (one pinned core each). Key shards, default one per usable CPU.
+    #[arg(long, env = "SLUICE_SHARDS", value_name = "N")]
     shards: Option<usize>,
-    /// This broker's node id.
-    #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
-    node_id: i32,
-    /// Create topics on first use (Kafka's auto.create.topics.enable).
-    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
-    auto_create_topics: bool,
-    /// Partitions of an auto-created topic (Kafka's num.partitions).
-    #[arg(long, env = "SLUICE_NUM_PARTITIONS", default_value_t = 1)]
-    num_partitions: i32,
+    /// This broker's node id. Key node_id, default 0.
+    #[arg(long, env = "SLUICE_NODE_ID", value_name = "ID")]
+    node_id: Option<i32>,
+    /// Cluster id reported to clients. Key cluster_id, default sluice-cluster.
+    #[arg(long, env = "SLUICE_CLUSTER_ID", value_name = "ID")]
+    cluster_id: Option<String>,
+    /// Create topics on first use (Kafka's auto.create.topics.enable). Key
+    /// auto_create_topics, default true.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", value_name = "BOOL", action = clap::ArgAction::Set)]
+    auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic (Kafka's num.partitions). Key num_partitions,
+    /// default 1.
+    #[arg(long, env = "SLUICE_NUM_PARTITIONS", value_name = "N")]
+    num_partitions: Option<i32>,
     /// Default flush policy of topics: always (fsync before ack), never, or interval.ms=N.
-    #[arg(long, env = "SLUICE_FLUSH", default_value = "always")]
-    flush: String,
-    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).
-    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = 100 << 20)]
-    max_request_bytes: usize,
-    /// Busy-poll this many microseconds before an idle shard sleeps (lower latency, more CPU).
-    #[arg(long, env = "SLUICE_SPIN_US")]
+    /// Key flush, default always.
+    #[arg(long, env = "SLUICE_FLUSH", value_name = "POLICY")]
+    flush: Option<String>,
+    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes). Key
+    /// max_request_bytes, default 104857600.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    max_request_bytes: Option<u64>,
+    /// Requests one connection may have in flight before the broker stops reading it. Key
+    /// max_in_flight_per_connection, default 64.
+    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT_PER_CONNECTION", value_name = "N")]
+    max_in_flight_per_connection: Option<usize>,
+    /// Bytes of recent batches cached per shard. Key tail_cache_bytes, default 268435456.
+    #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", value_name = "BYTES")]
+    tail_cache_bytes: Option<u64>,
+    /// Busy-poll this many microseconds before an idle shard sleeps (lower latency, more
+    /// CPU). Key spin_before_park_us, default unset (no busy polling).
+    #[arg(long, env = "SLUICE_SPIN_BEFORE_PARK_US", value_name = "US")]
     spin_before_park_us: Option<u64>,
-    /// Partitions of __consumer_offsets when it is created (Kafka's offsets.topic.num.partitions).
-    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
-    offsets_topic_partitions: i32,
+    /// How often retention runs, in ms. Key retention_check_interval_ms, default 30000.
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    retention_check_interval_ms: Option<u64>,
+    /// Partitions of __consumer_offsets when it is created (Kafka's
+    /// offsets.topic.num.partitions). Key offsets_topic_partitions, default 50.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
+    offsets_topic_partitions: Option<i32>,
     /// How long a new group waits for more members before its first rebalance, in ms
-    /// (Kafka's group.initial.rebalance.delay.ms).
+    /// (Kafka's group.initial.rebalance.delay.ms). Key group_initial_rebalance_delay_ms,
+    /// default 3000.
     #[arg(
         long,
         env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
-        default_value_t = 3000
+        value_name = "MS"
     )]
-    group_initial_rebalance_delay_ms: u64,
-    /// How long the offsets of an empty group are kept, in minutes (Kafka's offsets.retention.minutes).
-    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", default_value_t = 7 * 24 * 60)]
-    offsets_retention_minutes: u64,
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a group member may ask for, in ms. Key
+    /// group_min_session_timeout_ms, default 6000.
+    #[arg(long, env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_min_session_timeout_ms: Option<i32>,
+    /// Largest session timeout a group member may ask for, in ms. Key
+    /// group_max_session_timeout_ms, default 1800000.
+    #[arg(long, env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_max_session_timeout_ms: Option<i32>,
+    /// How long the offsets of an empty group are kept, in minutes (Kafka's
+    /// offsets.retention.minutes). Key offsets_retention_minutes, default 10080.
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
+    offsets_retention_minutes: Option<u64>,
+    /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
+    /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
+    /// default empty.
+    #[arg(long = "topic-default", env = "SLUICE_TOPIC_DEFAULTS", value_name = "NAME=VALUE",
+          value_delimiter = ',', value_parser = parse_topic_default)]
+    topic_defaults: Vec<(String, String)>,
+}
+
+impl ServeArgs {
+    /// The effective configuration: the file (or defaults) overlaid with
+    /// variables and flags, then checked.
+    pub fn effective_config(&self) -> anyhow::Result<ServeConfig> {
+        let mut c = ServeConfig::from_file(self.config.as_deref()).map_err(usage_error)?;
+        fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        }
+        set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.listen, &self.listen);
+        if self.advertised_host.is_some() {
+            c.advertised_host = self.advertised_host.clone();
+        }
+        if self.shards.is_some() {
+            c.shards = self.shards;
+        }
+        set(&mut c.node_id, &self.node_id);
+        set(&mut c.cluster_id, &self.cluster_id);
+        set(&mut c.auto_create_topics, &self.auto_create_topics);
+        set(&mut c.num_partitions, &self.num_partitions);
+        set(&mut c.flush, &self.flush);
+        set(&mut c.max_request_bytes, &self.max_request_bytes);
+        set(
+            &mut c.max_in_flight_per_connection,
+            &self.max_in_flight_per_connection,
+        );
+        set(&mut c.tail_cache_bytes, &self.tail_cache_bytes);
+        if self.spin_before_park_us.is_some() {
+            c.spin_before_park_us = self.spin_before_park_us;
+        }
+        set(
+            &mut c.retention_check_interval_ms,
+            &self.retention_check_interval_ms,
+        );
+        set(
+            &mut c.offsets_topic_partitions,
+            &self.offsets_topic_partitions,
+        );
+        set(
+            &mut c.group_initial_rebalance_delay_ms,
+            &self.group_initial_rebalance_delay_ms,
+        );
+        set(
+            &mut c.group_min_session_timeout_ms,
+            &self.group_min_session_timeout_ms,
+        );
+        set(
+            &mut c.group_max_session_timeout_ms,
+            &self.group_max_session_timeout_ms,
+        );
+        set(
+            &mut c.offsets_retention_minutes,
+            &self.offsets_retention_minutes,
+        );
+        for (k, v) in &self.topic_defaults {
+            c.topic_defaults.insert(k.clone(), v.clone());
+        }
+        c.validate().map_err(usage_error)?;
+        Ok(c)
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if engine::FlushPolicy::parse(&args.flush).is_none() {
-        anyhow::bail!(
-            "invalid --flush {:?}: use always, never or interval.ms=N",
-            args.flush
-        );
+    let c = args.effective_config()?;
+    if args.print_config {
+        print!("{}", c.to_toml());
+        return Ok(());
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+    std::fs::create_dir_all(&c.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}: check the path and its permissions",
-            args.data_dir.display()
+            c.data_dir.display()
         )
     })?;
-    let probe = args.data_dir.join(".sluice-write-test");
+    let probe = c.data_dir.join(".sluice-write-test");
     std::fs::write(&probe, b"ok").with_context(|| {
         format!(
             "the data directory {} is not writable",
-            args.data_dir.display()
+            c.data_dir.display()
         )
     })?;
     let _ = std::fs::remove_file(&probe);
-    let advertised_host = args.advertised_host.clone().unwrap_or_else(|| {
-        if args.listen.ip().is_unspecified() {
+    let listen = c.listen_addr();
+    let advertised_host = c.advertised_host.clone().unwrap_or_else(|| {
+        if listen.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
-            args.listen.ip().to_string()
+            listen.ip().to_string()
         }
     });
-    let mut topic_defaults = std::collections::BTreeMap::new();
-    topic_defaults.insert("flush".to_string(), args.flush.clone());
+    let mut topic_defaults = c.topic_defaults.clone();
+    topic_defaults.insert("flush".to_string(), c.flush.clone());
+    // Every field is set today; a field added to BrokerConfig later keeps
+    // its default until it gets a config key here.
+    #[allow(clippy::needless_update)]
     let cfg = BrokerConfig {
-        node_id: args.node_id,
-        data_dir: args.data_dir.clone(),
-        listen: args.listen,
+        node_id: c.node_id,
+        data_dir: c.data_dir.clone(),
+        listen,
         advertised_host,
-        advertised_port: args.listen.port(),
-        auto_create_topics: args.auto_create_topics,
-        num_partitions: args.num_partitions,
+        advertised_port: listen.port(),
+        cluster_id: c.cluster_id.clone(),
+        auto_create_topics: c.auto_create_topics,
+        num_partitions: c.num_partitions,
         topic_defaults,
-        max_request_bytes: args.max_request_bytes,
-        offsets_topic_partitions: args.offsets_topic_partitions,
-        group_initial_rebalance_delay_ms: args.group_initial_rebalance_delay_ms,
-        offsets_retention_minutes: args.offsets_retention_minutes,
+        max_request_bytes: usize::try_from(c.max_request_bytes)
+            .expect("validate() bounds max_request_bytes by i32::MAX"),
+        max_in_flight_per_connection: c.max_in_flight_per_connection,
+        tail_cache_bytes: usize::try_from(c.tail_cache_bytes)
+            .expect("validate() checked tail_cache_bytes fits"),
+        retention_check_interval_ms: c.retention_check_interval_ms,
+        offsets_topic_partitions: c.offsets_topic_partitions,
+        group_initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms: c.group_min_session_timeout_ms,
+        group_max_session_timeout_ms: c.group_max_session_timeout_ms,
+        offsets_retention_minutes: c.offsets_retention_minutes,
         ..BrokerConfig::default()
     };
     let runtime = RuntimeConfig {
-        shards: args.shards,
-        spin_before_park: args
-            .spin_before_park_us
-            .map(std::time::Duration::from_micros),
+        shards: c.shards,
+        spin_before_park: c.spin_before_park_us.map(std::time::Duration::from_micros),
         ..RuntimeConfig::default()
     };
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "starting sluice");

@@ -1,0 +1,82 @@
+//! `sluice cluster describe`: cluster id, controller and brokers
+//! (DescribeCluster when the broker has it, Metadata otherwise).
+
+use clap::{Args, Subcommand};
+use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::{ApiKey, ErrorCode, RequestBody, ResponseBody};
+
+use crate::cmd::config::{describe_error, runtime_error, ClientArgs, Session};
+
+#[derive(Args, Debug)]
+#[command(after_help = crate::cmd::config::EXIT_CODES_HELP)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Show the cluster id, the controller, every broker and topic counts.
+    Describe,
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let mut s = Session::connect(&args.client)?;
+    let ClusterCommand::Describe = args.command;
+    // (id, host:port, rack)
+    let mut brokers: Vec<(i32, String, Option<String>)>;
+    let (cluster_id, controller) = if s.supports(ApiKey::DescribeCluster) {
+        let body = RequestBody::DescribeCluster(DescribeClusterRequest {
+            endpoint_type: 1,
+            ..DescribeClusterRequest::default()
+        });
+        let ResponseBody::DescribeCluster(r) = s.call(None, &body)? else {
+            unreachable!("call() checks the response type");
+        };
+        let code = ErrorCode(r.error_code);
+        if !code.is_none() {
+            return Err(runtime_error(format!(
+                "DescribeCluster failed: {}",
+                describe_error(code, r.error_message.as_deref())
+            )));
+        }
+        brokers = r
+            .brokers
+            .iter()
+            .map(|b| {
+                (
+                    b.broker_id,
+                    format!("{}:{}", b.host, b.port),
+                    b.rack.clone(),
+                )
+            })
+            .collect();
+        (Some(r.cluster_id.clone()), r.controller_id)
+    } else {
+        let m = s.metadata(Some(&[]), false)?;
+        brokers = m
+            .brokers
+            .iter()
+            .map(|b| (b.node_id, format!("{}:{}", b.host, b.port), b.rack.clone()))
+            .collect();
+        (m.cluster_id.clone(), m.controller_id)
+    };
+    brokers.sort();
+    let topics = s.topics()?;
+    let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    println!("Cluster id: {}", cluster_id.as_deref().unwrap_or("-"));
+    println!("Controller: {controller}");
+    println!(
+        "Topics: {} ({} internal), partitions: {partitions}",
+        topics.len(),
+        topics.iter().filter(|t| t.internal).count()
+    );
+    println!("Brokers: {}", brokers.len());
+    println!("{:>8}  {:<30}  RACK", "ID", "HOST:PORT");
+    for (id, addr, rack) in brokers {
+        println!("{id:>8}  {addr:<30}  {}", rack.as_deref().unwrap_or("-"));
+    }
+    Ok(())
+}

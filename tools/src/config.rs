@@ -1,0 +1,434 @@
+//! The configuration of `sluice serve`: built-in defaults, then a TOML file
+//! (`--config FILE`), then `SLUICE_*` environment variables, then flags; a
+//! later source wins key by key. Every key is checked before the broker
+//! starts, and a bad one is refused with its name, its value and the reason.
+//!
+//! The file uses the same key names as this struct (snake_case); each key's
+//! flag is the key with dashes (`--num-partitions`) and its environment
+//! variable is `SLUICE_` plus the key in capitals (`SLUICE_NUM_PARTITIONS`).
+//! `docs/configuration.md` documents every key; a test keeps it, `--help` and
+//! [`ServeConfig::default`] in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request frame a broker may be configured to accept: the frame
+/// size prefix is an i32.
+const MAX_REQUEST_BYTES_LIMIT: u64 = i32::MAX as u64;
+/// Smallest useful request frame limit (an ApiVersions request is ~30 bytes,
+/// but a produce request needs room for a batch).
+const MIN_REQUEST_BYTES: u64 = 1024;
+/// Upper bound of shards, as a sanity check against typos (`--shards 1000`).
+const MAX_SHARDS: usize = 1024;
+/// The broker refuses topics with more partitions than this.
+const MAX_DEFAULT_PARTITIONS: i32 = net::topics::MAX_PARTITIONS_PER_TOPIC;
+
+/// The effective configuration of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub flush: String,
+    pub max_request_bytes: u64,
+    pub max_in_flight_per_connection: usize,
+    pub tail_cache_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spin_before_park_us: Option<u64>,
+    pub retention_check_interval_ms: u64,
+    pub offsets_topic_partitions: i32,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub offsets_retention_minutes: u64,
+    /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let broker = net::BrokerConfig::default();
+        ServeConfig {
+            data_dir: broker.data_dir,
+            listen: broker.listen.to_string(),
+            advertised_host: None,
+            shards: None,
+            node_id: broker.node_id,
+            cluster_id: broker.cluster_id,
+            auto_create_topics: broker.auto_create_topics,
+            num_partitions: broker.num_partitions,
+            flush: "always".to_string(),
+            max_request_bytes: broker.max_request_bytes as u64,
+            max_in_flight_per_connection: broker.max_in_flight_per_connection,
+            tail_cache_bytes: broker.tail_cache_bytes as u64,
+            spin_before_park_us: None,
+            retention_check_interval_ms: broker.retention_check_interval_ms,
+            offsets_topic_partitions: broker.offsets_topic_partitions,
+            group_initial_rebalance_delay_ms: broker.group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms: broker.group_min_session_timeout_ms,
+            group_max_session_timeout_ms: broker.group_max_session_timeout_ms,
+            offsets_retention_minutes: broker.offsets_retention_minutes,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+/// A configuration refused: which key, the value given, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Read { path: PathBuf, reason: String },
+    /// The file is not valid TOML, has an unknown key, or a value of the
+    /// wrong type (the parser's message names the key and the line).
+    Parse { path: PathBuf, reason: String },
+    /// A key's value is out of range or malformed.
+    Invalid {
+        key: String,
+        value: String,
+        why: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, reason } => write!(
+                f,
+                "cannot read the config file {}: {reason}; check the path given to --config / SLUICE_CONFIG",
+                path.display()
+            ),
+            ConfigError::Parse { path, reason } => write!(
+                f,
+                "invalid config file {}: {}; see docs/configuration.md or `sluice serve --help` for the keys",
+                path.display(),
+                reason.trim_end()
+            ),
+            ConfigError::Invalid { key, value, why } => write!(
+                f,
+                "invalid config: {key} = {value:?}: {why} (set in the config file, {} or --{})",
+                env_name(key),
+                flag_name(key)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment variable of a key.
+pub fn env_name(key: &str) -> String {
+    format!("SLUICE_{}", key.to_ascii_uppercase())
+}
+
+/// The flag of a key (without the leading dashes).
+pub fn flag_name(key: &str) -> String {
+    key.replace('_', "-")
+}
+
+impl ServeConfig {
+    /// Defaults overlaid with the file at `path`, when given.
+    pub fn from_file(path: Option<&Path>) -> Result<ServeConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(ServeConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        ServeConfig::parse(&text).map_err(|reason| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses TOML text; keys not given keep their defaults.
+    pub fn parse(text: &str) -> Result<ServeConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The configuration as a TOML document that `--config` reads back.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from(
+            "# The effective configuration of `sluice serve` (defaults, then the config\n\
+             # file, then SLUICE_* environment variables, then flags).\n",
+        );
+        let unset = [
+            (
+                "advertised_host",
+                self.advertised_host.is_none(),
+                "the listen address, or 127.0.0.1 for 0.0.0.0",
+            ),
+            ("shards", self.shards.is_none(), "one per usable CPU"),
+            (
+                "spin_before_park_us",
+                self.spin_before_park_us.is_none(),
+                "no busy polling",
+            ),
+        ];
+        for (key, is_unset, meaning) in unset {
+            if is_unset {
+                out.push_str(&format!("# {key}: unset ({meaning})\n"));
+            }
+        }
+        out.push_str(&toml::to_string(self).expect("a flat struct of plain values serializes"));
+        out
+    }
+
+    /// Checks every key; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, why: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value,
+            why: why.to_string(),
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", String::new(), "must not be empty"));
+        }
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "listen",
+                self.listen.clone(),
+                "not an IP address and port, e.g. 0.0.0.0:9092 or [::]:9092",
+            ));
+        }
+        if let Some(host) = &self.advertised_host {
+            if host.trim().is_empty() || host.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "advertised_host",
+                    host.clone(),
+                    "must be a host name or IP address clients can reach",
+                ));
+            }
+        }
+        if let Some(shards) = self.shards {
+            if shards == 0 || shards > MAX_SHARDS {
+                return Err(invalid(
+                    "shards",
+                    shards.to_string(),
+                    &format!("must be between 1 and {MAX_SHARDS}"),
+                ));
+            }
+        }
+        if self.node_id < 0 {
+            return Err(invalid(
+                "node_id",
+                self.node_id.to_string(),
+                "must be 0 or more",
+            ));
+        }
+        if self.cluster_id.trim().is_empty() {
+            return Err(invalid(
+                "cluster_id",
+                self.cluster_id.clone(),
+                "must not be empty",
+            ));
+        }
+        if !(1..=MAX_DEFAULT_PARTITIONS).contains(&self.num_partitions) {
+            return Err(invalid(
+                "num_partitions",
+                self.num_partitions.to_string(),
+                &format!("must be between 1 and {MAX_DEFAULT_PARTITIONS}"),
+            ));
+        }
+        if engine::FlushPolicy::parse(&self.flush).is_none() {
+            return Err(invalid(
+                "flush",
+                self.flush.clone(),
+                "use always, never or interval.ms=N",
+            ));
+        }
+        if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
+            return Err(invalid(
+                "max_request_bytes",
+                self.max_request_bytes.to_string(),
+                &format!("must be between {MIN_REQUEST_BYTES} and {MAX_REQUEST_BYTES_LIMIT}"),
+            ));
+        }
+        if self.max_in_flight_per_connection == 0 {
+            return Err(invalid(
+                "max_in_flight_per_connection",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if usize::try_from(self.tail_cache_bytes).is_err() {
+            return Err(invalid(
+                "tail_cache_bytes",
+                self.tail_cache_bytes.to_string(),
+                "larger than this machine's address space",
+            ));
+        }
+        if self.retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "retention_check_interval_ms",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_DEFAULT_PARTITIONS).contains(&self.offsets_topic_partitions) {
+            return Err(invalid(
+                "offsets_topic_partitions",
+                self.offsets_topic_partitions.to_string(),
+                &format!("must be between 1 and {MAX_DEFAULT_PARTITIONS}"),
+            ));
+        }
+        if self.group_min_session_timeout_ms < 1 {
+            return Err(invalid(
+                "group_min_session_timeout_ms",
+                self.group_min_session_timeout_ms.to_string(),
+                "must be at least 1",
+            ));
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return Err(invalid(
+                "group_max_session_timeout_ms",
+                self.group_max_session_timeout_ms.to_string(),
+                &format!(
+                    "must not be below group_min_session_timeout_ms ({})",
+                    self.group_min_session_timeout_ms
+                ),
+            ));
+        }
+        for (name, value) in &self.topic_defaults {
+            if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "topic_defaults",
+                    format!("{name}={value}"),
+                    "a topic config name must be non-empty and without spaces",
+                ));
+            }
+            if name == "flush" && engine::FlushPolicy::parse(value).is_none() {
+                return Err(invalid(
+                    "topic_defaults",
+                    format!("{name}={value}"),
+                    "flush: use always, never or interval.ms=N",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listen address (call after [`ServeConfig::validate`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .parse()
+            .expect("validate() checked the listen address")
+    }
+}
+
+/// Parses `name=value` (a `--topic-default` flag or an item of
+/// `SLUICE_TOPIC_DEFAULTS`).
+pub fn parse_topic_default(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!(
+            "{s:?} is not NAME=VALUE (e.g. retention.ms=86400000)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let d = ServeConfig::default();
+        d.validate().unwrap();
+        assert_eq!(ServeConfig::parse(&d.to_toml()).unwrap(), d);
+        let mut c = d.clone();
+        c.shards = Some(2);
+        c.advertised_host = Some("broker-1".into());
+        c.topic_defaults
+            .insert("retention.ms".into(), "1000".into());
+        assert_eq!(ServeConfig::parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_file_sets_only_its_keys() {
+        let c =
+            ServeConfig::parse("num_partitions = 3\n[topic_defaults]\n\"retention.ms\" = \"5\"\n")
+                .unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.topic_defaults["retention.ms"], "5");
+        assert_eq!(c.listen, ServeConfig::default().listen);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused_by_name() {
+        let e = ServeConfig::parse("num_partitons = 3\n").unwrap_err();
+        assert!(e.contains("num_partitons"), "{e}");
+        let e = ServeConfig::parse("num_partitions = \"three\"\n").unwrap_err();
+        assert!(e.contains("num_partitions"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_key_value_and_reason() {
+        let d = ServeConfig::default;
+        let e = ServeConfig {
+            flush: "sometimes".into(),
+            ..d()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("flush = \"sometimes\""), "{e}");
+        assert!(e.contains("SLUICE_FLUSH") && e.contains("--flush"), "{e}");
+        let bad = [
+            (
+                ServeConfig {
+                    listen: "localhost".into(),
+                    ..d()
+                },
+                "listen = \"localhost\"",
+            ),
+            (
+                ServeConfig {
+                    num_partitions: 0,
+                    ..d()
+                },
+                "num_partitions = \"0\"",
+            ),
+            (
+                ServeConfig {
+                    shards: Some(0),
+                    ..d()
+                },
+                "shards = \"0\"",
+            ),
+            (
+                ServeConfig {
+                    group_max_session_timeout_ms: 1,
+                    ..d()
+                },
+                "group_max_session_timeout_ms",
+            ),
+        ];
+        for (c, want) in bad {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn topic_default_pairs() {
+        assert_eq!(
+            parse_topic_default("retention.ms=10").unwrap(),
+            ("retention.ms".into(), "10".into())
+        );
+        assert!(parse_topic_default("retention.ms").is_err());
+        assert!(parse_topic_default("=1").is_err());
+    }
+}
