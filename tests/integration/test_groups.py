@@ -304,3 +304,65 @@ def test_offsets_survive_restart(restartable, timings):
             for tp in committed:
                 assert tp.offset == expected_next[tp.partition], committed
                 assert tp.metadata == f"sluice-{tp.partition}", committed
+
+
+@pytest.mark.timeout(60)
+def test_bad_commits_change_nothing(group_broker):
+    """Raw OffsetCommit (kafka-python's protocol classes): a commit from an
+    unknown member, or a simple one while the group has members, or with a
+    generation for a group that does not exist, is refused and stores nothing;
+    a simple commit to a memberless group is stored."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.protocol.consumer.group import OffsetCommitRequest
+    b = group_broker.bootstrap
+    topic, group = "grp-bad-commits", "g-bad-commits"
+    create_topic(b, topic, 1)
+    produce(b, topic, 10, 1)
+    live = confluent_consumer(b, group)
+    live.subscribe([topic])
+    kp = KafkaAdminClient(bootstrap_servers=b)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not live.assignment():
+            live.poll(0.2)
+        assert live.assignment(), "the live member never got its partition"
+        node_id = next(iter(kp._manager.cluster.brokers())).node_id
+        T, P = OffsetCommitRequest.OffsetCommitRequestTopic, \
+            OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition
+
+        def commit(group_id, generation, member_id, offset):
+            req = OffsetCommitRequest(
+                group_id=group_id, generation_id_or_member_epoch=generation,
+                member_id=member_id, group_instance_id=None, retention_time_ms=-1,
+                topics=[T(name=topic, partitions=[P(partition_index=0, committed_offset=offset,
+                                                     committed_leader_epoch=-1,
+                                                     committed_metadata="m")])])
+
+            async def go():
+                return await kp._manager.send(req, node_id=node_id)
+
+            resp = kp._manager.run(go)
+            return [p.error_code for t in resp.topics for p in t.partitions]
+
+        assert commit(group, 1, "nobody", 5) == [25]          # UNKNOWN_MEMBER_ID
+        assert commit(group, -1, "", 5) == [25]               # members present: no simple commit
+        assert commit("g-bad-none", 3, "m", 5) == [22]        # ILLEGAL_GENERATION
+        assert commit("g-bad-simple", -1, "", 7) == [0]       # memberless: accepted
+        from confluent_kafka import TopicPartition
+
+        def committed(group_id):
+            c = confluent_consumer(b, group_id)
+            try:
+                # Offsets only: confluent-kafka 2.x could not decode the
+                # metadata here (seen as garbage bytes; not investigated yet);
+                # test_offsets_survive_restart checks metadata round trips.
+                return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+            finally:
+                c.close()
+
+        assert committed(group) < 0, "a refused commit was stored"
+        assert committed("g-bad-none") < 0, "a refused commit was stored"
+        assert committed("g-bad-simple") == 7
+    finally:
+        kp.close()
+        live.close()
