@@ -298,3 +298,48 @@ fn bad_input_is_refused_with_the_right_exit_code() {
     .ok();
     assert!(out.contains("k=v"), "{out}");
 }
+
+#[test]
+fn ctrl_c_while_following_commits_what_was_printed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let broker = Broker::start(&[]);
+    at(&broker, &["topic", "create", "f", "-p", "1"], None).ok();
+    at(&broker, &["produce", "f"], Some(b"one\ntwo\n")).ok();
+    let addr = broker.addr().to_string();
+    let mut child = common::sluice_command(&["consume", "f", "-g", "follow", "-b", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice consume");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "one");
+    assert_eq!(lines.next().unwrap().unwrap(), "two");
+    // Following: a record produced now shows up too.
+    at(&broker, &["produce", "f"], Some(b"three\n")).ok();
+    assert_eq!(lines.next().unwrap().unwrap(), "three");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("send SIGINT");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("poll consume") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consume ignored SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0), "clean exit on Ctrl-C");
+    let d = at(&broker, &["group", "describe", "follow"], None).ok();
+    assert!(
+        d.contains("Total lag: 0"),
+        "all three printed records committed:\n{d}"
+    );
+}
