@@ -35,6 +35,9 @@ struct Row {
     bytes: u64,
     records: u64,
     elapsed: Duration,
+    /// CPU time the whole process used meanwhile (kernel I/O workers included):
+    /// on a shared, loaded machine the wall-clock figures swing, this less so.
+    cpu: Duration,
     /// The raw bandwidth this figure is compared with, MB/s.
     raw_mb_s: f64,
     note: String,
@@ -52,14 +55,36 @@ fn print_row(r: &Row) {
     } else {
         format!("{:>12}", "-")
     };
+    // Below a millisecond the CPU figure is noise (and a tail-cache read is
+    // nearly free): show none.
+    let mb_per_cpu_s = if r.cpu >= Duration::from_millis(1) {
+        format!("{:>8.0}", r.bytes as f64 / 1e6 / r.cpu.as_secs_f64())
+    } else {
+        format!("{:>8}", "-")
+    };
     println!(
-        "{:<52} {:>9.0} {} {:>6.0}% {}",
+        "{:<52} {:>9.0} {} {:>6.0}% {} {}",
         r.name,
         r.mb_s(),
         msg_s,
         100.0 * r.mb_s() / r.raw_mb_s,
+        mb_per_cpu_s,
         r.note
     );
+}
+
+/// On-CPU time of this process so far, all its threads (io_uring workers
+/// included), from `/proc/self/task/*/schedstat`. Threads that exited are not
+/// counted, so take differences over spans in which none does.
+fn cpu_time() -> Duration {
+    let ns: u64 = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 /// A batch of about `target_bytes` of ~100-byte records.
@@ -156,8 +181,8 @@ async fn open_log(dir: &Path, cfg: &LogConfig, budget: &CacheBudget) -> Log {
 /// A shard: one producer task appending round-robin over `logs` with a bounded
 /// window of unacknowledged appends, and one flusher task running `flush_all`
 /// over every log as a group commit whenever there is work. Returns the time to
-/// have `total_bytes` appended and acknowledged.
-async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> Duration {
+/// have `total_bytes` appended and acknowledged, and the CPU time it took.
+async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> (Duration, Duration) {
     // The flusher sleeps until the producer kicks it (no busy loop stealing the
     // core), then flushes until nothing is left: each round is one group commit.
     let done = Rc::new(Cell::new(false));
@@ -185,6 +210,7 @@ async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> Duration
         }
     };
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let window = (IN_FLIGHT_BYTES / batch.len()).max(2) * logs.len();
     let mut waiters = VecDeque::new();
     let mut appended = 0u64;
@@ -217,10 +243,11 @@ async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> Duration
         w.await.expect("acknowledged");
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_start);
     done.set(true);
     drop(kick);
     flusher.await;
-    elapsed
+    (elapsed, cpu)
 }
 
 struct AppendCase {
@@ -244,7 +271,7 @@ async fn append_case(root: &Path, case: &AppendCase, raw_write_mb_s: f64) -> Row
         logs.push(open_log(&dir.join(format!("t-{p}")), &cfg, &budget).await);
     }
     let (batch, records) = make_batch(case.batch_bytes);
-    let elapsed = shard_append(&logs, &batch, APPEND_BYTES).await;
+    let (elapsed, cpu) = shard_append(&logs, &batch, APPEND_BYTES).await;
     let batches = APPEND_BYTES.div_ceil(batch.len() as u64);
     for log in &logs {
         engine::recovery::close(log, NOW).await.expect("close");
@@ -256,14 +283,16 @@ async fn append_case(root: &Path, case: &AppendCase, raw_write_mb_s: f64) -> Row
         bytes: batches * batch.len() as u64,
         records: batches * records,
         elapsed,
+        cpu,
         raw_mb_s: raw_write_mb_s,
         note: String::new(),
     }
 }
 
 /// Reads the whole log from offset 0 with 1 MiB fetches.
-async fn read_all(log: &Log) -> (u64, Duration) {
+async fn read_all(log: &Log) -> (u64, Duration, Duration) {
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let mut offset = 0;
     let mut bytes = 0u64;
     loop {
@@ -273,7 +302,7 @@ async fn read_all(log: &Log) -> (u64, Duration) {
         offset = h.last_offset() + 1;
         bytes += r.len_bytes() as u64;
     }
-    (bytes, start.elapsed())
+    (bytes, start.elapsed(), cpu_time().saturating_sub(cpu_start))
 }
 
 async fn read_cases(root: &Path, raw_read_mb_s: f64, rows: &mut Vec<Row>) {
@@ -289,12 +318,13 @@ async fn read_cases(root: &Path, raw_read_mb_s: f64, rows: &mut Vec<Row>) {
     let budget = CacheBudget::new(256 << 20);
     let log = open_log(&dir, &cfg, &budget).await;
     shard_append(std::slice::from_ref(&log), &batch, total).await;
-    let (bytes, elapsed) = read_all(&log).await;
+    let (bytes, elapsed, cpu) = read_all(&log).await;
     rows.push(Row {
         name: "hot read (tail cache), 1 MiB fetches".into(),
         bytes,
         records: (bytes as f64 * records_per_byte) as u64,
         elapsed,
+        cpu,
         raw_mb_s: raw_read_mb_s,
         note: "(vs raw read)".into(),
     });
@@ -302,12 +332,13 @@ async fn read_cases(root: &Path, raw_read_mb_s: f64, rows: &mut Vec<Row>) {
     drop(log);
     // Cold: reopened with an empty cache, so every read goes to the disk.
     let log = open_log(&dir, &cfg, &CacheBudget::new(1 << 20)).await;
-    let (bytes, elapsed) = read_all(&log).await;
+    let (bytes, elapsed, cpu) = read_all(&log).await;
     rows.push(Row {
         name: "cold read (disk), 1 MiB fetches".into(),
         bytes,
         records: (bytes as f64 * records_per_byte) as u64,
         elapsed,
+        cpu,
         raw_mb_s: raw_read_mb_s,
         note: "(vs raw read)".into(),
     });
@@ -355,13 +386,14 @@ async fn segment_count_cases(root: &Path, raw_write_mb_s: f64, rows: &mut Vec<Ro
         ("append, 1-segment log", &fresh),
         ("append, 1,000-segment log", &log),
     ] {
-        let elapsed = shard_append(std::slice::from_ref(l), &batch, total).await;
+        let (elapsed, cpu) = shard_append(std::slice::from_ref(l), &batch, total).await;
         let n = total.div_ceil(batch.len() as u64);
         rows.push(Row {
             name: format!("{name} (16 KiB, never, 1 part)"),
             bytes: n * batch.len() as u64,
             records: n * records,
             elapsed,
+            cpu,
             raw_mb_s: raw_write_mb_s,
             note: if l.borrow().segment_count() > 1 {
                 format!("({} segments)", l.borrow().segment_count())
@@ -442,8 +474,8 @@ fn main() {
                 mb(r4)
             );
             println!(
-                "{:<52} {:>9} {:>12} {:>7}",
-                "figure", "MB/s", "msg/s", "of raw"
+                "{:<52} {:>9} {:>12} {:>7} {:>8}",
+                "figure", "MB/s", "msg/s", "of raw", "MB/cpu-s"
             );
             let mut rows = Vec::new();
             let mut cases = Vec::new();
