@@ -133,10 +133,9 @@ async fn connection(state: Rc<ShardState>, stream: TcpStream) {
     state.connections.set(state.connections.get() + 1);
     let _open = Open(state.clone());
     let shutdown = state.shutdown.clone();
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    let peer_host = peer_addr.map(|a| a.ip().to_string()).unwrap_or_default();
     let stream = Rc::new(RefCell::new(stream));
     let mut reader = Half(stream.clone());
     let mut writer = Half(stream);
@@ -172,7 +171,7 @@ async fn connection(state: Rc<ShardState>, stream: TcpStream) {
         if reader.read_exact(&mut frame).await.is_err() {
             break;
         }
-        match api::dispatch(&state, frame.freeze()).await {
+        match api::dispatch(&state, frame.freeze(), &peer_host).await {
             Ok(pending) => {
                 if tx.send(pending).await.is_err() {
                     break;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use engine::log::{delete_dropped_files, flush_all, PartitionLog};
 use engine::storage::dma::DmaStorage;
-use engine::storage::{read_file, write_file_atomic, Storage};
+use engine::storage::{read_file, write_file_atomic};
 use engine::{CacheBudget, LogError};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use shard_router::{partition_shard, Router, ShardId, Shutdown};
@@ -124,21 +124,11 @@ impl ShardState {
     /// Loads the topic table and opens the logs this shard owns.
     pub async fn start(self: &Rc<Self>) -> Result<(), LogError> {
         // glommio marks a device pollable when the first DMA file it opens there is
-        // empty, after which reads fail (PLATFORM.md): open a non-empty file first.
-        let marker = self.config.data_dir.join(".sluice-device-probe");
-        let file = self
-            .storage
-            .create(&marker)
+        // empty, after which every read fails with EOPNOTSUPP (PLATFORM.md).
+        let dir = &self.config.data_dir;
+        engine::storage::dma::prime_device(dir)
             .await
-            .map_err(|e| LogError::io("create", &marker, &e))?;
-        if engine::storage::StorageFile::size(&file).await.unwrap_or(0) == 0 {
-            let mut buf = engine::storage::StorageFile::alloc(&file, 4096);
-            buf.as_mut()[..6].copy_from_slice(b"sluice");
-            engine::storage::StorageFile::write_at(&file, buf, 0)
-                .await
-                .map_err(|e| LogError::io("write", &marker, &e))?;
-        }
-        let _ = engine::storage::StorageFile::close(file).await;
+            .map_err(|e| LogError::io("prime device", dir, &e))?;
 
         let path = self.config.data_dir.join(TOPICS_FILE);
         let table = match read_file(&self.storage, &path)

@@ -246,6 +246,10 @@ def test_confluent_group_shares_partitions(group_broker):
         a = AdminClient({"bootstrap.servers": b})
         desc = a.describe_consumer_groups([group])[group].result(timeout=10)
         assert len(desc.members) == 4
+        # Members carry the client id and host the broker saw (Kafka: host "/ip").
+        for m in desc.members:
+            assert m.client_id, m
+            assert m.host.lstrip("/") == "127.0.0.1", m.host
         assert group in [g.group_id for g in a.list_consumer_groups().result(timeout=10).valid]
     finally:
         for c in consumers:

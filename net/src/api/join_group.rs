@@ -26,6 +26,7 @@ pub async fn handle(
     state: &Rc<ShardState>,
     req: JoinGroupRequest,
     version: i16,
+    client: super::Client,
 ) -> JoinGroupResponse {
     if req.group_id.is_empty() {
         return failed(req.member_id, ErrorCode::INVALID_GROUP_ID);
@@ -35,8 +36,8 @@ pub async fn handle(
     let join = JoinRequest {
         member_id: req.member_id,
         instance_id: req.group_instance_id,
-        client_id: String::new(),
-        client_host: String::new(),
+        client_id: client.id,
+        client_host: client.host,
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout served as both.
         rebalance_timeout_ms: if version == 0 {

@@ -93,7 +93,20 @@ fn respond(
 /// request's order-sensitive part is queued (produce appends are queued on their
 /// shards here, before the next request is read), with the response to come.
 /// `Err` closes the connection.
-pub async fn dispatch(state: &Rc<ShardState>, frame: Bytes) -> Result<PendingResponse, String> {
+/// Who sent a request: Kafka reports these in DescribeGroups.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// The request header's client id.
+    pub id: String,
+    /// The peer address, as Kafka writes it (`/ip`).
+    pub host: String,
+}
+
+pub async fn dispatch(
+    state: &Rc<ShardState>,
+    frame: Bytes,
+    peer_host: &str,
+) -> Result<PendingResponse, String> {
     let (key, version, correlation_id) =
         decode_request_header_prefix(&frame).map_err(|e| e.to_string())?;
     let Some(api) = ApiKey::from_i16(key) else {
@@ -110,8 +123,12 @@ pub async fn dispatch(state: &Rc<ShardState>, frame: Bytes) -> Result<PendingRes
         }
         return Err(format!("{} v{version} is not supported", api.name()));
     }
-    let (_header, body) =
+    let (header, body) =
         decode_request(frame).map_err(|e| format!("{} v{version}: {e}", api.name()))?;
+    let client = Client {
+        id: header.client_id.unwrap_or_default(),
+        host: format!("/{peer_host}"),
+    };
     let state = state.clone();
     let pending: PendingResponse = match body {
         RequestBody::Produce(req) => {
@@ -128,7 +145,7 @@ pub async fn dispatch(state: &Rc<ShardState>, frame: Bytes) -> Result<PendingRes
         }
         body => {
             let task = glommio::spawn_local(async move {
-                let response = handle(&state, body, version).await;
+                let response = handle(&state, body, version, client).await;
                 respond(correlation_id, api, version, response)
             });
             Box::pin(task)
@@ -137,7 +154,12 @@ pub async fn dispatch(state: &Rc<ShardState>, frame: Bytes) -> Result<PendingRes
     Ok(pending)
 }
 
-async fn handle(state: &Rc<ShardState>, body: RequestBody, version: i16) -> ResponseBody {
+async fn handle(
+    state: &Rc<ShardState>,
+    body: RequestBody,
+    version: i16,
+    client: Client,
+) -> ResponseBody {
     match body {
         RequestBody::ApiVersions(_) => ResponseBody::ApiVersions(api_versions::handle()),
         RequestBody::Metadata(req) => {
@@ -187,7 +209,7 @@ async fn handle(state: &Rc<ShardState>, body: RequestBody, version: i16) -> Resp
             ResponseBody::FindCoordinator(find_coordinator::handle(state, req, version))
         }
         RequestBody::JoinGroup(req) => {
-            ResponseBody::JoinGroup(join_group::handle(state, req, version).await)
+            ResponseBody::JoinGroup(join_group::handle(state, req, version, client).await)
         }
         RequestBody::SyncGroup(req) => {
             ResponseBody::SyncGroup(sync_group::handle(state, req).await)
