@@ -294,7 +294,7 @@ pub async fn open<S: Storage>(
             .size()
             .await
             .map_err(|e| LogError::io("stat", &path, &e))?;
-        let is_active = i + 1 == bases.len();
+        let mut is_active = i + 1 == bases.len();
         let mut seg: Segment<S::File> = Segment::new(&dir, base, now_ms);
         let trusted = if is_active {
             // Trusted only if nothing was written after the clean close (which trimmed
@@ -344,6 +344,36 @@ pub async fn open<S: Storage>(
                 if !is_active {
                     tracing::info!(file = %path.display(), "rebuilt the indexes of a sealed segment");
                 }
+                // A rolled segment whose sealing flush never completed (its
+                // indexes are missing, its file was not trimmed) and whose
+                // data stops short of the next segment: that flush failed, so
+                // nothing past the torn point, in this segment or any later
+                // one, was acknowledged. It becomes the active segment and the
+                // later ones go; keeping them would leave offsets that no
+                // batch holds, and a consumer there would read nothing forever.
+                if !is_active && scan.valid_len < file_len && scan.next_offset < bases[i + 1] {
+                    tracing::warn!(
+                        file = %path.display(),
+                        next_offset = scan.next_offset,
+                        later_segments = bases.len() - i - 1,
+                        "an unfinished seal: dropping the later segments"
+                    );
+                    is_active = true;
+                    for &later in bases[i + 1..].iter().rev() {
+                        for ext in ["log", "index", "timeindex"] {
+                            let p = dir.join(file_name(later, ext));
+                            match storage.remove_file(&p).await {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(e) => return Err(LogError::io("remove", &p, &e)),
+                            }
+                        }
+                    }
+                    storage
+                        .sync_dir(&dir)
+                        .await
+                        .map_err(|e| LogError::io("sync dir", &dir, &e))?;
+                }
                 seg.size = scan.valid_len;
                 seg.next_offset = if is_active {
                     scan.next_offset
@@ -388,6 +418,9 @@ pub async fn open<S: Storage>(
         }
         seg.file = Some(Rc::new(file));
         segments.insert(base, seg);
+        if is_active {
+            break;
+        }
     }
     let next = segments.values().next_back().map_or(0, |s| s.next_offset);
     let first = bases[0];

@@ -4,6 +4,7 @@ mod common;
 
 use std::cell::RefCell;
 
+use bytes::Bytes;
 use common::*;
 use engine::log::{delete_dropped_files, flush, read, PartitionLog};
 use engine::recovery::close;
@@ -11,6 +12,7 @@ use engine::storage::memory::{CrashKind, MemStorage};
 use engine::{AppendError, FlushPolicy, LogConfig, LogError};
 use futures::executor::block_on;
 use futures::FutureExt;
+use sluice_records::{BatchBuilder, Compression};
 
 fn append(log: &RefCell<PartitionLog<MemStorage>>, id: u32, n: usize) -> engine::Appended {
     log.borrow_mut()
@@ -181,16 +183,18 @@ fn idempotent_retries_get_their_original_offsets() {
 /// The scripted workload of the crash tests: appends with flushes every few
 /// batches, segment rolls. Returns the ids of acknowledged batches with their
 /// base offsets. Stops at the first failure (the crash).
-async fn workload(storage: &MemStorage, cfg: &LogConfig, acked: &mut Vec<(u32, i64)>) {
+async fn workload(
+    storage: &MemStorage,
+    cfg: &LogConfig,
+    make: fn(u32) -> Bytes,
+    acked: &mut Vec<(u32, i64)>,
+) {
     let Ok(log) = open(storage, cfg).await else {
         return;
     };
     let mut appended = Vec::new();
     for id in 0..24u32 {
-        let Ok(a) = log
-            .borrow_mut()
-            .append(&batch(id, 1 + id as usize % 4, NOW), 0, NOW)
-        else {
+        let Ok(a) = log.borrow_mut().append(&make(id), 0, NOW) else {
             return;
         };
         appended.push((id, a.base_offset, a.last_offset));
@@ -212,11 +216,30 @@ async fn workload(storage: &MemStorage, cfg: &LogConfig, acked: &mut Vec<(u32, i
     let _ = close(&log, NOW).await;
 }
 
+fn small_batch(id: u32) -> Bytes {
+    batch(id, 1 + id as usize % 4, NOW)
+}
+
+/// About 200 KiB: three of them make a flush of more than one write piece.
+fn big_batch(id: u32) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    b.push(NOW, Some(b"k"), Some(&value_of(id, 0)), &[]);
+    let filler = vec![b'f'; 50 << 10];
+    for _ in 0..4 {
+        b.push(NOW, None, Some(&filler), &[]);
+    }
+    b.build()
+}
+
 fn crash_everywhere(cfg: LogConfig, kind: CrashKind) {
+    crash_everywhere_with(cfg, kind, small_batch);
+}
+
+fn crash_everywhere_with(cfg: LogConfig, kind: CrashKind, make: fn(u32) -> Bytes) {
     block_on(async {
         let clean = MemStorage::new();
         let mut all = Vec::new();
-        workload(&clean, &cfg, &mut all).await;
+        workload(&clean, &cfg, make, &mut all).await;
         let total_ops = clean.ops();
         assert!(
             total_ops > 20 && all.len() == 24,
@@ -226,7 +249,7 @@ fn crash_everywhere(cfg: LogConfig, kind: CrashKind) {
             let storage = MemStorage::new();
             storage.crash_at_op(crash_at);
             let mut acked = Vec::new();
-            workload(&storage, &cfg, &mut acked).await;
+            workload(&storage, &cfg, make, &mut acked).await;
             let survivor = storage.after_crash(kind);
             let log = open(&survivor, &cfg)
                 .await
@@ -251,7 +274,11 @@ fn crash_everywhere(cfg: LogConfig, kind: CrashKind) {
                 );
             }
             let end = log.borrow().log_end_offset();
-            assert_eq!(end, records.len() as i64);
+            assert_eq!(
+                end,
+                records.len() as i64,
+                "crash at op {crash_at} of {total_ops}, {kind:?}"
+            );
             let a = log
                 .borrow_mut()
                 .append(&batch(999, 2, NOW), 0, NOW)
@@ -281,6 +308,21 @@ fn crash_at_every_io_point_loses_no_acked_append_process_kill() {
 #[test]
 fn crash_at_every_io_point_loses_no_acked_append_power_loss() {
     crash_everywhere(small_segments(), CrashKind::PowerLoss);
+}
+
+/// Flushes of several write pieces (all in flight together): a crash between
+/// or inside pieces loses nothing acknowledged, under both crash kinds.
+#[test]
+fn crash_at_every_io_point_of_multi_piece_flushes() {
+    let big = |flush| LogConfig {
+        flush,
+        segment_bytes: 4 << 20,
+        preallocate_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    assert!(3 * big_batch(0).len() as u64 > engine::log::WRITE_PIECE_BYTES);
+    crash_everywhere_with(big(FlushPolicy::Never), CrashKind::ProcessKill, big_batch);
+    crash_everywhere_with(big(FlushPolicy::Always), CrashKind::PowerLoss, big_batch);
 }
 
 #[test]
@@ -634,5 +676,56 @@ fn data_written_after_the_clean_marker_forces_a_scan() {
             "the scan found the batch past the marker"
         );
         assert_eq!(read_all(&log, 3).await.expect("read").len(), 2);
+    });
+}
+
+/// Regression: a crash inside the flush that seals a rolled segment left the
+/// next (empty) segment in place, so the log end jumped past offsets no batch
+/// held and a consumer there read nothing forever.
+#[test]
+fn an_unfinished_seal_drops_the_later_segments_on_reopen() {
+    block_on(async {
+        let cfg = LogConfig {
+            flush: FlushPolicy::Never,
+            segment_bytes: 1 << 20,
+            preallocate_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let storage = MemStorage::new();
+        let log = open(&storage, &cfg).await.expect("open");
+        for id in 0..2 {
+            log.borrow_mut()
+                .append(&big_batch(id), 0, NOW)
+                .expect("append");
+        }
+        flush(&log, NOW, false).await;
+        let durable_end = log.borrow().visible_offset();
+        for id in 2..4 {
+            log.borrow_mut()
+                .append(&big_batch(id), 0, NOW)
+                .expect("append");
+        }
+        log.borrow_mut().force_roll(NOW);
+        log.borrow_mut()
+            .append(&big_batch(4), 0, NOW)
+            .expect("append");
+        // The seal flush's first write is torn, then the process dies.
+        storage.crash_at_op(storage.ops() + 1);
+        flush(&log, NOW, false).await;
+        assert!(storage.has_crashed());
+        let survivor = storage.after_crash(CrashKind::ProcessKill);
+        let log = open(&survivor, &cfg).await.expect("reopen");
+        let records = read_all(&log, 0).await.expect("read");
+        let end = log.borrow().log_end_offset();
+        assert_eq!(end, records.len() as i64, "no offsets without batches");
+        assert!(end >= durable_end);
+        assert_eq!(log.borrow().segment_count(), 1);
+        let a = log
+            .borrow_mut()
+            .append(&batch(999, 2, NOW), 0, NOW)
+            .expect("append after recovery");
+        assert_eq!(a.base_offset, end);
+        flush(&log, NOW, false).await;
+        assert_eq!(read_all(&log, end).await.expect("read").len(), 2);
     });
 }
