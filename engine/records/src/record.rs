@@ -186,6 +186,74 @@ pub(crate) fn parse_record<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Record<
     })
 }
 
+/// Skips a varint length and that many bytes of `buf` (nullable: -1 is null);
+/// `None` if malformed. Returns whether it was null.
+#[inline(always)]
+fn skip_nullable(buf: &[u8], pos: &mut usize) -> Option<bool> {
+    let len = read_varint(buf, pos)?;
+    if len == -1 {
+        return Some(true);
+    }
+    if len < 0 {
+        return None;
+    }
+    let end = pos.checked_add(len as usize).filter(|&e| e <= buf.len())?;
+    *pos = end;
+    Some(false)
+}
+
+/// True when `records` holds exactly `count` well-formed records whose
+/// offset deltas are 0, 1, 2, ... (and whose keys are all non-null if
+/// `require_keys`): the same rules as [`RecordIter`] followed by
+/// `validate`'s per-record checks, answered without building records. On
+/// `false`, walk with [`RecordIter`] to learn what is wrong.
+pub(crate) fn records_are_valid(records: &[u8], count: i32, require_keys: bool) -> bool {
+    let Ok(count) = u32::try_from(count) else {
+        return false;
+    };
+    let walk = || -> Option<()> {
+        let mut pos = 0usize;
+        for index in 0..count {
+            let len = read_varint(records, &mut pos)?;
+            if len < 0 {
+                return None;
+            }
+            let end = pos
+                .checked_add(len as usize)
+                .filter(|&e| e <= records.len())?;
+            let body = &records[..end];
+            // The attributes byte.
+            let mut p = pos.checked_add(1).filter(|&p| p <= end)?;
+            read_varlong(body, &mut p)?;
+            let offset_delta = read_varint(body, &mut p)?;
+            if i64::from(offset_delta) != i64::from(index) {
+                return None;
+            }
+            let key_null = skip_nullable(body, &mut p)?;
+            if require_keys && key_null {
+                return None;
+            }
+            skip_nullable(body, &mut p)?;
+            let headers = read_varint(body, &mut p)?;
+            if headers < 0 {
+                return None;
+            }
+            for _ in 0..headers {
+                if skip_nullable(body, &mut p)? {
+                    return None;
+                }
+                skip_nullable(body, &mut p)?;
+            }
+            if p != end {
+                return None;
+            }
+            pos = end;
+        }
+        (pos == records.len()).then_some(())
+    };
+    walk().is_some()
+}
+
 /// Iterates the records of an uncompressed records region (the bytes after
 /// the 61-byte header). Yields an error, then stops, if a record is
 /// malformed, if the region holds fewer or more records than `count`, or if
@@ -271,6 +339,83 @@ impl<'a> Iterator for RecordIter<'a> {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_walk_tests {
+    use super::*;
+    use crate::{BatchBuilder, Compression};
+    use proptest::prelude::*;
+
+    /// The reference: the full walk plus `validate`'s per-record checks.
+    fn slow(records: &[u8], count: i32, require_keys: bool) -> bool {
+        (0u32..).zip(RecordIter::new(records, count)).all(|(i, r)| {
+            r.is_ok_and(|r| {
+                i64::from(r.offset_delta) == i64::from(i) && !(require_keys && r.key.is_none())
+            })
+        })
+    }
+
+    fn agree(records: &[u8], count: i32) {
+        for require_keys in [false, true] {
+            assert_eq!(
+                records_are_valid(records, count, require_keys),
+                slow(records, count, require_keys),
+                "count {count}, require_keys {require_keys}, records {records:?}"
+            );
+        }
+    }
+
+    fn sample_records() -> (Vec<u8>, i32) {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.push(1, Some(b"k1"), Some(b"value"), &[]);
+        b.push(2, None, Some(b"v"), &[("h", Some(b"x".as_slice()))]);
+        b.push(3, Some(b""), None, &[("h2", None)]);
+        let long = vec![7u8; 300];
+        b.push(1 << 40, Some(&long), Some(&long), &[]);
+        let batch = b.build();
+        (batch[HEADER_LEN..].to_vec(), 4)
+    }
+
+    #[test]
+    fn agrees_on_every_single_byte_change_and_truncation() {
+        let (records, count) = sample_records();
+        assert!(records_are_valid(&records, count, false));
+        assert!(!records_are_valid(&records, count, true), "a null key");
+        for c in [-1, 0, 1, 3, 5, i32::MAX] {
+            agree(&records, c);
+        }
+        for len in 0..records.len() {
+            agree(&records[..len], count);
+        }
+        let mut longer = records.clone();
+        longer.push(0);
+        agree(&longer, count);
+        for i in 0..records.len() {
+            for v in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff] {
+                let mut m = records.clone();
+                m[i] = v;
+                agree(&m, count);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64), count in -1i32..4) {
+            agree(&bytes, count);
+        }
+
+        #[test]
+        fn agrees_on_mutated_batches(at in any::<prop::sample::Index>(), v in any::<u8>(), cut in any::<prop::sample::Index>()) {
+            let (mut records, count) = sample_records();
+            let i = at.index(records.len());
+            records[i] = v;
+            agree(&records, count);
+            let n = cut.index(records.len() + 1);
+            agree(&records[..n], count);
         }
     }
 }

@@ -3,6 +3,13 @@
 /// Reads a zig-zag varint (at most 5 bytes). `None` if truncated or overlong.
 #[inline]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+    // Most varints in a batch (lengths of small fields, deltas) are one byte.
+    let first = *buf.get(*pos)?;
+    if first & 0x80 == 0 {
+        *pos += 1;
+        let raw = u32::from(first);
+        return Some(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+    }
     let mut raw: u32 = 0;
     for i in 0..5 {
         let b = *buf.get(*pos + i)?;
@@ -18,6 +25,12 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
 /// Reads a zig-zag varlong (at most 10 bytes). `None` if truncated or overlong.
 #[inline]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let first = *buf.get(*pos)?;
+    if first & 0x80 == 0 {
+        *pos += 1;
+        let raw = u64::from(first);
+        return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+    }
     let mut raw: u64 = 0;
     for i in 0..10 {
         let b = *buf.get(*pos + i)?;
