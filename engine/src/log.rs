@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use sluice_records::{BatchHeader, TimestampType as RecordTimestampType, ValidateOptions};
 
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
@@ -89,6 +90,9 @@ pub struct PartitionLog<S: Storage> {
     /// Set by a clean close: appends are refused, as the clean-shutdown marker
     /// describes the log as it was then.
     pub(crate) closed: bool,
+    /// The disk read issued for where the last cold read stopped (catch-up
+    /// readers read on: the disk works while the reader handles this fetch).
+    pub(crate) read_ahead: Option<ReadAhead<S::File>>,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -115,6 +119,7 @@ impl<S: Storage> PartitionLog<S> {
             leader_epoch_cache: Vec::new(),
             pending_deletes: Vec::new(),
             closed: false,
+            read_ahead: None,
         }
     }
 
@@ -691,6 +696,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(seg) = self.segments.remove(&first) {
                 self.pending_deletes.push(seg.path);
                 dropped.extend(seg.file);
+                self.read_ahead = None;
             }
         }
         dropped
@@ -722,6 +728,8 @@ impl<S: Storage> PartitionLog<S> {
             self.tail.drop_before(next_base);
             if let Some(seg) = self.segments.remove(&first_base) {
                 self.pending_deletes.push(seg.path);
+                // Its file stays open while a read-ahead holds it.
+                self.read_ahead = None;
             }
             removed += 1;
         }
@@ -1053,19 +1061,113 @@ pub struct DiskRead<F: StorageFile> {
 /// run at disk bandwidth.
 const MIN_DISK_READ_BYTES: usize = 64 << 10;
 
+/// A read submitted ahead of the reader: the bytes `[pos, pos + len)` of a file.
+pub(crate) struct ReadAhead<F: StorageFile> {
+    file: Rc<F>,
+    /// Where the read starts (block aligned).
+    pos: u64,
+    /// The batch boundary where the reader stopped, `>= pos`.
+    resume_pos: u64,
+    /// Every batch before `resume_pos` ends below this offset.
+    resume_offset: i64,
+    /// The file's written end when the read was issued: bytes past it may be
+    /// stale in the buffer, and are never used.
+    valid_end: u64,
+    data: Shared<LocalBoxFuture<'static, Result<Bytes, Rc<std::io::Error>>>>,
+}
+
+impl<F: StorageFile> ReadAhead<F> {
+    fn issue(file: Rc<F>, resume_pos: u64, resume_offset: i64, len: usize, valid_end: u64) -> Self {
+        let pos = align_down(resume_pos);
+        let len = (valid_end - pos).min(len as u64) as usize;
+        let reader = file.clone();
+        let data = async move { reader.read_at(pos, len).await.map_err(Rc::new) }
+            .boxed_local()
+            .shared();
+        ReadAhead {
+            file,
+            pos,
+            resume_pos,
+            resume_offset,
+            valid_end,
+            data,
+        }
+    }
+}
+
 impl<F: StorageFile> DiskRead<F> {
     pub async fn execute(self) -> Result<ReadResult, LogError> {
+        self.execute_with(None, false).await.0
+    }
+
+    /// Like [`DiskRead::execute`], first serving what it can from `ahead` (a
+    /// read issued by the previous call) and, when `read_on`, issuing the next
+    /// read ahead from where this one stops.
+    pub(crate) async fn execute_with(
+        self,
+        ahead: Option<ReadAhead<F>>,
+        read_on: bool,
+    ) -> (Result<ReadResult, LogError>, Option<ReadAhead<F>>) {
+        // The read-ahead serves this read when it is for the same file and
+        // every batch it skips ends below the offset asked for.
+        let ahead = ahead.filter(|a| {
+            Rc::ptr_eq(&a.file, &self.file)
+                && a.resume_offset <= self.offset
+                && self.position.max(a.resume_pos) < a.valid_end.min(self.end)
+        });
+        let mut last_offset = None;
+        let result = self.run(ahead, &mut last_offset).await;
+        let next = match (&result, last_offset) {
+            (Ok((_, stop)), Some(last)) if read_on && *stop < self.end => {
+                let want = self.max_bytes.max(MIN_DISK_READ_BYTES);
+                let next = ReadAhead::issue(self.file.clone(), *stop, last + 1, want, self.end);
+                // Submit it now; the reader awaits it on its next fetch.
+                let _ = futures::future::poll_immediate(next.data.clone()).await;
+                Some(next)
+            }
+            _ => None,
+        };
+        (result.map(|(r, _)| r), next)
+    }
+
+    /// The read itself; returns the result and the position where it stopped
+    /// (a batch boundary), and sets `last_offset` to the last offset returned.
+    async fn run(
+        &self,
+        ahead: Option<ReadAhead<F>>,
+        last_offset: &mut Option<i64>,
+    ) -> Result<(ReadResult, u64), LogError> {
         let mut chunks = Vec::new();
         let mut pos = self.position;
         let mut total = 0usize;
+        let mut first = match ahead {
+            Some(a) => {
+                let data = a
+                    .data
+                    .await
+                    .map_err(|e| LogError::io("read", &self.path, &e))?;
+                pos = pos.max(a.resume_pos);
+                let from = (pos - a.pos) as usize;
+                let to = (a.valid_end.min(self.end) - a.pos) as usize;
+                (from < data.len()).then(|| data.slice(from..to.min(data.len())))
+            }
+            None => None,
+        };
+        let from_ahead = first.is_some();
         'outer: while pos < self.end {
             let want =
                 (self.end - pos).min(self.max_bytes.max(MIN_DISK_READ_BYTES) as u64) as usize;
-            let data = self
-                .file
-                .read_at(pos, want)
-                .await
-                .map_err(|e| LogError::io("read", &self.path, &e))?;
+            let data = match first.take() {
+                Some(data) => data,
+                // The read-ahead ran out: return what it held rather than
+                // wait for the disk again (the next fetch has its own).
+                None if from_ahead && !chunks.is_empty() => break,
+                None => self
+                    .file
+                    .read_at(pos, want)
+                    .await
+                    .map_err(|e| LogError::io("read", &self.path, &e))?,
+            };
             let mut at = 0usize;
             while at < data.len() {
                 let rest = &data[at..];
@@ -1098,6 +1200,7 @@ impl<F: StorageFile> DiskRead<F> {
                         if header.last_offset() >= self.offset {
                             total += len;
                             chunks.push(data);
+                            *last_offset = Some(header.last_offset());
                         }
                         pos += len as u64;
                         if total >= self.max_bytes {
@@ -1115,6 +1218,7 @@ impl<F: StorageFile> DiskRead<F> {
                     self.check_crc(&batch, pos + at as u64)?;
                     total += len;
                     chunks.push(batch);
+                    *last_offset = Some(header.last_offset());
                 }
                 at += len;
             }
@@ -1126,11 +1230,14 @@ impl<F: StorageFile> DiskRead<F> {
                 break;
             }
         }
-        Ok(ReadResult {
-            chunks,
-            high_watermark: self.high_watermark,
-            log_start_offset: self.log_start_offset,
-        })
+        Ok((
+            ReadResult {
+                chunks,
+                high_watermark: self.high_watermark,
+                log_start_offset: self.log_start_offset,
+            },
+            pos,
+        ))
     }
 
     fn check_crc(&self, batch: &[u8], position: u64) -> Result<(), LogError> {
@@ -1194,10 +1301,24 @@ pub async fn read<S: Storage>(
     offset: i64,
     max_bytes: usize,
 ) -> Result<ReadResult, LogError> {
-    let plan = log.borrow().plan_read(offset, max_bytes)?;
+    let (plan, ahead) = {
+        let mut l = log.borrow_mut();
+        let plan = l.plan_read(offset, max_bytes)?;
+        let ahead = match plan {
+            ReadPlan::Disk(_) => l.read_ahead.take(),
+            ReadPlan::Done(_) => None,
+        };
+        (plan, ahead)
+    };
     match plan {
         ReadPlan::Done(r) => Ok(r),
-        ReadPlan::Disk(d) => d.execute().await,
+        ReadPlan::Disk(d) => {
+            let (result, next) = d.execute_with(ahead, true).await;
+            if next.is_some() {
+                log.borrow_mut().read_ahead = next;
+            }
+            result
+        }
     }
 }
 

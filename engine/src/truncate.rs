@@ -238,6 +238,8 @@ impl<S: Storage> PartitionLog<S> {
         self.producers.truncate_to(offset);
         self.leader_epoch_cache.retain(|&(_, start)| start < offset);
         self.snapshot_due = self.snapshot_due.filter(|&b| b <= offset);
+        // Bytes read ahead may be from before the cut.
+        self.read_ahead = None;
         let err = LogError::Abandoned(format!("the log was truncated to {offset}"));
         self.fail_waiters_above(offset, &err);
         Ok(removed)
