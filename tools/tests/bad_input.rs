@@ -358,12 +358,22 @@ fn huge_array_lengths_close_the_connection() {
     }
 }
 
-/// Random mutations of valid frames of every advertised API and version,
-/// each on a fresh connection, for a few seconds: the broker never dies.
 #[test]
 fn mutated_requests_never_kill_the_broker() {
+    fuzz_broker("1", Duration::from_secs(4));
+}
+
+/// The same with two shards, so mutated requests also cross cores.
+#[test]
+fn mutated_requests_never_kill_a_two_shard_broker() {
+    fuzz_broker("2", Duration::from_secs(3));
+}
+
+/// Random mutations of valid frames of every advertised API and version,
+/// one to three per fresh connection, for `duration`: the broker never dies.
+fn fuzz_broker(shards: &str, duration: Duration) {
     let max = MAX_REQUEST_BYTES.to_string();
-    let mut broker = Broker::start(&["--max-request-bytes", &max]);
+    let mut broker = Broker::start(&["--max-request-bytes", &max, "--shards", shards]);
     let mut client = broker.connect();
     client.create_topic("fuzz", 2, &[]);
     assert_eq!(
@@ -379,23 +389,32 @@ fn mutated_requests_never_kill_the_broker() {
             key.api_key
         );
     }
-    let seed = fuzz::seed_from_clock();
+    // SLUICE_FUZZ_SEED replays a run (the same frames, as many as fit in the time).
+    let seed = std::env::var("SLUICE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(fuzz::seed_from_clock);
     eprintln!(
-        "fuzz seed {seed} ({} frames of {} APIs)",
+        "{shards} shard(s): fuzz seed {seed} ({} frames of {} APIs)",
         seeds.len(),
         advertised.len()
     );
     let mut rng = fuzz::Rng(seed);
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let deadline = std::time::Instant::now() + duration;
     let mut sent = 0u32;
     let (mut answered, mut closed) = (0u32, 0u32);
+    // Frames sent since the broker last proved it still answers.
+    let mut recent: Vec<Vec<u8>> = Vec::new();
+    let mut connections = 0u32;
     while std::time::Instant::now() < deadline {
         let frames = 1 + rng.below(3);
         let mut conn = broker.connect();
         conn.set_timeout(Duration::from_millis(100));
         for _ in 0..frames {
             let frame = fuzz::mutate(&seeds[rng.below(seeds.len())].frame, &mut rng);
-            if conn.send_raw(&frame).is_err() {
+            let failed = conn.send_raw(&frame).is_err();
+            recent.push(frame);
+            if failed {
                 break;
             }
             sent += 1;
@@ -407,18 +426,18 @@ fn mutated_requests_never_kill_the_broker() {
             Err(_) => closed += 1,
         }
         drop(conn);
-        if sent % 64 == 0 {
-            assert!(broker.is_running(), "sluice died (fuzz seed {seed})");
+        connections += 1;
+        if connections % PROBE_EVERY_CONNECTIONS == 0 {
+            probe(&mut broker, seed, &mut recent);
         }
     }
+    probe(&mut broker, seed, &mut recent);
     eprintln!("sent {sent} mutated frames: {answered} connections answered, {closed} closed");
     // The mutations must reach the handlers, not only the framing.
     assert!(
         answered > 0 && closed > 0,
         "answered {answered}, closed {closed}"
     );
-    assert!(broker.is_running(), "sluice died (fuzz seed {seed})");
-    broker.assert_serving();
     // Still a working broker, not just a live process.
     let mut client = broker.connect();
     client.create_topic("after-fuzz", 1, &[]);
@@ -428,6 +447,50 @@ fn mutated_requests_never_kill_the_broker() {
         records_of(&client.fetch("after-fuzz", 0, 0).records).len(),
         1
     );
+}
+
+/// Fuzz connections between two checks that the broker still answers.
+const PROBE_EVERY_CONNECTIONS: u32 = 50;
+
+/// The broker is alive and answers a new connection within a few seconds;
+/// if not, the frames sent since the last probe are printed (hex, one per
+/// line) to replay the culprit.
+fn probe(broker: &mut Broker, seed: u64, recent: &mut Vec<Vec<u8>>) {
+    let dump = |recent: &[Vec<u8>]| {
+        let lines: Vec<String> = recent
+            .iter()
+            .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        lines.join("\n")
+    };
+    assert!(
+        broker.is_running(),
+        "sluice died (fuzz seed {seed}); frames since the last probe:\n{}",
+        dump(recent)
+    );
+    let mut client = broker.connect();
+    client.set_timeout(Duration::from_secs(5));
+    let body = RequestBody::ApiVersions(common::api_versions_request());
+    let answered = client
+        .send_raw(&common::request_bytes(1, 3, &body))
+        .and_then(|()| client.read_frame())
+        .is_ok();
+    if !answered {
+        if let Some(hold_s) = std::env::var("SLUICE_FUZZ_HOLD_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            // For a debugger: keep the hung broker for a while.
+            eprintln!("hung broker pid {}, held {hold_s} s", broker.pid());
+            std::thread::sleep(Duration::from_secs(hold_s));
+        }
+    }
+    assert!(
+        answered,
+        "sluice stopped answering (fuzz seed {seed}); frames since the last probe:\n{}",
+        dump(recent)
+    );
+    recent.clear();
 }
 
 mod fuzz {

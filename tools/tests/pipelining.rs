@@ -5,7 +5,7 @@ mod common;
 
 use common::{batch, produce_request, records_of, single_produce_answer, Broker, PRODUCE_VERSION};
 use shard_router::partition_shard;
-use sluice_codec::{ApiKey, ResponseBody};
+use sluice_codec::{ApiKey, RequestBody, ResponseBody};
 
 const REQUESTS: usize = 12;
 const RECORDS_PER_REQUEST: usize = 3;
@@ -104,4 +104,35 @@ fn pipelined_produces_across_shards_keep_their_order() {
     broker.connect().create_topic(topic, 8, &[]);
     let offsets = pipeline(&broker, topic, &partitions);
     check(&broker, topic, &partitions, &offsets);
+}
+
+/// acks=0: no response at all, so the next response on the connection is
+/// the next request's; the records are stored in order all the same.
+#[test]
+fn acks_zero_produces_get_no_response() {
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    client.create_topic("fire", 1, &[]);
+    for r in 0..REQUESTS {
+        let (k, v) = record(r, 0);
+        let RequestBody::Produce(mut req) = produce_request("fire", 0, batch(&[(&k, &v)])) else {
+            unreachable!("a produce request")
+        };
+        req.acks = 0;
+        client.send(PRODUCE_VERSION, &RequestBody::Produce(req));
+    }
+    let after = client.send(3, &RequestBody::ApiVersions(common::api_versions_request()));
+    let (correlation_id, body) = client.recv(ApiKey::ApiVersions, 3);
+    assert_eq!(
+        correlation_id, after,
+        "the first response is the ApiVersions one"
+    );
+    assert!(matches!(body, ResponseBody::ApiVersions(_)));
+    let expected: Vec<(i64, Vec<u8>, Vec<u8>)> = (0..REQUESTS)
+        .map(|r| {
+            let (k, v) = record(r, 0);
+            (r as i64, k, v)
+        })
+        .collect();
+    assert_eq!(records_of(&client.fetch("fire", 0, 0).records), expected);
 }

@@ -205,10 +205,15 @@ pub async fn handle(state: &Rc<ShardState>, req: FetchRequest, version: i16) -> 
         // Long poll: wait until any partition has new data, or the deadline.
         let wait_ms = (deadline - now) as u64;
         let mut waits = Vec::new();
-        for (_, _, parts) in &plan {
-            for (_, w) in parts.iter() {
+        for ((_, _, parts), seen) in plan.iter().zip(&got) {
+            for ((_, w), (_, g)) in parts.iter().zip(seen) {
                 if let Ok(w) = w {
-                    let (topic, partition, offset) = (w.topic.clone(), w.partition, w.offset);
+                    // Wait for data past what this read saw, not past the
+                    // fetch offset: a partition holding data below
+                    // min_bytes would end the wait at once, and the loop
+                    // would spin on the shard until the deadline.
+                    let offset = w.offset.max(g.high_watermark);
+                    let (topic, partition) = (w.topic.clone(), w.partition);
                     let owner = state.owner(&topic, partition);
                     let job =
                         move |s: &Rc<ShardState>| -> futures::future::LocalBoxFuture<'static, ()> {
