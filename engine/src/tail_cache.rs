@@ -13,6 +13,9 @@ use bytes::Bytes;
 pub struct CacheBudget {
     used_bytes: Rc<Cell<usize>>,
     limit_bytes: usize,
+    /// Reads served from the caches, and reads that had to go to disk (metrics).
+    hits: Rc<Cell<u64>>,
+    misses: Rc<Cell<u64>>,
 }
 
 impl CacheBudget {
@@ -20,6 +23,8 @@ impl CacheBudget {
         CacheBudget {
             used_bytes: Rc::new(Cell::new(0)),
             limit_bytes,
+            hits: Rc::new(Cell::new(0)),
+            misses: Rc::new(Cell::new(0)),
         }
     }
 
@@ -29,6 +34,16 @@ impl CacheBudget {
 
     pub fn limit_bytes(&self) -> usize {
         self.limit_bytes
+    }
+
+    /// Reads of the shard's tail caches that were served from memory.
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    /// Reads of the shard's tail caches that found the offset older than the cache.
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
     }
 }
 
@@ -91,10 +106,11 @@ impl TailCache {
     /// Whole batches from the one containing `offset`, below `visible_end`, up to
     /// `max_bytes` (at least one batch). `None` when `offset` is older than the cache.
     pub fn read(&self, offset: i64, visible_end: i64, max_bytes: usize) -> Option<Vec<Bytes>> {
-        let first = self.entries.front()?;
-        if offset < first.base_offset {
+        if !self.entries.front().is_some_and(|e| offset >= e.base_offset) {
+            self.budget.misses.set(self.budget.misses.get() + 1);
             return None;
         }
+        self.budget.hits.set(self.budget.hits.get() + 1);
         let start = self.entries.partition_point(|e| e.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0;
@@ -169,6 +185,8 @@ mod tests {
         );
         c.truncate_from(20);
         assert_eq!(c.read(20, 30, 1000).expect("cached").len(), 0);
+        assert!(TailCache::new(budget.clone()).read(0, 30, 1000).is_none());
+        assert_eq!((budget.hits(), budget.misses()), (4, 1), "hit/miss counters");
         drop(c);
         assert_eq!(budget.used_bytes(), 0);
     }
