@@ -4,6 +4,14 @@
 //	franz-client --bootstrap H:P produce --start S --count N --base-ts T TOPIC=CODEC...
 //	franz-client --bootstrap H:P consume --count N [--partitions P] --out-dir D [--timeout S] TOPIC...
 //	franz-client --bootstrap H:P offsets-for-times TOPIC:PARTITION:TS...
+//	franz-client --bootstrap H:P group --group G --balancer range|cooperative-sticky
+//	    [--session-ms MS] [--stop-file F] [--read N --partitions P] TOPIC
+//
+// group: a kgo.ConsumerGroup member. It prints "ASSIGNED p,p,..." (its whole
+// assignment) after every change. Without --read it runs until the stop file
+// exists, then leaves the group. With --read N it reads N records of each of
+// the P partitions, commits exactly after the last one read, prints
+// {"read": {"<p>": [offsets]}}, leaves and exits.
 //
 // Record content and the dump format are those of tests/integration/clients/common.py.
 // The producer keeps franz-go's defaults (acks=all, idempotence on) apart from
@@ -25,7 +33,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const client = "franz-go"
@@ -99,6 +109,11 @@ func main() {
 	baseTs := fs.Int64("base-ts", 0, "timestamp of record 0 (ms)")
 	outDir := fs.String("out-dir", ".", "dump directory")
 	timeout := fs.Float64("timeout", 60, "seconds")
+	group := fs.String("group", "", "consumer group")
+	balancer := fs.String("balancer", "cooperative-sticky", "range|cooperative-sticky")
+	sessionMs := fs.Int("session-ms", 6000, "session timeout (ms)")
+	stopFile := fs.String("stop-file", "", "leave the group once this file exists")
+	read := fs.Int64("read", 0, "records to read per partition, then commit and exit")
 	if err := fs.Parse(rest); err != nil {
 		die("%v", err)
 	}
@@ -123,6 +138,9 @@ func main() {
 		os.Exit(produce(ctx, bootstrap, *start, *count, *baseTs, fs.Args()))
 	case "consume":
 		os.Exit(consume(ctx, bootstrap, *count, *partitions, *outDir, *timeout, fs.Args()))
+	case "group":
+		os.Exit(groupMember(ctx, bootstrap, *group, *balancer, *sessionMs, *stopFile, *read,
+			*partitions, *timeout, fs.Args()))
 	case "offsets-for-times":
 		cl := newClient(bootstrap)
 		defer cl.Close()
@@ -264,4 +282,144 @@ func consume(ctx context.Context, bootstrap string, count int64, partitions int,
 		return 1
 	}
 	return 0
+}
+
+func groupMember(ctx context.Context, bootstrap, group, balancer string, sessionMs int,
+	stopFile string, read int64, partitions int, timeout float64, topics []string) int {
+	if group == "" || len(topics) != 1 {
+		die("group: --group and one topic needed")
+	}
+	topic := topics[0]
+	var bal kgo.GroupBalancer
+	switch balancer {
+	case "range":
+		bal = kgo.RangeBalancer()
+	case "cooperative-sticky":
+		bal = kgo.CooperativeStickyBalancer()
+	default:
+		die("unknown balancer %q", balancer)
+	}
+	var mu sync.Mutex
+	owned := map[int32]bool{}
+	report := func() { // with mu held
+		ps := []string{}
+		for p := int32(0); p < 1<<16 && len(ps) < len(owned); p++ {
+			if owned[p] {
+				ps = append(ps, strconv.Itoa(int(p)))
+			}
+		}
+		fmt.Printf("ASSIGNED %s\n", strings.Join(ps, ","))
+		os.Stdout.Sync()
+	}
+	change := func(add bool) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range m[topic] {
+				if add {
+					owned[p] = true
+				} else {
+					delete(owned, p)
+				}
+			}
+			report()
+		}
+	}
+	cl := newClient(bootstrap,
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.Balancers(bal),
+		kgo.SessionTimeout(time.Duration(sessionMs)*time.Millisecond),
+		kgo.HeartbeatInterval(500*time.Millisecond),
+		kgo.RebalanceTimeout(20*time.Second),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(change(true)),
+		kgo.OnPartitionsRevoked(change(false)),
+		kgo.OnPartitionsLost(change(false)),
+	)
+	leave := func() int {
+		lctx, c2 := context.WithTimeout(ctx, 15*time.Second)
+		defer c2()
+		if err := cl.LeaveGroupContext(lctx); err != nil {
+			fmt.Fprintf(os.Stderr, "leave: %v\n", err)
+			cl.Close()
+			return 1
+		}
+		cl.Close()
+		return 0
+	}
+	got := map[int32][]int64{}
+	done := func() bool {
+		if read <= 0 {
+			return false
+		}
+		for p := 0; p < partitions; p++ {
+			if int64(len(got[int32(p)])) < read {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(time.Duration(timeout * float64(time.Second)))
+	for !done() {
+		if stopFile != "" {
+			if _, err := os.Stat(stopFile); err == nil {
+				return leave()
+			}
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "timed out; read %v\n", got)
+			cl.Close()
+			return 1
+		}
+		pctx, c2 := context.WithTimeout(ctx, 200*time.Millisecond)
+		fetches := cl.PollFetches(pctx)
+		c2()
+		fetches.EachError(func(t string, p int32, err error) {
+			if err != context.DeadlineExceeded {
+				fmt.Fprintf(os.Stderr, "fetch error %s/%d: %v\n", t, p, err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) {
+			if read > 0 && int64(len(got[r.Partition])) < read {
+				got[r.Partition] = append(got[r.Partition], r.Offset)
+			}
+		})
+	}
+	// Commit exactly after the last record read of each partition.
+	offsets := map[string]map[int32]kgo.EpochOffset{topic: {}}
+	for p, offs := range got {
+		offsets[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: offs[len(offs)-1] + 1}
+	}
+	var commitErr error
+	cctx, c2 := context.WithTimeout(ctx, 30*time.Second)
+	cl.CommitOffsetsSync(cctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest,
+		resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && commitErr == nil {
+					commitErr = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, e)
+				}
+			}
+		}
+	})
+	c2()
+	if commitErr != nil {
+		fmt.Fprintf(os.Stderr, "commit: %v\n", commitErr)
+		cl.Close()
+		return 1
+	}
+	parts := []string{}
+	for p := 0; p < partitions; p++ {
+		ss := []string{}
+		for _, o := range got[int32(p)] {
+			ss = append(ss, strconv.FormatInt(o, 10))
+		}
+		parts = append(parts, fmt.Sprintf("\"%d\": [%s]", p, strings.Join(ss, ", ")))
+	}
+	fmt.Printf("{\"read\": {%s}}\n", strings.Join(parts, ", "))
+	return leave()
 }
