@@ -106,7 +106,11 @@ impl TailCache {
     /// Whole batches from the one containing `offset`, below `visible_end`, up to
     /// `max_bytes` (at least one batch). `None` when `offset` is older than the cache.
     pub fn read(&self, offset: i64, visible_end: i64, max_bytes: usize) -> Option<Vec<Bytes>> {
-        if !self.entries.front().is_some_and(|e| offset >= e.base_offset) {
+        if !self
+            .entries
+            .front()
+            .is_some_and(|e| offset >= e.base_offset)
+        {
             self.budget.misses.set(self.budget.misses.get() + 1);
             return None;
         }
@@ -186,7 +190,11 @@ mod tests {
         c.truncate_from(20);
         assert_eq!(c.read(20, 30, 1000).expect("cached").len(), 0);
         assert!(TailCache::new(budget.clone()).read(0, 30, 1000).is_none());
-        assert_eq!((budget.hits(), budget.misses()), (4, 1), "hit/miss counters");
+        assert_eq!(
+            (budget.hits(), budget.misses()),
+            (4, 1),
+            "hit/miss counters"
+        );
         drop(c);
         assert_eq!(budget.used_bytes(), 0);
     }
