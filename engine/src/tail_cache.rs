@@ -106,11 +106,7 @@ impl TailCache {
     /// Whole batches from the one containing `offset`, below `visible_end`, up to
     /// `max_bytes` (at least one batch). `None` when `offset` is older than the cache.
     pub fn read(&self, offset: i64, visible_end: i64, max_bytes: usize) -> Option<Vec<Bytes>> {
-        if !self
-            .entries
-            .front()
-            .is_some_and(|e| offset >= e.base_offset)
-        {
+        if self.entries.front().is_none_or(|e| offset < e.base_offset) {
             self.budget.misses.set(self.budget.misses.get() + 1);
             return None;
         }
