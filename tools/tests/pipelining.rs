@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{batch, produce_request, records_of, single_produce_answer, Broker, PRODUCE_VERSION};
+use common::{
+    batch, produce_request, records_of, single_produce_answer, Broker, Stored, PRODUCE_VERSION,
+};
 use shard_router::partition_shard;
 use sluice_codec::{ApiKey, RequestBody, ResponseBody};
 
@@ -64,7 +66,7 @@ fn check(broker: &Broker, topic: &str, partitions: &[i32], offsets: &[(i32, i64)
             "partition {partition}: base offsets in send order"
         );
         let fetched = records_of(&client.fetch(topic, partition, 0).records);
-        let expected: Vec<(i64, Vec<u8>, Vec<u8>)> = requests
+        let expected: Vec<Stored> = requests
             .iter()
             .flat_map(|&r| (0..RECORDS_PER_REQUEST).map(move |i| (r, i)))
             .enumerate()
@@ -128,7 +130,7 @@ fn acks_zero_produces_get_no_response() {
         "the first response is the ApiVersions one"
     );
     assert!(matches!(body, ResponseBody::ApiVersions(_)));
-    let expected: Vec<(i64, Vec<u8>, Vec<u8>)> = (0..REQUESTS)
+    let expected: Vec<Stored> = (0..REQUESTS)
         .map(|r| {
             let (k, v) = record(r, 0);
             (r as i64, k, v)

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{batch, records_of, Broker};
+use common::{batch, records_of, Broker, Stored};
 use shard_router::partition_shard;
 
 const TOPIC: &str = "spread";
@@ -28,7 +28,7 @@ fn every_partition_works_from_every_connection_with_two_shards() {
     assert_eq!(created.num_partitions, PARTITIONS);
 
     // Each connection writes one keyed record to every partition.
-    let mut written: Vec<Vec<(i64, Vec<u8>, Vec<u8>)>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut written: Vec<Vec<Stored>> = vec![Vec::new(); PARTITIONS as usize];
     for (c, client) in clients.iter_mut().enumerate() {
         for p in 0..PARTITIONS {
             let key = format!("conn{c}-part{p}").into_bytes();

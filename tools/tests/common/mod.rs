@@ -501,10 +501,13 @@ pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
     builder.build()
 }
 
+/// A record as read back: offset, key, value.
+pub type Stored = (i64, Vec<u8>, Vec<u8>);
+
 /// (offset, key, value) of every record in the whole batches of fetched
 /// `records` (a partial batch at the end, which a fetch may return, is
 /// ignored).
-pub fn records_of(records: &Option<Bytes>) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+pub fn records_of(records: &Option<Bytes>) -> Vec<Stored> {
     let Some(records) = records else {
         return Vec::new();
     };
