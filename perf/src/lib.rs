@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod consume;
 pub mod error;
 pub mod histogram;
