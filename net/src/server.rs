@@ -131,6 +131,7 @@ impl Drop for Open {
 
 async fn connection(state: Rc<ShardState>, stream: TcpStream) {
     state.connections.set(state.connections.get() + 1);
+    state.metrics.connection_opened();
     let _open = Open(state.clone());
     let shutdown = state.shutdown.clone();
     let peer_addr = stream.peer_addr().ok();

@@ -58,6 +58,8 @@ pub struct ShardState {
     drained: Cell<bool>,
     /// The consumer groups placed on this shard (see `groups`).
     pub groups: RefCell<crate::groups::Coordinator>,
+    /// This shard's counters and histograms (see `metrics`).
+    pub metrics: Rc<crate::metrics::ShardMetrics>,
 }
 
 impl ShardState {
@@ -89,6 +91,7 @@ impl ShardState {
             started: Cell::new(false),
             connections: Cell::new(0),
             drained: Cell::new(false),
+            metrics: Rc::default(),
         }
     }
 
@@ -105,6 +108,21 @@ impl ShardState {
             .borrow()
             .get(&(topic.to_string(), partition))
             .cloned()
+    }
+
+    /// Tail cache (hits, misses, bytes held) of this shard.
+    pub fn cache_stats(&self) -> (u64, u64, u64) {
+        let b = &self.budget;
+        (b.hits(), b.misses(), b.used_bytes() as u64)
+    }
+
+    /// (topic, partition, high watermark) of every log this shard owns.
+    pub fn high_watermarks(&self) -> Vec<(String, i32, i64)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|((t, p), l)| (t.clone(), *p, l.borrow().visible_offset()))
+            .collect()
     }
 
     fn log_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -198,7 +216,9 @@ impl ShardState {
         if table.version < self.topics.borrow().version {
             return Ok(());
         }
-        let old = std::mem::replace(&mut *self.topics.borrow_mut(), table.clone());
+        // The new table is installed only once every partition it gives this
+        // shard has its log open: a shard never lists a partition it cannot serve.
+        let old = self.topics.borrow().clone();
         // Deleted (or deleted and re-created) topics: drop and delete their logs.
         for (name, meta) in &old.topics {
             if table.get(name).is_none_or(|t| t.id != meta.id) {
@@ -235,6 +255,7 @@ impl ShardState {
                     .insert((name.clone(), p), Rc::new(RefCell::new(log)));
             }
         }
+        *self.topics.borrow_mut() = table;
         Ok(())
     }
 
@@ -313,7 +334,12 @@ impl ShardState {
                 }
                 continue;
             }
-            flush_all(&logs, now_ms()).await;
+            let bytes = self.metrics.take_unflushed_bytes();
+            let started = std::time::Instant::now();
+            let flushed = flush_all(&logs, now_ms()).await;
+            if flushed > 0 {
+                self.metrics.flushed(flushed, bytes, started.elapsed());
+            }
         }
     }
 

@@ -27,6 +27,9 @@ const MAX_SHARDS: usize = 1024;
 /// The broker refuses topics with more partitions than this.
 const MAX_DEFAULT_PARTITIONS: i32 = net::topics::MAX_PARTITIONS_PER_TOPIC;
 
+/// Where the metrics and health endpoint listens unless configured.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9644";
+
 /// The effective configuration of a broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,6 +56,9 @@ pub struct ServeConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub offsets_retention_minutes: u64,
+    /// Address of the HTTP endpoint for `/metrics` and `/health`; empty or
+    /// `off` disables it.
+    pub metrics_listen: String,
     /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -80,6 +86,7 @@ impl Default for ServeConfig {
             group_min_session_timeout_ms: broker.group_min_session_timeout_ms,
             group_max_session_timeout_ms: broker.group_max_session_timeout_ms,
             offsets_retention_minutes: broker.offsets_retention_minutes,
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -301,6 +308,16 @@ impl ServeConfig {
                 ),
             ));
         }
+        if self.metrics_addr().is_none()
+            && !self.metrics_listen.is_empty()
+            && self.metrics_listen != "off"
+        {
+            return Err(invalid(
+                "metrics_listen",
+                self.metrics_listen.clone(),
+                "not an IP address and port (e.g. 127.0.0.1:9644), or off",
+            ));
+        }
         for (name, value) in &self.topic_defaults {
             if name.trim().is_empty() || name.contains(char::is_whitespace) {
                 return Err(invalid(
@@ -318,6 +335,11 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The metrics endpoint's address, `None` when disabled (empty or `off`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
     }
 
     /// The listen address (call after [`ServeConfig::validate`]).
@@ -414,6 +436,13 @@ mod tests {
                     ..d()
                 },
                 "group_max_session_timeout_ms",
+            ),
+            (
+                ServeConfig {
+                    metrics_listen: "9644".into(),
+                    ..d()
+                },
+                "metrics_listen = \"9644\"",
             ),
         ];
         for (c, want) in bad {

@@ -12,6 +12,8 @@ use sluice_codec::{
     ResponseBody,
 };
 
+use sluice_codec::fetch_response::FetchResponse;
+
 use crate::server::PendingResponse;
 use crate::state::ShardState;
 
@@ -130,12 +132,14 @@ pub async fn dispatch(
         host: format!("/{peer_host}"),
     };
     let state = state.clone();
+    let in_flight = state.metrics.request_started(api);
     let pending: PendingResponse = match body {
         RequestBody::Produce(req) => {
             let acks = req.acks;
             let response = produce::enqueue(&state, req, version).await;
             Box::pin(async move {
                 let body = response.await;
+                in_flight.finish();
                 // acks=0: the client expects no response at all.
                 if acks == 0 {
                     return None;
@@ -146,12 +150,33 @@ pub async fn dispatch(
         body => {
             let task = glommio::spawn_local(async move {
                 let response = handle(&state, body, version, client).await;
+                if let ResponseBody::Fetch(f) = &response {
+                    count_fetched(&state, f);
+                }
+                in_flight.finish();
                 respond(correlation_id, api, version, response)
             });
             Box::pin(task)
         }
     };
     Ok(pending)
+}
+
+/// Counts the records a Fetch response carries, by topic, on this shard.
+fn count_fetched(state: &ShardState, response: &FetchResponse) {
+    let table = state.topics();
+    for t in &response.responses {
+        let name = match table.by_id(t.topic_id) {
+            Some(meta) if t.topic.is_empty() => meta.name.as_str(),
+            _ => t.topic.as_str(),
+        };
+        for p in &t.partitions {
+            if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
+                let count = crate::metrics::count_records(records);
+                state.metrics.fetched(name, records.len(), count);
+            }
+        }
+    }
 }
 
 async fn handle(

@@ -158,17 +158,24 @@ fn append_on_shard(
         }
         (None, _) => return ready(failed(index, ErrorCode::CORRUPT_MESSAGE, "empty records")),
     };
+    let records = sluice_records::BatchHeader::parse(&batch).map_or(0, |h| h.record_count);
     let appended = log.borrow_mut().append(&batch, 0, now_ms());
     match appended {
         Err(e) => ready(failed(index, append_error_code(&e), e.to_string())),
         Ok(a) => {
             if !a.duplicate {
+                s.metrics
+                    .appended(&topic, batch.len(), u64::try_from(records).unwrap_or(0));
                 s.mark_dirty(&log);
             }
             let visible = log.borrow_mut().wait_visible(a.last_offset + 1);
             let log = log.clone();
+            let metrics = s.metrics.clone();
+            let started = std::time::Instant::now();
             Box::pin(async move {
-                match visible.await {
+                let visible = visible.await;
+                metrics.produce_durable(started.elapsed());
+                match visible {
                     Ok(()) => PartitionProduceResponse {
                         index,
                         error_code: 0,

@@ -139,6 +139,18 @@ impl Coordinator {
         })
     }
 
+    /// Every committed offset on this shard: (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        self.groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((t, p), c)| (g.id.clone(), t.clone(), *p, c.offset))
+            })
+            .collect()
+    }
+
     pub fn remove(&mut self, group_id: &str) {
         if let Some(mut g) = self.groups.remove(group_id) {
             g.kill(now_ms());

@@ -5,14 +5,17 @@
 //! `crate::config` and docs/configuration.md.
 
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Args;
+use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
 use shard_router::{RuntimeConfig, ShardCtx};
 
 use crate::cmd::config::usage_error;
-use crate::config::{parse_topic_default, ServeConfig};
+use crate::config::{parse_topic_default, ServeConfig, DEFAULT_METRICS_LISTEN};
 
 /// Every flag but `--config` and `--print-config` overrides the config key
 /// of the same name (dashes for underscores); each also reads `SLUICE_<KEY>`.
@@ -104,6 +107,10 @@ pub struct ServeArgs {
     /// offsets.retention.minutes). Key offsets_retention_minutes, default 10080.
     #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
     offsets_retention_minutes: Option<u64>,
+    /// Address of the HTTP endpoint serving GET /metrics (Prometheus) and GET /health;
+    /// empty or off disables it. Key metrics_listen, default 127.0.0.1:9644.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
     /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
     /// default empty.
@@ -168,6 +175,7 @@ impl ServeArgs {
             &mut c.offsets_retention_minutes,
             &self.offsets_retention_minutes,
         );
+        set(&mut c.metrics_listen, &self.metrics_listen);
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
         }
@@ -238,8 +246,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     };
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "starting sluice");
+    let scrapes = start_metrics_endpoint(&c)?;
     shard_router::run(runtime, move |ctx: ShardCtx<ShardState>| {
         let cfg = cfg.clone();
+        let scrapes = scrapes.clone();
         async move {
             let listener = shard_router::bind_shared(cfg.listen)?;
             let state = ShardState::new(
@@ -254,6 +264,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             glommio::spawn_local(state.clone().run_flusher()).detach();
             glommio::spawn_local(state.clone().run_housekeeping()).detach();
             state.wait_all_started().await;
+            if let Some(rx) = take_scrapes(&scrapes) {
+                glommio::spawn_local(net::metrics::serve_scrapes(state.clone(), rx)).detach();
+            }
             tracing::info!(shard = ctx.shard().0, cpu = ctx.cpu(), "serving");
             net::server::serve(state.clone(), listener).await;
             state.wait_all_drained().await;
@@ -263,4 +276,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// Scrapes from the metrics thread, for the one shard that takes them.
+type Scrapes = Arc<Mutex<Option<Receiver<Scrape>>>>;
+
+/// Binds the metrics endpoint (before the shards start, so a taken port fails
+/// the start) and runs its thread. The first shard to start takes the receiver.
+fn start_metrics_endpoint(c: &ServeConfig) -> anyhow::Result<Scrapes> {
+    let Some(addr) = c.metrics_addr() else {
+        return Ok(Arc::new(Mutex::new(None)));
+    };
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        // Several brokers on one host (tests, development) would all want the
+        // default port: only a configured address is worth refusing to start.
+        Err(e) if c.metrics_listen == DEFAULT_METRICS_LISTEN => {
+            tracing::warn!(%addr, error = %e, "metrics endpoint disabled: cannot listen on the default \
+                metrics_listen; set metrics_listen to a free address, or to off");
+            return Ok(Arc::new(Mutex::new(None)));
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot listen on metrics_listen = {addr}: is the port in use? (set it to off to disable)")
+            })
+        }
+    };
+    // Bounded: scrapes beyond this are answered 503 at once.
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    net::metrics::http::spawn(listener, tx).context("starting the metrics thread")?;
+    tracing::info!(%addr, "metrics and health endpoint listening");
+    Ok(Arc::new(Mutex::new(Some(rx))))
+}
+
+fn take_scrapes(scrapes: &Scrapes) -> Option<Receiver<Scrape>> {
+    // Startup only, once per shard: not on any data path.
+    scrapes.lock().map_or(None, |mut slot| slot.take())
 }
