@@ -493,10 +493,15 @@ pub fn render_svg(panels: &[Panel]) -> String {
             for &(p, v) in &series.points {
                 let _ = writeln!(
                     s,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{} {p}%: {}</title></circle>"#,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{} {}: {}</title></circle>"#,
                     px(p),
                     py(v),
                     esc(&series.label),
+                    if p >= 100.0 {
+                        "max".to_string()
+                    } else {
+                        format!("p{p}")
+                    },
                     fmt_us(v.round() as u64)
                 );
             }
