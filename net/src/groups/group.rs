@@ -946,15 +946,18 @@ impl Group {
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
-        if self.state == GroupState::CompletingRebalance {
-            return Err(ErrorCode::REBALANCE_IN_PROGRESS);
-        }
+        // Kafka's order (ClassicGroup.validateOffsetCommit): member, then
+        // generation, then state, so an old generation is fenced
+        // (ILLEGAL_GENERATION) even while the group completes a rebalance.
         self.check_instance(member_id, instance_id)?;
         let Some(m) = self.members.get_mut(member_id) else {
             return Err(ErrorCode::UNKNOWN_MEMBER_ID);
         };
         if generation != self.generation {
             return Err(ErrorCode::ILLEGAL_GENERATION);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(ErrorCode::REBALANCE_IN_PROGRESS);
         }
         m.last_heartbeat_ms = now_ms;
         Ok(())

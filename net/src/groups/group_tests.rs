@@ -372,6 +372,17 @@ fn commits_are_checked_against_membership_generation_and_state() {
         g.check_commit(&ids[0], None, 2, 3),
         Err(ErrorCode::REBALANCE_IN_PROGRESS)
     );
+    // As Apache Kafka 4.4 answers: membership and generation are checked
+    // before the state, so a commit from the old generation (or a stranger)
+    // is fenced, not told to retry.
+    assert_eq!(
+        g.check_commit(&ids[0], None, 1, 3),
+        Err(ErrorCode::ILLEGAL_GENERATION)
+    );
+    assert_eq!(
+        g.check_commit("stranger", None, 2, 3),
+        Err(ErrorCode::UNKNOWN_MEMBER_ID)
+    );
 }
 
 #[test]
