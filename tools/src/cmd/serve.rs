@@ -204,6 +204,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
+    // glommio opens directories (to fsync them) in a way that fails with EBADF
+    // for relative paths, so the broker works on the absolute path.
+    let data_dir = std::fs::canonicalize(&c.data_dir)
+        .with_context(|| format!("cannot resolve the data directory {}", c.data_dir.display()))?;
     let listen = c.listen_addr();
     let advertised_host = c.advertised_host.clone().unwrap_or_else(|| {
         if listen.ip().is_unspecified() {
@@ -219,7 +223,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     #[allow(clippy::needless_update)]
     let cfg = BrokerConfig {
         node_id: c.node_id,
-        data_dir: c.data_dir.clone(),
+        data_dir,
         listen,
         advertised_host,
         advertised_port: listen.port(),

@@ -301,7 +301,7 @@ impl Client {
         response
     }
 
-    fn try_api_versions(&mut self) -> std::io::Result<ApiVersionsResponse> {
+    pub fn try_api_versions(&mut self) -> std::io::Result<ApiVersionsResponse> {
         let body = RequestBody::ApiVersions(api_versions_request());
         let bytes = request_bytes(0, API_VERSIONS_VERSION, &body);
         self.send_raw(&bytes)?;
