@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, sluice_command, Client};
 
+/// Kills the broker when the test ends, also when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn the_default_relative_data_dir_works() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -17,7 +27,7 @@ fn the_default_relative_data_dir_works() {
     let listen = format!("127.0.0.1:{port}");
     let log_path = dir.path().join("broker.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = sluice_command(&[
+    let child = sluice_command(&[
         "serve",
         "--listen",
         &listen,
@@ -31,11 +41,12 @@ fn the_default_relative_data_dir_works() {
     .stderr(log)
     .spawn()
     .expect("spawn sluice");
+    let mut child = KillOnDrop(child);
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut client = loop {
         assert!(
-            child.try_wait().expect("wait").is_none(),
+            child.0.try_wait().expect("wait").is_none(),
             "sluice exited:\n{}",
             read_log()
         );
@@ -71,8 +82,7 @@ fn the_default_relative_data_dir_works() {
         answer.error_message,
         read_log()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         !read_log().contains("Bad file descriptor"),
         "{}",
