@@ -13,6 +13,7 @@ use sluice_codec::delete_records_response::{
 };
 use sluice_codec::ErrorCode;
 
+use super::on_owner;
 use crate::state::ShardState;
 
 /// The requested offset that means "up to the high watermark".
@@ -75,26 +76,12 @@ pub async fn handle(state: &Rc<ShardState>, req: DeleteRecordsRequest) -> Delete
     let table = state.topics();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = table.get(&t.name).cloned();
+        let meta = table.get(&t.name);
         let answers = join_all(t.partitions.iter().map(|p| {
-            let meta = meta.clone();
             let (partition, offset) = (p.partition_index, p.offset);
-            async move {
-                match meta {
-                    Some(m) if partition >= 0 && partition < m.partitions => {
-                        let owner = state.owner(&m.name, partition);
-                        let topic = m.name;
-                        state
-                            .router
-                            .call(owner, move |s: &Rc<ShardState>| {
-                                Box::pin(delete_on_shard(s.clone(), topic, partition, offset))
-                            })
-                            .await
-                            .unwrap_or(Err(ErrorCode::KAFKA_STORAGE_ERROR))
-                    }
-                    _ => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                }
-            }
+            on_owner(state, meta, partition, move |s, topic| {
+                delete_on_shard(s, topic, partition, offset)
+            })
         }))
         .await;
         let partitions = t

@@ -13,6 +13,7 @@ use sluice_codec::describe_producers_response::{
 };
 use sluice_codec::ErrorCode;
 
+use super::on_owner;
 use crate::state::ShardState;
 
 /// The active producers of one partition, ordered by producer id. Pure.
@@ -51,25 +52,11 @@ pub async fn handle(
     let table = state.topics();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = table.get(&t.name).cloned();
+        let meta = table.get(&t.name);
         let answers = join_all(t.partition_indexes.iter().map(|&partition| {
-            let meta = meta.clone();
-            async move {
-                match meta {
-                    Some(m) if partition >= 0 && partition < m.partitions => {
-                        let owner = state.owner(&m.name, partition);
-                        let topic = m.name;
-                        state
-                            .router
-                            .call(owner, move |s: &Rc<ShardState>| {
-                                Box::pin(lookup(s.clone(), topic, partition))
-                            })
-                            .await
-                            .unwrap_or(Err(ErrorCode::KAFKA_STORAGE_ERROR))
-                    }
-                    _ => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                }
-            }
+            on_owner(state, meta, partition, move |s, topic| {
+                lookup(s, topic, partition)
+            })
         }))
         .await;
         let partitions = t

@@ -9,6 +9,7 @@ use sluice_codec::list_offsets_response::{
 };
 use sluice_codec::ErrorCode;
 
+use super::on_owner;
 use crate::state::ShardState;
 
 const LATEST: i64 = -1;
@@ -52,23 +53,14 @@ pub async fn handle(state: &Rc<ShardState>, req: ListOffsetsRequest) -> ListOffs
     let table = state.topics();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = table.get(&t.name).cloned();
+        let meta = table.get(&t.name);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let answer: Answer = match &meta {
-                Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
-                    let (topic, partition, ts) = (m.name.clone(), p.partition_index, p.timestamp);
-                    let owner = state.owner(&topic, partition);
-                    state
-                        .router
-                        .call(owner, move |s: &Rc<ShardState>| {
-                            Box::pin(lookup(s.clone(), topic, partition, ts))
-                        })
-                        .await
-                        .unwrap_or(Err(ErrorCode::KAFKA_STORAGE_ERROR))
-                }
-                _ => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-            };
+            let ts = p.timestamp;
+            let answer: Answer = on_owner(state, meta, p.partition_index, move |s, topic| {
+                lookup(s, topic, p.partition_index, ts)
+            })
+            .await;
             partitions.push(match answer {
                 Ok((timestamp, offset)) => ListOffsetsPartitionResponse {
                     partition_index: p.partition_index,

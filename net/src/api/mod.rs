@@ -82,6 +82,36 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     (lo <= hi).then_some((lo, hi))
 }
 
+/// Runs `f` on the shard owning `partition` of `meta`'s topic, with that shard's
+/// state and the topic name. A missing topic or a partition out of range is
+/// UNKNOWN_TOPIC_OR_PARTITION; a shard that cannot be reached, KAFKA_STORAGE_ERROR.
+pub(crate) async fn on_owner<T, F, Fut>(
+    state: &Rc<ShardState>,
+    meta: Option<&crate::topics::TopicMeta>,
+    partition: i32,
+    f: F,
+) -> Result<T, sluice_codec::ErrorCode>
+where
+    F: FnOnce(Rc<ShardState>, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, sluice_codec::ErrorCode>> + 'static,
+    T: Send + 'static,
+{
+    let Some(m) = meta.filter(|m| partition >= 0 && partition < m.partitions) else {
+        return Err(sluice_codec::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let topic = m.name.clone();
+    let owner = state.owner(&topic, partition);
+    let job = move |s: &Rc<ShardState>| -> futures::future::LocalBoxFuture<
+        'static,
+        Result<T, sluice_codec::ErrorCode>,
+    > { Box::pin(f(s.clone(), topic)) };
+    state
+        .router
+        .call(owner, job)
+        .await
+        .unwrap_or(Err(sluice_codec::ErrorCode::KAFKA_STORAGE_ERROR))
+}
+
 fn respond(
     correlation_id: i32,
     key: ApiKey,

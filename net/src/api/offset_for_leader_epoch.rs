@@ -16,6 +16,7 @@ use sluice_codec::offset_for_leader_epoch_response::{
 };
 use sluice_codec::ErrorCode;
 
+use super::on_owner;
 use crate::state::ShardState;
 
 /// The leader epoch of every partition on a single node.
@@ -101,27 +102,13 @@ pub async fn handle(
     let table = state.topics();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = table.get(&t.topic).cloned();
+        let meta = table.get(&t.topic);
         let answers = join_all(t.partitions.iter().map(|p| {
-            let meta = meta.clone();
             let (partition, current, requested) =
                 (p.partition, p.current_leader_epoch, p.leader_epoch);
-            async move {
-                match meta {
-                    Some(m) if partition >= 0 && partition < m.partitions => {
-                        let owner = state.owner(&m.name, partition);
-                        let topic = m.name;
-                        state
-                            .router
-                            .call(owner, move |s: &Rc<ShardState>| {
-                                Box::pin(lookup(s.clone(), topic, partition, current, requested))
-                            })
-                            .await
-                            .unwrap_or(Err(ErrorCode::KAFKA_STORAGE_ERROR))
-                    }
-                    _ => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                }
-            }
+            on_owner(state, meta, partition, move |s, topic| {
+                lookup(s, topic, partition, current, requested)
+            })
         }))
         .await;
         let partitions = t
