@@ -25,7 +25,7 @@ pub struct BrokerConfig {
     pub max_in_flight_per_connection: usize,
     /// Tail cache bytes per shard.
     pub tail_cache_bytes: usize,
-    /// How often retention runs, in ms (also the offsets expiry sweep).
+    /// How often log retention runs, in ms.
     pub retention_check_interval_ms: u64,
     /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
     /// when it is created (groups are spread over them).
@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `offsets.retention.minutes`.
     pub offsets_retention_minutes: u64,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often expired
+    /// committed offsets are looked for and removed.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +63,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! hands out the assignment) -> PreparingRebalance (membership or metadata
 //! changed) ... -> Empty (the last member left or expired).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -1014,28 +1014,51 @@ impl Group {
         self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty()
     }
 
-    /// Offsets to drop at `now_ms` under the retention rules: an explicit
-    /// expiry time; else, only once the group is empty, `offsets_retention_ms`
-    /// after the later of the commit and the group becoming empty.
+    /// Offsets to drop at `now_ms` under the retention rules (Kafka's, since
+    /// KIP-496): an explicit expiry time (OffsetCommit v2-v4) wins; an Empty
+    /// group's offsets go `offsets_retention_ms` after the later of the commit
+    /// and the group becoming empty; a Stable consumer group keeps the offsets
+    /// of topics its members subscribe to, and loses the others
+    /// `offsets_retention_ms` after their commit. Any other group keeps all.
     pub fn expired_offsets(&self, now_ms: i64, cfg: &GroupConfig) -> Vec<(String, i32)> {
+        let subscribed = if self.state == GroupState::Stable
+            && self.protocol_type.as_deref() == Some("consumer")
+        {
+            self.subscribed_topics()
+        } else {
+            None
+        };
         self.offsets
             .iter()
-            .filter(|(_, c)| {
+            .filter(|((topic, _), c)| {
                 if c.expire_ts_ms >= 0 {
                     return now_ms >= c.expire_ts_ms;
                 }
-                if self.state != GroupState::Empty {
-                    return false;
-                }
-                let base = if self.protocol_type.is_some() {
-                    c.commit_ts_ms.max(self.state_since_ms)
-                } else {
-                    c.commit_ts_ms
+                let base = match (&self.state, &subscribed) {
+                    (GroupState::Empty, _) if self.protocol_type.is_some() => {
+                        c.commit_ts_ms.max(self.state_since_ms)
+                    }
+                    (GroupState::Empty, _) => c.commit_ts_ms,
+                    (_, Some(topics)) if !topics.contains(topic) => c.commit_ts_ms,
+                    _ => return false,
                 };
                 now_ms >= base.saturating_add(cfg.offsets_retention_ms)
             })
             .map(|(k, _)| k.clone())
             .collect()
+    }
+
+    /// The topics the members subscribe to, read from their metadata of the
+    /// chosen protocol; `None` when any member's metadata cannot be read (then
+    /// nothing is known to be unsubscribed).
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for m in self.members.values() {
+            let (_, metadata) = m.protocols.iter().find(|(name, _)| name == protocol)?;
+            topics.extend(super::subscribed_topics(metadata)?);
+        }
+        Some(topics)
     }
 
     /// Answers every parked request with `code` (shutdown).

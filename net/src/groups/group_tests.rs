@@ -559,3 +559,106 @@ fn offsets_of_an_empty_group_expire_after_the_retention() {
     );
     assert_eq!(g.expired_offsets(7_000, &c), vec![("t".to_string(), 0)]);
 }
+
+/// A consumer's protocol metadata (ConsumerProtocolSubscription v0).
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut m = vec![0, 0];
+    m.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        m.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        m.extend_from_slice(t.as_bytes());
+    }
+    m.extend_from_slice(&(-1i32).to_be_bytes()); // no user data
+    Bytes::from(m)
+}
+
+fn committed_at(commit_ts_ms: i64, expire_ts_ms: i64) -> Committed {
+    Committed {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_ts_ms,
+        expire_ts_ms,
+    }
+}
+
+#[test]
+fn a_stable_group_keeps_subscribed_offsets_and_loses_the_others() {
+    let c = GroupConfig {
+        offsets_retention_ms: 1_000,
+        ..cfg()
+    };
+    let mut g = Group::new("g".into(), 0);
+    let ids = stable_group(&mut g, 2, 0, &c);
+    assert_eq!(g.state, GroupState::Stable);
+    let protocol = g.protocol.clone().expect("a protocol was chosen");
+    // The first member reads t1, the second t2: both count as subscribed.
+    for (id, topic) in ids.iter().zip(["t1", "t2"]) {
+        let m = g.members.get_mut(id).expect("member");
+        m.protocols = vec![(protocol.clone(), subscription(&[topic]))];
+    }
+    for t in ["t1", "t2", "gone"] {
+        g.offsets.insert((t.into(), 0), committed_at(100, -1));
+    }
+    g.offsets.insert(("t1".into(), 1), committed_at(100, 400));
+    assert!(g.expired_offsets(399, &c).is_empty());
+    assert_eq!(
+        g.expired_offsets(400, &c),
+        vec![("t1".to_string(), 1)],
+        "an explicit expiry time applies whatever the state"
+    );
+    g.offsets.remove(&("t1".into(), 1));
+    assert!(g.expired_offsets(1_099, &c).is_empty());
+    assert_eq!(
+        g.expired_offsets(1_100, &c),
+        vec![("gone".to_string(), 0)],
+        "an unsubscribed topic expires from its commit"
+    );
+    assert!(
+        g.expired_offsets(1_000_000, &c)
+            .iter()
+            .all(|(t, _)| t == "gone"),
+        "subscribed topics are kept however old"
+    );
+    // Metadata that cannot be read: nothing is known to be unsubscribed.
+    g.members
+        .get_mut(&ids[1])
+        .expect("member")
+        .protocols = vec![(protocol, Bytes::from_static(b"?"))];
+    assert!(g.expired_offsets(1_000_000, &c).is_empty());
+}
+
+#[test]
+fn offsets_expire_from_the_later_of_commit_and_becoming_empty() {
+    let c = GroupConfig {
+        offsets_retention_ms: 1_000,
+        ..cfg()
+    };
+    let mut g = Group::new("g".into(), 0);
+    let ids = stable_group(&mut g, 1, 0, &c);
+    let leaving: Vec<LeavingMember> = ids
+        .iter()
+        .map(|id| LeavingMember {
+            member_id: id.clone(),
+            instance_id: None,
+        })
+        .collect();
+    g.leave(&leaving, 2_000, &c);
+    assert_eq!(g.state, GroupState::Empty);
+    // Committed before the group emptied, and after (a simple commit).
+    g.offsets.insert(("before".into(), 0), committed_at(500, -1));
+    g.offsets.insert(("after".into(), 0), committed_at(2_500, -1));
+    assert!(g.expired_offsets(2_999, &c).is_empty());
+    assert_eq!(g.expired_offsets(3_000, &c), vec![("before".to_string(), 0)]);
+    let mut all = g.expired_offsets(3_500, &c);
+    all.sort();
+    assert_eq!(
+        all,
+        vec![("after".to_string(), 0), ("before".to_string(), 0)]
+    );
+    // A group that never had members (offsets only) counts from each commit.
+    let mut simple = Group::new("s".into(), 0);
+    simple.offsets.insert(("x".into(), 0), committed_at(10_000, -1));
+    assert!(simple.expired_offsets(10_999, &c).is_empty());
+    assert_eq!(simple.expired_offsets(11_000, &c), vec![("x".to_string(), 0)]);
+}

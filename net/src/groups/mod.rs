@@ -316,7 +316,7 @@ pub async fn run(s: Rc<ShardState>) {
             }
         }
         persist_dirty(&s);
-        if now - last_sweep >= s.config.retention_check_interval_ms as i64 {
+        if now - last_sweep >= s.config.offsets_retention_check_interval_ms as i64 {
             last_sweep = now;
             sweep(&s, now, partitions);
         }
