@@ -30,6 +30,43 @@ const MAX_DEFAULT_PARTITIONS: i32 = net::topics::MAX_PARTITIONS_PER_TOPIC;
 /// Where the metrics and health endpoint listens unless configured.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9644";
 
+/// What the broker and the commands log unless configured.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter: a level, or comma-separated directives each a level
+/// or `target=level` (`info,net=debug`). Stricter than tracing's own parser,
+/// which takes any word as a target name, so a typo such as `inf` would
+/// silently log nothing.
+pub fn check_log_level(filter: &str) -> Result<(), String> {
+    let level_ok = |l: &str| LOG_LEVELS.contains(&l.to_ascii_lowercase().as_str());
+    if filter.trim().is_empty() {
+        return Err("must not be empty; use a level (off, error, warn, info, debug, trace) or target=level pairs, e.g. info,net=debug".into());
+    }
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        let ok = match directive.split_once('=') {
+            None => level_ok(directive),
+            Some((target, level)) => {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && level_ok(level)
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "{directive:?} is neither a level (off, error, warn, info, debug, trace) nor target=level, e.g. info,net=debug"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// The effective configuration of a broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +93,9 @@ pub struct ServeConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub offsets_retention_minutes: u64,
+    pub offsets_retention_check_interval_ms: u64,
+    /// What the broker logs: a level, or comma-separated `target=level`.
+    pub log_level: String,
     /// Address of the HTTP endpoint for `/metrics` and `/health`; empty or
     /// `off` disables it.
     pub metrics_listen: String,
@@ -86,6 +126,8 @@ impl Default for ServeConfig {
             group_min_session_timeout_ms: broker.group_min_session_timeout_ms,
             group_max_session_timeout_ms: broker.group_max_session_timeout_ms,
             offsets_retention_minutes: broker.offsets_retention_minutes,
+            offsets_retention_check_interval_ms: broker.offsets_retention_check_interval_ms,
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             topic_defaults: BTreeMap::new(),
         }
@@ -308,6 +350,23 @@ impl ServeConfig {
                 ),
             ));
         }
+        if self.offsets_retention_minutes == 0 {
+            return Err(invalid(
+                "offsets_retention_minutes",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "offsets_retention_check_interval_ms",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if let Err(why) = check_log_level(&self.log_level) {
+            return Err(invalid("log_level", self.log_level.clone(), &why));
+        }
         if self.metrics_addr().is_none()
             && !self.metrics_listen.is_empty()
             && self.metrics_listen != "off"
@@ -439,6 +498,27 @@ mod tests {
             ),
             (
                 ServeConfig {
+                    log_level: "inf".into(),
+                    ..d()
+                },
+                "log_level = \"inf\"",
+            ),
+            (
+                ServeConfig {
+                    log_level: "net=loud".into(),
+                    ..d()
+                },
+                "log_level = \"net=loud\"",
+            ),
+            (
+                ServeConfig {
+                    offsets_retention_check_interval_ms: 0,
+                    ..d()
+                },
+                "offsets_retention_check_interval_ms",
+            ),
+            (
+                ServeConfig {
                     metrics_listen: "9644".into(),
                     ..d()
                 },
@@ -448,6 +528,16 @@ mod tests {
         for (c, want) in bad {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn log_filters() {
+        for good in ["info", "WARN", "off", "info,net=debug", "net::groups=trace"] {
+            check_log_level(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["", "inf", "sometimes", "net=loud", "=info", "info,", "net debug=info"] {
+            assert!(check_log_level(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -183,3 +183,59 @@ fn a_config_file_configures_the_running_broker() {
     let out = at(&broker, &["cluster", "describe"], None).ok();
     assert!(out.contains("Cluster id: cfg-test"), "{out}");
 }
+
+#[test]
+fn the_log_level_is_a_config_key_like_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.toml");
+    std::fs::write(&file, "log_level = \"warn\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let level = |out: &str| {
+        keys(out)
+            .into_iter()
+            .find(|(k, _)| k == "log_level")
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no log_level in {out}"))
+    };
+    let d = sluice(&["serve", "--print-config"], None).ok();
+    assert_eq!(level(&d), "info");
+    let out = sluice(&["serve", "--config", f, "--print-config"], None).ok();
+    assert_eq!(level(&out), "warn");
+    let env = [("SLUICE_LOG_LEVEL", "info,net=debug")];
+    let out = sluice_env(&["serve", "--config", f, "--print-config"], None, &env).ok();
+    assert_eq!(level(&out), "info,net=debug");
+    let out = sluice_env(
+        &["serve", "--config", f, "--print-config", "--log-level", "error"],
+        None,
+        &env,
+    )
+    .ok();
+    assert_eq!(level(&out), "error");
+
+    // A typo is refused, naming the key, the value and why, from any source.
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "log_level = \"inf\"\n").unwrap();
+    sluice(&["serve", "--config", typo.to_str().unwrap()], None).fails(
+        2,
+        &["log_level = \"inf\"", "neither a level", "SLUICE_LOG_LEVEL", "--log-level"],
+    );
+    sluice_env(&["serve", "--print-config"], None, &[("SLUICE_LOG_LEVEL", "net=loud")])
+        .fails(2, &["log_level = \"net=loud\""]);
+    // The client commands refuse it too, before doing anything.
+    sluice(&["topic", "list", "--log-level", "verbose"], None)
+        .fails(2, &["--log-level", "verbose", "neither a level"]);
+}
+
+#[test]
+fn the_broker_logs_at_the_configured_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quiet.toml");
+    std::fs::write(&file, "log_level = \"warn\"\n").unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let quiet = Broker::start(&["--config", &f]);
+    let chatty = Broker::start(&[]);
+    let (quiet_log, chatty_log) = (quiet.log(), chatty.log());
+    assert!(chatty_log.contains("starting sluice"), "{chatty_log}");
+    assert!(!quiet_log.contains("starting sluice"), "{quiet_log}");
+    assert!(!quiet_log.contains(" INFO "), "{quiet_log}");
+}

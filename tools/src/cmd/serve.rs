@@ -103,10 +103,20 @@ pub struct ServeArgs {
     /// group_max_session_timeout_ms, default 1800000.
     #[arg(long, env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
     group_max_session_timeout_ms: Option<i32>,
-    /// How long the offsets of an empty group are kept, in minutes (Kafka's
+    /// How long committed offsets are kept once their group is empty (or, in a group
+    /// with members, once no member subscribes to their topic), in minutes (Kafka's
     /// offsets.retention.minutes). Key offsets_retention_minutes, default 10080.
     #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
     offsets_retention_minutes: Option<u64>,
+    /// How often expired committed offsets (and offsets of deleted topics) are removed,
+    /// in ms (Kafka's offsets.retention.check.interval.ms). Key
+    /// offsets_retention_check_interval_ms, default 600000.
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    offsets_retention_check_interval_ms: Option<u64>,
     /// Address of the HTTP endpoint serving GET /metrics (Prometheus) and GET /health;
     /// empty or off disables it. Key metrics_listen, default 127.0.0.1:9644.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
@@ -122,7 +132,9 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The effective configuration: the file (or defaults) overlaid with
     /// variables and flags, then checked.
-    pub fn effective_config(&self) -> anyhow::Result<ServeConfig> {
+    /// `log_level` is the global `--log-level` / `SLUICE_LOG_LEVEL`, which
+    /// overrides the file's `log_level` like any other flag.
+    pub fn effective_config(&self, log_level: Option<&str>) -> anyhow::Result<ServeConfig> {
         let mut c = ServeConfig::from_file(self.config.as_deref()).map_err(usage_error)?;
         fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
             if let Some(v) = v {
@@ -175,6 +187,13 @@ impl ServeArgs {
             &mut c.offsets_retention_minutes,
             &self.offsets_retention_minutes,
         );
+        set(
+            &mut c.offsets_retention_check_interval_ms,
+            &self.offsets_retention_check_interval_ms,
+        );
+        if let Some(level) = log_level {
+            c.log_level = level.to_string();
+        }
         set(&mut c.metrics_listen, &self.metrics_listen);
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
@@ -184,12 +203,13 @@ impl ServeArgs {
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let c = args.effective_config()?;
+pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
+    let c = args.effective_config(log_level)?;
     if args.print_config {
         print!("{}", c.to_toml());
         return Ok(());
     }
+    crate::init_logging(&c.log_level);
     std::fs::create_dir_all(&c.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}: check the path and its permissions",
@@ -242,6 +262,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         group_min_session_timeout_ms: c.group_min_session_timeout_ms,
         group_max_session_timeout_ms: c.group_max_session_timeout_ms,
         offsets_retention_minutes: c.offsets_retention_minutes,
+        offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
         ..BrokerConfig::default()
     };
     let runtime = RuntimeConfig {

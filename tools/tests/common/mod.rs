@@ -55,7 +55,7 @@ pub fn sluice_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.args(args)
         .env("NO_COLOR", "1")
-        .env_remove("SLUICE_LOG")
+        .env_remove("SLUICE_LOG_LEVEL")
         .stdin(Stdio::null());
     cmd
 }
