@@ -533,11 +533,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A line of progress on stderr, redrawn at most every 200 ms, only when
-/// stderr is a terminal.
+/// How often a progress line is redrawn at most.
+const PROGRESS_REDRAW: Duration = Duration::from_millis(200);
+
+/// A line of progress on stderr, drawn at the first update and then redrawn
+/// at most every [`PROGRESS_REDRAW`], only when stderr is a terminal.
 pub struct Progress {
     enabled: bool,
-    last: Instant,
+    last: Option<Instant>,
     drawn: bool,
 }
 
@@ -545,16 +548,16 @@ impl Progress {
     pub fn new() -> Progress {
         Progress {
             enabled: show_progress(),
-            last: Instant::now(),
+            last: None,
             drawn: false,
         }
     }
 
     pub fn update(&mut self, line: impl FnOnce() -> String) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(200) {
+        if !self.enabled || self.last.is_some_and(|t| t.elapsed() < PROGRESS_REDRAW) {
             return;
         }
-        self.last = Instant::now();
+        self.last = Some(Instant::now());
         self.drawn = true;
         eprint!("\r\x1b[2K{}", line());
     }
