@@ -167,3 +167,237 @@ fn off_disables_the_endpoint() {
         broker.log()
     );
 }
+
+/// A counter or histogram series: it may only grow.
+fn is_cumulative(key: &str) -> bool {
+    let name = key.split('{').next().unwrap_or(key);
+    ["_total", "_count", "_sum", "_bucket"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// Every cumulative series of `before` is in `after` and not smaller.
+fn assert_monotonic(before: &HashMap<String, f64>, after: &HashMap<String, f64>, when: &str) {
+    for (key, old) in before.iter().filter(|(k, _)| is_cumulative(k)) {
+        let new = after
+            .get(key)
+            .unwrap_or_else(|| panic!("{when}: series {key} vanished"));
+        assert!(new >= old, "{when}: {key} went from {old} to {new}");
+    }
+}
+
+/// Within one scrape, each histogram's buckets are cumulative and its
+/// `+Inf` bucket equals its count.
+fn assert_histograms_consistent(s: &HashMap<String, f64>, name: &str, label: &str) {
+    let (open, close) = if label.is_empty() {
+        ("{".to_string(), "}".to_string())
+    } else {
+        (format!("{{{label},"), "}".to_string())
+    };
+    let mut buckets: Vec<(f64, f64)> = s
+        .iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(&format!("{name}_bucket{open}le=\""))?;
+            let le = rest.strip_suffix(&format!("\"{close}"))?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, *v))
+        })
+        .collect();
+    assert!(!buckets.is_empty(), "no buckets of {name}{{{label}}}");
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in buckets.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "{name}{{{label}}}: buckets not cumulative: {buckets:?}"
+        );
+    }
+    let count_key = if label.is_empty() {
+        format!("{name}_count")
+    } else {
+        format!("{name}_count{{{label}}}")
+    };
+    let last = buckets.last().expect("a bucket");
+    assert_eq!(last.0, f64::INFINITY, "{name}{{{label}}} has no +Inf bucket");
+    assert_eq!(last.1, value(s, &count_key), "{name}{{{label}}}: +Inf != count");
+}
+
+/// Open connections over both shards.
+fn connections_open(s: &HashMap<String, f64>) -> f64 {
+    (0..2)
+        .map(|shard| value(s, &format!("sluice_connections_open{{shard=\"{shard}\"}}")))
+        .sum()
+}
+
+#[test]
+fn counters_and_histograms_stay_consistent_under_sustained_load() {
+    const PARTITIONS: i32 = 4;
+    const REQUESTS: usize = 400;
+    const RECORDS_PER_REQUEST: usize = 10;
+    const SCRAPE_EVERY: usize = 100;
+    const N: usize = REQUESTS * RECORDS_PER_REQUEST;
+
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let broker = Broker::start(&["--shards", "2", "--metrics-listen", &metrics_addr]);
+    broker.connect().create_topic("load", PARTITIONS, &[]);
+    let scrape = move || {
+        let (status, text) = get(metrics_port, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        samples(&text)
+    };
+    let baseline = scrape();
+
+    // The producer scrapes after every SCRAPE_EVERY acknowledged requests, so
+    // each of its scrapes knows a lower bound of what must be counted.
+    let mut producer = broker.connect();
+    let mut consumer = broker.connect();
+    // Both connections are accepted before the load starts.
+    producer.api_versions();
+    consumer.api_versions();
+    let produce = std::thread::spawn(move || {
+        let value_bytes = [3u8; 200];
+        let mut sent_bytes = 0usize;
+        let mut during = Vec::new();
+        for i in 0..REQUESTS {
+            let records: Vec<(&[u8], &[u8])> = (0..RECORDS_PER_REQUEST)
+                .map(|_| (&b"k"[..], &value_bytes[..]))
+                .collect();
+            let b = batch(&records);
+            sent_bytes += b.len();
+            let answer = producer.produce("load", i as i32 % PARTITIONS, b);
+            assert_eq!(answer.error_code, 0, "produce {i}");
+            if (i + 1) % SCRAPE_EVERY == 0 {
+                during.push(((i + 1) * RECORDS_PER_REQUEST, scrape()));
+            }
+        }
+        (sent_bytes, during)
+    });
+    // The consumer reads every partition round-robin until it has all N.
+    let consume = std::thread::spawn(move || {
+        let mut next = [0i64; PARTITIONS as usize];
+        let mut consumed = 0usize;
+        let mut fetches = 0usize;
+        let mut seen_during = Vec::new();
+        while consumed < N {
+            let mut got_any = false;
+            for p in 0..PARTITIONS {
+                let got = records_of(&consumer.fetch("load", p, next[p as usize]).records);
+                fetches += 1;
+                if let Some(last) = got.last() {
+                    next[p as usize] = last.0 + 1;
+                    consumed += got.len();
+                    got_any = true;
+                }
+            }
+            if consumed > 0 && seen_during.len() < 3 && got_any {
+                seen_during.push((consumed, scrape()));
+            }
+            if !got_any {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        (consumed, fetches, seen_during, consumer)
+    });
+    let (sent_bytes, during) = produce.join().expect("producer thread");
+    let (consumed, fetches, consumer_scrapes, consumer) = consume.join().expect("consumer thread");
+    assert_eq!(consumed, N);
+    let after = scrape();
+
+    // Counted at least what had been acknowledged (or read) when scraped.
+    for (acked, s) in &during {
+        let records_in = value(s, "sluice_records_in_total{topic=\"load\"}") as usize;
+        assert!(
+            (*acked..=N).contains(&records_in),
+            "records in {records_in} after {acked} acknowledged"
+        );
+        assert!(connections_open(s) >= 2.0, "producer and consumer connected");
+    }
+    for (read, s) in &consumer_scrapes {
+        let records_out = value(s, "sluice_records_out_total{topic=\"load\"}") as usize;
+        assert!(records_out >= *read, "records out {records_out} after {read} read");
+    }
+
+    // Cumulative series never go down, in the order the scrapes were taken
+    // by one thread, and from any scrape to the final one.
+    let mut ordered = vec![&baseline];
+    ordered.extend(during.iter().map(|(_, s)| s));
+    ordered.push(&after);
+    for pair in ordered.windows(2) {
+        assert_monotonic(pair[0], pair[1], "between producer scrapes");
+    }
+    for (_, s) in &consumer_scrapes {
+        assert_monotonic(s, &after, "consumer scrape to final scrape");
+    }
+
+    // What was produced and consumed, exactly where it can be exact.
+    assert_eq!(
+        value(&after, "sluice_records_in_total{topic=\"load\"}") as usize,
+        N
+    );
+    assert_eq!(
+        value(&after, "sluice_bytes_in_total{topic=\"load\"}") as usize,
+        sent_bytes,
+        "bytes in are the batches sent"
+    );
+    assert!(value(&after, "sluice_records_out_total{topic=\"load\"}") as usize >= N);
+    assert!(value(&after, "sluice_bytes_out_total{topic=\"load\"}") as usize >= sent_bytes);
+
+    let grew = |key: &str, by: usize| {
+        let before = baseline.get(key).copied().unwrap_or(0.0);
+        let now = value(&after, key);
+        assert!(
+            now - before >= by as f64,
+            "{key} grew by {} < {by}",
+            now - before
+        );
+    };
+    grew("sluice_requests_total{api=\"Produce\"}", REQUESTS);
+    grew("sluice_request_latency_seconds_count{api=\"Produce\"}", REQUESTS);
+    grew("sluice_requests_total{api=\"Fetch\"}", fetches);
+    grew("sluice_request_latency_seconds_count{api=\"Fetch\"}", fetches);
+    grew("sluice_produce_latency_seconds_count", REQUESTS);
+    grew("sluice_fetch_latency_seconds_count", fetches);
+    // flush=always: every acknowledged produce waited for a group commit.
+    grew("sluice_flush_latency_seconds_count", 1);
+    grew("sluice_flush_batch_bytes_sum", sent_bytes);
+    for s in ordered.iter().skip(1) {
+        for api in ["Produce", "Fetch"] {
+            assert_histograms_consistent(
+                s,
+                "sluice_request_latency_seconds",
+                &format!("api=\"{api}\""),
+            );
+        }
+        for name in [
+            "sluice_produce_latency_seconds",
+            "sluice_fetch_latency_seconds",
+            "sluice_flush_latency_seconds",
+        ] {
+            assert_histograms_consistent(s, name, "");
+        }
+    }
+
+    // The gauge follows connections closing.
+    let total_before: f64 = (0..2)
+        .map(|shard| value(&after, &format!("sluice_connections_total{{shard=\"{shard}\"}}")))
+        .sum();
+    assert!(total_before >= 3.0, "the setup, producer and consumer connections");
+    drop(consumer);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = scrape();
+        if connections_open(&s) == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections still open after the clients left: {}",
+            connections_open(&s)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
