@@ -691,3 +691,63 @@ mod fuzz {
         out
     }
 }
+
+/// Member metadata past the broker's limit (1 MiB per protocol) is refused
+/// with MESSAGE_TOO_LARGE and not kept: the group has no member afterwards,
+/// and a member of normal size joins it.
+#[test]
+fn oversized_member_metadata_is_refused_not_kept() {
+    use sluice_codec::describe_groups_request::DescribeGroupsRequest;
+    use sluice_codec::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
+
+    let mut broker = Broker::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut client = broker.connect();
+    let join = |client: &mut Client, metadata: Bytes| {
+        let body = RequestBody::JoinGroup(JoinGroupRequest {
+            group_id: "big".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            member_id: String::new(),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata,
+            }],
+            ..Default::default()
+        });
+        // v3: a new member joins at once, without MEMBER_ID_REQUIRED.
+        let ResponseBody::JoinGroup(r) = client.call(3, &body) else {
+            panic!("not a JoinGroup response")
+        };
+        r
+    };
+    let members = |client: &mut Client| {
+        let body = RequestBody::DescribeGroups(DescribeGroupsRequest {
+            groups: vec!["big".into()],
+            include_authorized_operations: false,
+        });
+        let ResponseBody::DescribeGroups(r) = client.call(5, &body) else {
+            panic!("not a DescribeGroups response")
+        };
+        r.groups[0].members.len()
+    };
+    // Wait until the coordinator has loaded (a fresh broker creates
+    // __consumer_offsets at start).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = join(&mut client, Bytes::from(vec![0u8; (1 << 20) + 1]));
+        if r.error_code != ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0
+            && r.error_code != ErrorCode::COORDINATOR_NOT_AVAILABLE.0
+            || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r.error_code, ErrorCode::MESSAGE_TOO_LARGE.0, "{r:?}");
+    assert_eq!(members(&mut client), 0, "refused metadata is not kept");
+    let ok = join(&mut client, Bytes::from(vec![0u8; 1 << 20]));
+    assert_eq!(ok.error_code, 0, "metadata at the limit is accepted");
+    assert_eq!(members(&mut client), 1);
+    broker.assert_serving();
+}
