@@ -536,7 +536,15 @@ mod tests {
         for good in ["info", "WARN", "off", "info,net=debug", "net::groups=trace"] {
             check_log_level(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
-        for bad in ["", "inf", "sometimes", "net=loud", "=info", "info,", "net debug=info"] {
+        for bad in [
+            "",
+            "inf",
+            "sometimes",
+            "net=loud",
+            "=info",
+            "info,",
+            "net debug=info",
+        ] {
             assert!(check_log_level(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -205,7 +205,14 @@ fn the_log_level_is_a_config_key_like_the_others() {
     let out = sluice_env(&["serve", "--config", f, "--print-config"], None, &env).ok();
     assert_eq!(level(&out), "info,net=debug");
     let out = sluice_env(
-        &["serve", "--config", f, "--print-config", "--log-level", "error"],
+        &[
+            "serve",
+            "--config",
+            f,
+            "--print-config",
+            "--log-level",
+            "error",
+        ],
         None,
         &env,
     )
@@ -217,10 +224,19 @@ fn the_log_level_is_a_config_key_like_the_others() {
     std::fs::write(&typo, "log_level = \"inf\"\n").unwrap();
     sluice(&["serve", "--config", typo.to_str().unwrap()], None).fails(
         2,
-        &["log_level = \"inf\"", "neither a level", "SLUICE_LOG_LEVEL", "--log-level"],
+        &[
+            "log_level = \"inf\"",
+            "neither a level",
+            "SLUICE_LOG_LEVEL",
+            "--log-level",
+        ],
     );
-    sluice_env(&["serve", "--print-config"], None, &[("SLUICE_LOG_LEVEL", "net=loud")])
-        .fails(2, &["log_level = \"net=loud\""]);
+    sluice_env(
+        &["serve", "--print-config"],
+        None,
+        &[("SLUICE_LOG_LEVEL", "net=loud")],
+    )
+    .fails(2, &["log_level = \"net=loud\""]);
     // The client commands refuse it too, before doing anything.
     sluice(&["topic", "list", "--log-level", "verbose"], None)
         .fails(2, &["--log-level", "verbose", "neither a level"]);

@@ -221,8 +221,16 @@ fn assert_histograms_consistent(s: &HashMap<String, f64>, name: &str, label: &st
         format!("{name}_count{{{label}}}")
     };
     let last = buckets.last().expect("a bucket");
-    assert_eq!(last.0, f64::INFINITY, "{name}{{{label}}} has no +Inf bucket");
-    assert_eq!(last.1, value(s, &count_key), "{name}{{{label}}}: +Inf != count");
+    assert_eq!(
+        last.0,
+        f64::INFINITY,
+        "{name}{{{label}}} has no +Inf bucket"
+    );
+    assert_eq!(
+        last.1,
+        value(s, &count_key),
+        "{name}{{{label}}}: +Inf != count"
+    );
 }
 
 /// Open connections over both shards.
@@ -314,11 +322,17 @@ fn counters_and_histograms_stay_consistent_under_sustained_load() {
             (*acked..=N).contains(&records_in),
             "records in {records_in} after {acked} acknowledged"
         );
-        assert!(connections_open(s) >= 2.0, "producer and consumer connected");
+        assert!(
+            connections_open(s) >= 2.0,
+            "producer and consumer connected"
+        );
     }
     for (read, s) in &consumer_scrapes {
         let records_out = value(s, "sluice_records_out_total{topic=\"load\"}") as usize;
-        assert!(records_out >= *read, "records out {records_out} after {read} read");
+        assert!(
+            records_out >= *read,
+            "records out {records_out} after {read} read"
+        );
     }
 
     // Cumulative series never go down, in the order the scrapes were taken
@@ -356,9 +370,15 @@ fn counters_and_histograms_stay_consistent_under_sustained_load() {
         );
     };
     grew("sluice_requests_total{api=\"Produce\"}", REQUESTS);
-    grew("sluice_request_latency_seconds_count{api=\"Produce\"}", REQUESTS);
+    grew(
+        "sluice_request_latency_seconds_count{api=\"Produce\"}",
+        REQUESTS,
+    );
     grew("sluice_requests_total{api=\"Fetch\"}", fetches);
-    grew("sluice_request_latency_seconds_count{api=\"Fetch\"}", fetches);
+    grew(
+        "sluice_request_latency_seconds_count{api=\"Fetch\"}",
+        fetches,
+    );
     grew("sluice_produce_latency_seconds_count", REQUESTS);
     grew("sluice_fetch_latency_seconds_count", fetches);
     // flush=always: every acknowledged produce waited for a group commit.
@@ -383,9 +403,17 @@ fn counters_and_histograms_stay_consistent_under_sustained_load() {
 
     // The gauge follows connections closing.
     let total_before: f64 = (0..2)
-        .map(|shard| value(&after, &format!("sluice_connections_total{{shard=\"{shard}\"}}")))
+        .map(|shard| {
+            value(
+                &after,
+                &format!("sluice_connections_total{{shard=\"{shard}\"}}"),
+            )
+        })
         .sum();
-    assert!(total_before >= 3.0, "the setup, producer and consumer connections");
+    assert!(
+        total_before >= 3.0,
+        "the setup, producer and consumer connections"
+    );
     drop(consumer);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -250,7 +250,11 @@ fn offsets_expire_by_the_retention_rules_and_stay_gone_after_a_restart() {
         "the unsubscribed topic's offsets expired",
         |c| committed(c, "live", "u") == -1,
     );
-    assert_eq!(committed(&mut c, "live", "t"), 7, "a live group keeps its offsets");
+    assert_eq!(
+        committed(&mut c, "live", "t"),
+        7,
+        "a live group keeps its offsets"
+    );
 
     // Tombstones: a restart replays __consumer_offsets to the same answer.
     drop(c);

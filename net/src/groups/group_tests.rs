@@ -621,10 +621,8 @@ fn a_stable_group_keeps_subscribed_offsets_and_loses_the_others() {
         "subscribed topics are kept however old"
     );
     // Metadata that cannot be read: nothing is known to be unsubscribed.
-    g.members
-        .get_mut(&ids[1])
-        .expect("member")
-        .protocols = vec![(protocol, Bytes::from_static(b"?"))];
+    g.members.get_mut(&ids[1]).expect("member").protocols =
+        vec![(protocol, Bytes::from_static(b"?"))];
     assert!(g.expired_offsets(1_000_000, &c).is_empty());
 }
 
@@ -646,10 +644,15 @@ fn offsets_expire_from_the_later_of_commit_and_becoming_empty() {
     g.leave(&leaving, 2_000, &c);
     assert_eq!(g.state, GroupState::Empty);
     // Committed before the group emptied, and after (a simple commit).
-    g.offsets.insert(("before".into(), 0), committed_at(500, -1));
-    g.offsets.insert(("after".into(), 0), committed_at(2_500, -1));
+    g.offsets
+        .insert(("before".into(), 0), committed_at(500, -1));
+    g.offsets
+        .insert(("after".into(), 0), committed_at(2_500, -1));
     assert!(g.expired_offsets(2_999, &c).is_empty());
-    assert_eq!(g.expired_offsets(3_000, &c), vec![("before".to_string(), 0)]);
+    assert_eq!(
+        g.expired_offsets(3_000, &c),
+        vec![("before".to_string(), 0)]
+    );
     let mut all = g.expired_offsets(3_500, &c);
     all.sort();
     assert_eq!(
@@ -658,7 +661,12 @@ fn offsets_expire_from_the_later_of_commit_and_becoming_empty() {
     );
     // A group that never had members (offsets only) counts from each commit.
     let mut simple = Group::new("s".into(), 0);
-    simple.offsets.insert(("x".into(), 0), committed_at(10_000, -1));
+    simple
+        .offsets
+        .insert(("x".into(), 0), committed_at(10_000, -1));
     assert!(simple.expired_offsets(10_999, &c).is_empty());
-    assert_eq!(simple.expired_offsets(11_000, &c), vec![("x".to_string(), 0)]);
+    assert_eq!(
+        simple.expired_offsets(11_000, &c),
+        vec![("x".to_string(), 0)]
+    );
 }
