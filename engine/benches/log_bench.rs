@@ -184,20 +184,37 @@ async fn open_log(dir: &Path, cfg: &LogConfig, budget: &CacheBudget) -> Log {
 /// have `total_bytes` appended and acknowledged, and the CPU time it took.
 async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> (Duration, Duration) {
     // The flusher sleeps until the producer kicks it (no busy loop stealing the
-    // core), then flushes until nothing is left: each round is one group commit.
+    // core), then starts group-commit rounds while there is work, up to
+    // MAX_FLUSH_JOBS_IN_FLIGHT at once, as a shard's flusher does.
     let done = Rc::new(Cell::new(false));
     let kicked = Rc::new(Cell::new(false));
     let (kick, mut kicks) = futures::channel::mpsc::unbounded::<()>();
     let flusher = {
         let logs = logs.to_vec();
         let (done, kicked) = (done.clone(), kicked.clone());
+        let round_ended = kick.clone();
         glommio::spawn_local(async move {
+            let rounds = Rc::new(Cell::new(0u32));
             loop {
                 kicked.set(false);
-                if flush_all(&logs, NOW).await > 0 {
-                    continue;
+                while rounds.get() < engine::log::MAX_FLUSH_JOBS_IN_FLIGHT
+                    && logs.iter().any(|l| l.borrow().needs_flush(NOW))
+                {
+                    rounds.set(rounds.get() + 1);
+                    let (logs, rounds, ended) = (logs.clone(), rounds.clone(), round_ended.clone());
+                    glommio::spawn_local(async move {
+                        flush_all(&logs, NOW).await;
+                        rounds.set(rounds.get() - 1);
+                        let _ = ended.unbounded_send(());
+                    })
+                    .detach();
+                    // Let the round take its jobs before looking for more work.
+                    futures_lite::future::yield_now().await;
                 }
-                if done.get() || futures::StreamExt::next(&mut kicks).await.is_none() {
+                if futures::StreamExt::next(&mut kicks).await.is_none() {
+                    break;
+                }
+                if done.get() && rounds.get() == 0 {
                     break;
                 }
             }
@@ -245,6 +262,7 @@ async fn shard_append(logs: &[Log], batch: &Bytes, total_bytes: u64) -> (Duratio
     let elapsed = start.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_start);
     done.set(true);
+    let _ = kick.unbounded_send(());
     drop(kick);
     flusher.await;
     (elapsed, cpu)

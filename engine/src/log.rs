@@ -20,7 +20,7 @@ use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{AppendError, LogError};
 use crate::producers::{BatchMeta, ProducerStates, SequenceCheck};
 use crate::segment::{Segment, SegmentState};
-use crate::storage::{align_down, align_up, Storage, StorageFile};
+use crate::storage::{align_down, align_up, Storage, StorageFile, BLOCK_SIZE};
 use crate::tail_cache::{CacheBudget, TailCache};
 
 pub use crate::timestamp::offset_for_timestamp;
@@ -71,9 +71,20 @@ pub struct PartitionLog<S: Storage> {
     pub(crate) durable_offset: i64,
     /// Readers see offsets below this (the flush policy is met up to here). Never goes back.
     pub(crate) visible_offset: i64,
-    /// A flush job (or a truncation, which takes the same slot) is in flight.
-    pub(crate) flushing: bool,
-    /// Woken when the in-flight flush or truncation ends.
+    /// Flush jobs in flight. Several may be, so the disk sees a queue of
+    /// writes; they are applied in the order they were prepared.
+    pub(crate) jobs_in_flight: u32,
+    /// A truncation, or a flush job that creates, seals or snapshots, holds
+    /// the log alone: no other job starts meanwhile.
+    pub(crate) exclusive: bool,
+    /// Resolves once the newest job in flight has been applied: the next job
+    /// waits for it before rewriting a block that job wrote, and before being
+    /// applied itself.
+    pub(crate) last_job: Option<Shared<oneshot::Receiver<()>>>,
+    /// Bumped when unwritten appends are taken back: jobs prepared before are
+    /// void, their outcome is dropped.
+    pub(crate) flush_generation: u64,
+    /// Woken when no flush job or truncation is in flight any more.
     pub(crate) flush_watchers: Vec<oneshot::Sender<()>>,
     pub(crate) poisoned: Option<String>,
     pub(crate) waiters: VecDeque<Waiter>,
@@ -107,7 +118,10 @@ impl<S: Storage> PartitionLog<S> {
             written_offset: 0,
             durable_offset: 0,
             visible_offset: 0,
-            flushing: false,
+            jobs_in_flight: 0,
+            exclusive: false,
+            last_job: None,
+            flush_generation: 0,
             flush_watchers: Vec::new(),
             poisoned: None,
             waiters: VecDeque::new(),
@@ -188,7 +202,10 @@ impl<S: Storage> PartitionLog<S> {
 
     /// True when appended data awaits a write or a sync this policy wants.
     pub fn needs_flush(&self, now_ms: i64) -> bool {
-        if self.flushing || self.poisoned.is_some() {
+        if self.exclusive
+            || self.jobs_in_flight >= MAX_FLUSH_JOBS_IN_FLIGHT
+            || self.poisoned.is_some()
+        {
             return false;
         }
         // Only the unsealed suffix can hold unwritten data: stop at the first
@@ -398,19 +415,32 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
-    /// Releases the flush slot and wakes whoever waits for it.
+    /// A flush job or a truncation is in flight.
+    pub(crate) fn flush_busy(&self) -> bool {
+        self.jobs_in_flight > 0 || self.exclusive
+    }
+
+    /// Releases the exclusive slot and wakes whoever waits for the log to be idle.
     pub(crate) fn end_flush(&mut self) {
-        self.flushing = false;
+        self.exclusive = false;
+        self.wake_flush_watchers();
+    }
+
+    fn wake_flush_watchers(&mut self) {
+        if self.flush_busy() {
+            return;
+        }
+        self.last_job = None;
         for w in self.flush_watchers.drain(..) {
             let _ = w.send(());
         }
     }
 
-    /// A future that resolves when the flush (or truncation) now in flight ends;
-    /// at once when none is.
+    /// A future that resolves when every flush (or truncation) now in flight
+    /// has ended; at once when none is.
     pub fn flush_finished(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         let (tx, rx) = oneshot::channel();
-        if self.flushing {
+        if self.flush_busy() {
             self.flush_watchers.push(tx);
         } else {
             let _ = tx.send(());
@@ -430,10 +460,28 @@ impl<S: Storage> PartitionLog<S> {
     // ---- flushing (group commit) ----
 
     /// Takes what must be written and synced into a job, or `None` when there is
-    /// nothing to do (or a flush is already in flight). At most one job per log
-    /// is in flight; appends arriving meanwhile go into the next one.
+    /// nothing to do or no job may start now. Up to [`MAX_FLUSH_JOBS_IN_FLIGHT`]
+    /// jobs per log are in flight, except that a job that creates or seals a
+    /// segment file or writes a snapshot runs alone.
     pub fn prepare_flush(&mut self, now_ms: i64, force_sync: bool) -> Option<FlushJob<S::File>> {
-        if self.flushing || self.poisoned.is_some() {
+        if self.poisoned.is_some()
+            || self.exclusive
+            || self.jobs_in_flight >= MAX_FLUSH_JOBS_IN_FLIGHT
+        {
+            return None;
+        }
+        // Creating, sealing (trim + fdatasync + index files) and snapshots are
+        // ordered against every other write of the log by running alone.
+        let exclusive = self.snapshot_due.is_some()
+            || self
+                .segments
+                .values()
+                .rev()
+                .take_while(|s| s.state != SegmentState::Sealed)
+                .any(|s| {
+                    s.state == SegmentState::Sealing || (s.file.is_none() && !s.pending.is_empty())
+                });
+        if exclusive && self.jobs_in_flight > 0 {
             return None;
         }
         let mut writes = Vec::new();
@@ -449,10 +497,18 @@ impl<S: Storage> PartitionLog<S> {
             if seg.pending.is_empty() && !sealing {
                 continue;
             }
-            let write_pos = align_down(seg.written);
+            // Earlier jobs may still be writing: this one starts where they end.
+            let pending_bytes: u64 = seg.pending.iter().map(|c| c.len() as u64).sum();
+            let queued = seg.size - pending_bytes;
+            let write_pos = align_down(queued);
             let new_written = seg.size;
             let chunks: Vec<Bytes> = seg.pending.drain(..).collect();
-            let new_tail = tail_of(&seg.tail_block, &chunks, write_pos, new_written);
+            let tail = std::mem::take(&mut seg.tail_block);
+            debug_assert_eq!(tail.len() as u64, queued - write_pos);
+            let new_tail = tail_of(&tail, &chunks, write_pos, new_written);
+            if !sealing {
+                seg.tail_block = new_tail;
+            }
             let preallocate_to = if seg.state == SegmentState::Active
                 && self.config.preallocate_bytes > 0
                 && new_written > seg.allocated
@@ -474,10 +530,9 @@ impl<S: Storage> PartitionLog<S> {
                 path: seg.path.clone(),
                 file: seg.file.clone(),
                 write_pos,
-                tail: std::mem::take(&mut seg.tail_block),
+                tail,
                 chunks,
                 new_written,
-                new_tail,
                 preallocate_to,
                 seal,
             });
@@ -500,37 +555,97 @@ impl<S: Storage> PartitionLog<S> {
         if writes.is_empty() && !sync && snapshot.is_none() {
             return None;
         }
-        self.flushing = true;
+        let prev = if self.jobs_in_flight > 0 {
+            self.last_job.clone()
+        } else {
+            None
+        };
+        let (done, applied) = oneshot::channel();
+        self.last_job = Some(applied.shared());
+        self.jobs_in_flight += 1;
+        self.exclusive = exclusive;
         Some(FlushJob {
             dir: self.dir.clone(),
             writes,
             sync,
             end_offset,
             snapshot,
+            order: JobOrder {
+                prev,
+                done,
+                generation: self.flush_generation,
+                exclusive,
+            },
         })
     }
 
     /// Applies a finished job: advances the written and durable offsets and wakes
     /// appends whose policy is now met; on failure, poisons the log (failed
     /// fdatasync) or takes the unwritten appends back (full disk).
+    /// Must be called in the order the jobs were prepared: await
+    /// [`FlushOutcome::turn`] first.
     pub fn complete_flush(
         &mut self,
         job_end_offset: i64,
         outcome: FlushOutcome<S::File>,
         now_ms: i64,
     ) {
-        self.end_flush();
-        for (base, file) in outcome.opened {
+        let FlushOutcome {
+            opened,
+            written,
+            written_before,
+            synced,
+            result,
+            order,
+        } = outcome;
+        debug_assert!(self.jobs_in_flight > 0);
+        self.jobs_in_flight -= 1;
+        if order.exclusive {
+            self.exclusive = false;
+        }
+        let void = order.generation != self.flush_generation || self.poisoned.is_some();
+        // Whatever happens below, the next job may go on once this returns.
+        let _ = order.done.send(());
+        if void {
+            // An earlier job failed: its failure took back every append this
+            // job held (and failed their waiters); what it wrote is past the
+            // logical end and gets overwritten.
+            self.wake_flush_watchers();
+            return;
+        }
+        self.apply_flush(
+            job_end_offset,
+            opened,
+            written,
+            written_before,
+            synced,
+            result,
+            now_ms,
+        );
+        self.wake_flush_watchers();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_flush(
+        &mut self,
+        job_end_offset: i64,
+        opened: Vec<(i64, Rc<S::File>)>,
+        written: Vec<WrittenSegment>,
+        written_before: Vec<(i64, Vec<u8>)>,
+        synced: bool,
+        result: Result<(), FlushError>,
+        now_ms: i64,
+    ) {
+        for (base, file) in opened {
             if let Some(seg) = self.segments.get_mut(&base) {
                 seg.file = Some(file);
             }
         }
-        match outcome.result {
+        match result {
             Ok(()) => {
-                for done in outcome.written {
+                for done in written {
                     if let Some(seg) = self.segments.get_mut(&done.base_offset) {
                         seg.written = done.new_written;
-                        seg.tail_block = done.new_tail;
                         seg.allocated = seg.allocated.max(done.allocated);
                         if done.sealed {
                             seg.state = SegmentState::Sealed;
@@ -539,7 +654,7 @@ impl<S: Storage> PartitionLog<S> {
                     }
                 }
                 self.written_offset = job_end_offset;
-                if outcome.synced {
+                if synced {
                     self.durable_offset = job_end_offset;
                     self.last_sync_ms = now_ms;
                 }
@@ -557,7 +672,7 @@ impl<S: Storage> PartitionLog<S> {
             }
             Err(FlushError::Retriable(err)) => {
                 tracing::warn!(dir = %self.dir.display(), error = %err, "write failed; unwritten appends are taken back");
-                self.take_back_unwritten(outcome.written_before, &err);
+                self.take_back_unwritten(written_before, &err);
             }
         }
     }
@@ -565,6 +680,8 @@ impl<S: Storage> PartitionLog<S> {
     /// After a failed write: forget every append past what is on disk.
     fn take_back_unwritten(&mut self, restored: Vec<(i64, Vec<u8>)>, err: &LogError) {
         let keep = self.written_offset;
+        // Jobs prepared after the failed one held appends past `keep`.
+        self.flush_generation += 1;
         for (base, tail) in restored {
             if let Some(seg) = self.segments.get_mut(&base) {
                 seg.tail_block = tail;
@@ -753,6 +870,12 @@ pub(crate) fn verify_crc(batch: &[u8]) -> Result<(), String> {
 /// memory).
 pub const WRITE_PIECE_BYTES: u64 = 512 << 10;
 
+/// Flush jobs of one log in flight at once. A job's writes are small when
+/// appends arrive slowly or no fdatasync stretches a round; with several in
+/// flight the disk still sees a queue (PLATFORM.md: 16 KiB writes at queue
+/// depth 1 reach a tenth of the sequential bandwidth).
+pub const MAX_FLUSH_JOBS_IN_FLIGHT: u32 = 4;
+
 /// Copies a sequence of byte slices into consecutive buffers.
 struct PieceCursor<'a> {
     pieces: VecDeque<&'a [u8]>,
@@ -821,7 +944,6 @@ pub(crate) struct SegmentWrite<F: StorageFile> {
     tail: Vec<u8>,
     chunks: Vec<Bytes>,
     new_written: u64,
-    new_tail: Vec<u8>,
     preallocate_to: Option<u64>,
     seal: Option<SealInfo>,
 }
@@ -833,12 +955,22 @@ pub struct FlushJob<F: StorageFile> {
     sync: bool,
     end_offset: i64,
     snapshot: Option<(PathBuf, Vec<u8>)>,
+    order: JobOrder,
+}
+
+/// Where a job stands among the jobs of its log in flight.
+pub(crate) struct JobOrder {
+    /// Applied when the job prepared just before this one has been applied.
+    prev: Option<Shared<oneshot::Receiver<()>>>,
+    /// Sent once this job has been applied.
+    done: oneshot::Sender<()>,
+    generation: u64,
+    exclusive: bool,
 }
 
 pub(crate) struct WrittenSegment {
     base_offset: i64,
     new_written: u64,
-    new_tail: Vec<u8>,
     allocated: u64,
     sealed: bool,
 }
@@ -856,6 +988,17 @@ pub struct FlushOutcome<F: StorageFile> {
     written_before: Vec<(i64, Vec<u8>)>,
     synced: bool,
     result: Result<(), FlushError>,
+    order: JobOrder,
+}
+
+impl<F: StorageFile> FlushOutcome<F> {
+    /// Resolves when every job prepared before this one has been applied:
+    /// then, and only then, [`PartitionLog::complete_flush`] may apply it.
+    pub async fn turn(&self) {
+        if let Some(prev) = &self.order.prev {
+            let _ = prev.clone().await;
+        }
+    }
 }
 
 impl<F: StorageFile> FlushJob<F> {
@@ -872,6 +1015,7 @@ impl<F: StorageFile> FlushJob<F> {
             sync,
             end_offset: _,
             snapshot,
+            order,
         } = self;
         let mut opened = Vec::new();
         let mut outcome_written = Vec::new();
@@ -879,13 +1023,15 @@ impl<F: StorageFile> FlushJob<F> {
             .iter()
             .map(|w| (w.base_offset, w.tail.clone()))
             .collect();
-        let fail = |opened, written_before, e: FlushError| FlushOutcome {
+        let fail = |opened, written_before, e: FlushError, order| FlushOutcome {
             opened,
             written: Vec::new(),
             written_before,
             synced: false,
             result: Err(e),
+            order,
         };
+        let prev = order.prev.clone();
 
         // Open (create) files first: a new segment's file.
         let mut files = Vec::with_capacity(writes.len());
@@ -907,46 +1053,65 @@ impl<F: StorageFile> FlushJob<F> {
                         } else {
                             FlushError::Fatal(err)
                         };
-                        return fail(opened, written_before, e);
+                        return fail(opened, written_before, e, order);
                     }
                 },
             }
         }
 
-        let io = writes.iter().zip(&files).map(|(w, file)| async move {
-            let mut allocated = 0;
-            if let Some(to) = w.preallocate_to {
-                file.preallocate(to)
-                    .await
-                    .map_err(|e| LogError::io("fallocate", &w.path, &e))?;
-                allocated = to;
+        let io = writes.iter().zip(&files).map(|(w, file)| {
+            let prev = prev.clone();
+            async move {
+                let mut allocated = 0;
+                if let Some(to) = w.preallocate_to {
+                    file.preallocate(to)
+                        .await
+                        .map_err(|e| LogError::io("fallocate", &w.path, &e))?;
+                    allocated = to;
+                }
+                // Large, aligned pieces, all in flight together: the disk gets a
+                // queue of writes instead of one at a time.
+                let end = align_up(w.new_written);
+                let mut source = PieceCursor::new(
+                    std::iter::once(w.tail.as_slice())
+                        .chain(w.chunks.iter().map(|c| c.as_ref()))
+                        .collect(),
+                );
+                // The first block holds bytes an earlier job wrote (or is
+                // writing): its rewrite waits for that job, so the two writes of
+                // the block cannot reach the disk in the wrong order. The blocks
+                // after it are this job's alone and go out at once.
+                let mut wait_first = if w.tail.is_empty() { None } else { prev };
+                let mut pieces = Vec::new();
+                let mut pos = w.write_pos;
+                while pos < end {
+                    let max = if wait_first.is_some() {
+                        BLOCK_SIZE
+                    } else {
+                        WRITE_PIECE_BYTES
+                    };
+                    let len = (end - pos).min(max);
+                    // Every byte is overwritten below (data, then zero padding to
+                    // the block end): no need to zero the buffer first.
+                    let mut buf = file.alloc_for_overwrite(len as usize);
+                    let dst = buf.as_mut();
+                    let copied = source.fill(dst);
+                    dst[copied..].fill(0);
+                    let wait = wait_first.take();
+                    pieces.push(async move {
+                        if let Some(earlier) = wait {
+                            let _ = earlier.await;
+                        }
+                        file.write_at(buf, pos).await
+                    });
+                    pos += len;
+                }
+                debug_assert!(source.is_empty());
+                for r in futures::future::join_all(pieces).await {
+                    r.map_err(|e| LogError::io("write", &w.path, &e))?;
+                }
+                Ok::<u64, LogError>(allocated)
             }
-            // Large, aligned pieces, all in flight together: the disk gets a
-            // queue of writes instead of one at a time.
-            let end = align_up(w.new_written);
-            let mut source = PieceCursor::new(
-                std::iter::once(w.tail.as_slice())
-                    .chain(w.chunks.iter().map(|c| c.as_ref()))
-                    .collect(),
-            );
-            let mut pieces = Vec::new();
-            let mut pos = w.write_pos;
-            while pos < end {
-                let len = (end - pos).min(WRITE_PIECE_BYTES);
-                // Every byte is overwritten below (data, then zero padding to
-                // the block end): no need to zero the buffer first.
-                let mut buf = file.alloc_for_overwrite(len as usize);
-                let dst = buf.as_mut();
-                let copied = source.fill(dst);
-                dst[copied..].fill(0);
-                pieces.push(file.write_at(buf, pos));
-                pos += len;
-            }
-            debug_assert!(source.is_empty());
-            for r in futures::future::join_all(pieces).await {
-                r.map_err(|e| LogError::io("write", &w.path, &e))?;
-            }
-            Ok::<u64, LogError>(allocated)
         });
         let results = futures::future::join_all(io).await;
         let mut allocated = Vec::with_capacity(results.len());
@@ -959,7 +1124,7 @@ impl<F: StorageFile> FlushJob<F> {
                     } else {
                         FlushError::Fatal(err)
                     };
-                    return fail(opened, written_before, e);
+                    return fail(opened, written_before, e, order);
                 }
             }
         }
@@ -983,7 +1148,7 @@ impl<F: StorageFile> FlushJob<F> {
                 });
         for r in futures::future::join_all(syncs).await {
             if let Err(err) = r {
-                return fail(opened, written_before, FlushError::Fatal(err));
+                return fail(opened, written_before, FlushError::Fatal(err), order);
             }
         }
         if created {
@@ -992,6 +1157,7 @@ impl<F: StorageFile> FlushJob<F> {
                     opened,
                     written_before,
                     FlushError::Fatal(LogError::io("sync dir", &dir, &e)),
+                    order,
                 );
             }
         }
@@ -1006,6 +1172,7 @@ impl<F: StorageFile> FlushJob<F> {
                             opened,
                             written_before,
                             FlushError::Fatal(LogError::io("write index", path, &e)),
+                            order,
                         );
                     }
                 }
@@ -1017,6 +1184,7 @@ impl<F: StorageFile> FlushJob<F> {
                     opened,
                     written_before,
                     FlushError::Fatal(LogError::io("write snapshot", path, &e)),
+                    order,
                 );
             }
         }
@@ -1024,7 +1192,6 @@ impl<F: StorageFile> FlushJob<F> {
             outcome_written.push(WrittenSegment {
                 base_offset: w.base_offset,
                 new_written: w.new_written,
-                new_tail: w.new_tail,
                 allocated,
                 sealed: w.seal.is_some(),
             });
@@ -1035,6 +1202,7 @@ impl<F: StorageFile> FlushJob<F> {
             written_before,
             synced: sync,
             result: Ok(()),
+            order,
         }
     }
 }
@@ -1271,6 +1439,7 @@ pub async fn flush<S: Storage>(
     };
     let end = job.end_offset();
     let outcome = job.execute(&storage).await;
+    outcome.turn().await;
     log.borrow_mut().complete_flush(end, outcome, now_ms);
     true
 }
@@ -1289,6 +1458,7 @@ pub async fn flush_all<S: Storage>(logs: &[Rc<RefCell<PartitionLog<S>>>], now_ms
     let runs = jobs.into_iter().map(|(log, job, storage)| async move {
         let end = job.end_offset();
         let outcome = job.execute(&storage).await;
+        outcome.turn().await;
         log.borrow_mut().complete_flush(end, outcome, now_ms);
     });
     futures::future::join_all(runs).await;

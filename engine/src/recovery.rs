@@ -479,6 +479,14 @@ pub async fn close<S: Storage>(
                 log.borrow().poisoned.clone().unwrap_or_default(),
             ));
         }
+        // Jobs another task started must end first: they may hold the data
+        // (or the file creation) this close has to sync.
+        let busy = log.borrow().flush_busy();
+        if busy {
+            let idle = log.borrow_mut().flush_finished();
+            idle.await;
+            continue;
+        }
         if !crate::log::flush(log, now_ms, true).await {
             break;
         }
@@ -486,7 +494,7 @@ pub async fn close<S: Storage>(
     let (storage, dir, active, producers_body, marker, active_file) = {
         let mut l = log.borrow_mut();
         l.closed = true;
-        if l.flushing {
+        if l.flush_busy() {
             return Err(LogError::InvalidArgument(
                 "close while a flush is in flight".into(),
             ));

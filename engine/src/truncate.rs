@@ -73,11 +73,11 @@ pub async fn truncate_to<S: Storage>(
             if offset == l.next_offset {
                 return Ok(());
             }
-            if l.flushing {
+            if l.flush_busy() {
                 None
             } else if l.durable_offset >= offset {
                 // Everything kept is on disk and synced: take the flush slot and plan.
-                l.flushing = true;
+                l.exclusive = true;
                 break l.plan_truncation(offset);
             } else {
                 Some(l.last_sync_ms)

@@ -180,8 +180,9 @@ fn idempotent_retries_get_their_original_offsets() {
     });
 }
 
-/// The scripted workload of the crash tests: appends with flushes every few
-/// batches, segment rolls. Returns the ids of acknowledged batches with their
+/// The scripted workload of the crash tests: appends with a flush job
+/// prepared after each (several in flight at once), all run and then a final
+/// flush every few batches, segment rolls. Returns the ids of acknowledged batches with their
 /// base offsets. Stops at the first failure (the crash).
 async fn workload(
     storage: &MemStorage,
@@ -193,12 +194,15 @@ async fn workload(
         return;
     };
     let mut appended = Vec::new();
+    let mut jobs = Vec::new();
     for id in 0..24u32 {
         let Ok(a) = log.borrow_mut().append(&make(id), 0, NOW) else {
             return;
         };
         appended.push((id, a.base_offset, a.last_offset));
+        jobs.extend(log.borrow_mut().prepare_flush(NOW, false));
         if id % 3 == 2 {
+            run_jobs_newest_first(&log, storage, std::mem::take(&mut jobs)).await;
             flush(&log, NOW, false).await;
             let visible = log.borrow().visible_offset();
             acked.extend(
@@ -790,5 +794,133 @@ fn cold_reads_through_the_read_ahead_are_exact_and_truncation_drops_it() {
         let records = read_all(&log, cut).await.expect("read after the cut");
         let got: Vec<Vec<u8>> = records.into_iter().map(|(_, v)| v).collect();
         assert_eq!(got, (100..110).flat_map(expect).collect::<Vec<_>>());
+    });
+}
+
+/// Runs jobs prepared one after another, polled newest first: each must wait
+/// for its predecessor where it rewrites that one's last block, and be applied
+/// after it.
+async fn run_jobs_newest_first(
+    log: &RefCell<PartitionLog<MemStorage>>,
+    storage: &MemStorage,
+    jobs: Vec<engine::log::FlushJob<engine::storage::memory::MemFile>>,
+) {
+    let runs = jobs.into_iter().rev().map(|job| async move {
+        let end = job.end_offset();
+        let outcome = job.execute(storage).await;
+        outcome.turn().await;
+        log.borrow_mut().complete_flush(end, outcome, NOW);
+    });
+    futures::future::join_all(runs).await;
+}
+
+#[test]
+fn several_flush_jobs_in_flight_apply_in_order() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_segments()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        // The first flush creates the file: it runs alone.
+        append(&log, 0, 3);
+        let first = log.borrow_mut().prepare_flush(NOW, false).expect("a job");
+        append(&log, 1, 3);
+        assert!(
+            log.borrow_mut().prepare_flush(NOW, false).is_none(),
+            "no job starts beside one that creates the file"
+        );
+        run_jobs_newest_first(&log, &storage, vec![first]).await;
+
+        // Odd-sized batches: every job rewrites the partial block of the one before.
+        let mut jobs = Vec::new();
+        let mut waiters = Vec::new();
+        for id in 2..2 + engine::log::MAX_FLUSH_JOBS_IN_FLIGHT {
+            let a = append(&log, id, 7);
+            waiters.push(log.borrow_mut().wait_visible(a.last_offset + 1));
+            jobs.push(log.borrow_mut().prepare_flush(NOW, false).expect("a job"));
+        }
+        let a = append(&log, 99, 1);
+        assert!(
+            log.borrow_mut().prepare_flush(NOW, false).is_none(),
+            "at most {} jobs in flight",
+            engine::log::MAX_FLUSH_JOBS_IN_FLIGHT
+        );
+        run_jobs_newest_first(&log, &storage, jobs).await;
+        for w in waiters {
+            w.await.expect("visible");
+        }
+        assert_eq!(log.borrow().visible_offset(), a.base_offset);
+        assert!(flush(&log, NOW, false).await);
+
+        let mut expected = Vec::new();
+        let mut offset = 0;
+        for (id, n) in [(0, 3), (1, 3), (2, 7), (3, 7), (4, 7), (5, 7), (99, 1)] {
+            for i in 0..n {
+                expected.push((offset, value_of(id, i)));
+                offset += 1;
+            }
+        }
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
+        // What reached the file is whole: a process crash now keeps it all.
+        drop(log);
+        let log = open(&storage.after_crash(CrashKind::ProcessKill), &cfg)
+            .await
+            .expect("reopen");
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
+    });
+}
+
+#[test]
+fn a_failed_job_voids_the_jobs_after_it() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 1 << 20,
+            preallocate_bytes: 0,
+            ..small_segments()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 0, 3);
+        assert!(flush(&log, NOW, false).await);
+        let kept = read_all(&log, 0).await.expect("read");
+        // No room for more: the first job in flight fails, and the appends of
+        // every later job are taken back with it.
+        storage.set_capacity(Some(4096));
+        let mut jobs = Vec::new();
+        let mut waiters = Vec::new();
+        for id in 1..4 {
+            let a = append(&log, id, 300);
+            waiters.push(log.borrow_mut().wait_visible(a.last_offset + 1));
+            jobs.push(log.borrow_mut().prepare_flush(NOW, false).expect("a job"));
+        }
+        run_jobs_newest_first(&log, &storage, jobs).await;
+        for w in waiters {
+            let err = w.await.expect_err("no space");
+            assert!(err.is_no_space(), "{err}");
+        }
+        assert!(!log.borrow().is_poisoned());
+        assert_eq!(log.borrow().log_end_offset(), 3);
+        assert!(!log.borrow().needs_flush(NOW) || flush(&log, NOW, false).await);
+
+        storage.set_capacity(None);
+        let a = append(&log, 7, 2);
+        assert_eq!(
+            a.base_offset, 3,
+            "offsets continue after the taken-back ones"
+        );
+        let w = log.borrow_mut().wait_visible(a.last_offset + 1);
+        assert!(flush(&log, NOW, false).await);
+        w.await.expect("appends work again");
+        let mut expected = kept;
+        expected.push((3, value_of(7, 0)));
+        expected.push((4, value_of(7, 1)));
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
+        drop(log);
+        let log = open(&storage.after_crash(CrashKind::ProcessKill), &cfg)
+            .await
+            .expect("reopen");
+        assert_eq!(read_all(&log, 0).await.expect("read"), expected);
     });
 }

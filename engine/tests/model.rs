@@ -24,6 +24,12 @@ enum Op {
         size: usize,
     },
     Flush,
+    /// Appends of `records` records each, a flush job prepared after each, all
+    /// run together (jobs in flight at once), polled newest first.
+    PipelinedFlush {
+        jobs: usize,
+        records: usize,
+    },
     Roll,
     Retention {
         bytes: i64,
@@ -46,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (1usize..8, 0usize..600).prop_map(|(records, size)| Op::Append { records, size }),
         4 => Just(Op::Flush),
+        2 => (1usize..=5, 1usize..40).prop_map(|(jobs, records)| Op::PipelinedFlush { jobs, records }),
         1 => Just(Op::Roll),
         1 => (2_000i64..20_000).prop_map(|bytes| Op::Retention { bytes }),
         1 => (0i64..=1000).prop_map(|per_mille| Op::DeleteRecords { per_mille }),
@@ -129,6 +136,33 @@ async fn run(cfg: LogConfig, ops: Vec<(Op, i64)>) {
                 flush(&log, NOW, false).await;
                 let l = log.borrow();
                 assert_eq!(l.visible_offset(), l.log_end_offset(), "step {step}");
+            }
+            Op::PipelinedFlush { jobs, records } => {
+                let mut prepared = Vec::new();
+                for _ in 0..jobs {
+                    let base = model.end();
+                    let mut b = BatchBuilder::new(Compression::None);
+                    for i in 0..records as i64 {
+                        let o = base + i;
+                        b.push(timestamp_of(o), None, Some(&value(o, 30)), &[]);
+                        model.values.push(value(o, 30));
+                    }
+                    let batch: Bytes = b.build();
+                    log.borrow_mut().append(&batch, 0, NOW).expect("append");
+                    model.batch_starts.push(base);
+                    prepared.extend(log.borrow_mut().prepare_flush(NOW, false));
+                }
+                let storage = storage.clone();
+                let runs = prepared.into_iter().rev().map(|job| {
+                    let (log, storage) = (&log, &storage);
+                    async move {
+                        let end = job.end_offset();
+                        let outcome = job.execute(storage).await;
+                        outcome.turn().await;
+                        log.borrow_mut().complete_flush(end, outcome, NOW);
+                    }
+                });
+                futures::future::join_all(runs).await;
             }
             Op::Roll => log.borrow_mut().force_roll(NOW),
             Op::Retention { bytes } => {

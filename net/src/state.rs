@@ -15,6 +15,9 @@ use engine::{CacheBudget, LogError};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use shard_router::{partition_shard, Router, ShardId, Shutdown};
 
+/// Group-commit rounds a shard's flusher runs at once.
+const MAX_FLUSH_ROUNDS_IN_FLIGHT: u32 = engine::log::MAX_FLUSH_JOBS_IN_FLIGHT;
+
 use crate::config::BrokerConfig;
 use crate::topics::{log_config, SharedTopics, TopicTable};
 
@@ -320,26 +323,50 @@ impl ShardState {
     }
 
     /// The group-commit loop: whenever logs are dirty, flush them all together.
+    /// Up to [`MAX_FLUSH_ROUNDS_IN_FLIGHT`] rounds run at once, so appends that
+    /// arrive while a round's writes are in flight go to the disk without
+    /// waiting for them (a round without fdatasync is short and small).
     pub async fn run_flusher(self: Rc<Self>) {
         let Some(wake) = self.flush_wake.borrow_mut().take() else {
             return;
         };
+        let rounds = Rc::new(Cell::new(0u32));
         loop {
-            let logs: Vec<Log> = std::mem::take(&mut *self.dirty.borrow_mut());
+            let logs: Vec<Log> = if rounds.get() < MAX_FLUSH_ROUNDS_IN_FLIGHT {
+                std::mem::take(&mut *self.dirty.borrow_mut())
+            } else {
+                Vec::new()
+            };
             if logs.is_empty() {
-                // Not stopped by shutdown: requests still being answered during
-                // the drain need their flushes.
+                // Woken by new dirty logs or by a round that ended. Not stopped
+                // by shutdown: requests still being answered during the drain
+                // need their flushes.
                 if wake.recv().await.is_none() {
                     return;
                 }
                 continue;
             }
-            let bytes = self.metrics.take_unflushed_bytes();
-            let started = std::time::Instant::now();
-            let flushed = flush_all(&logs, now_ms()).await;
-            if flushed > 0 {
-                self.metrics.flushed(flushed, bytes, started.elapsed());
-            }
+            rounds.set(rounds.get() + 1);
+            let (state, rounds) = (self.clone(), rounds.clone());
+            glommio::spawn_local(async move {
+                let bytes = state.metrics.take_unflushed_bytes();
+                let started = std::time::Instant::now();
+                let flushed = flush_all(&logs, now_ms()).await;
+                if flushed > 0 {
+                    state.metrics.flushed(flushed, bytes, started.elapsed());
+                }
+                rounds.set(rounds.get() - 1);
+                // Logs skipped because their earlier jobs were in flight, or
+                // appended to meanwhile, go into the next round.
+                let now = now_ms();
+                for log in &logs {
+                    if log.borrow().needs_flush(now) {
+                        state.mark_dirty(log);
+                    }
+                }
+                let _ = state.flush_signal.try_send(());
+            })
+            .detach();
         }
     }
 
