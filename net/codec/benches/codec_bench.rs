@@ -49,7 +49,7 @@ fn produce_frame(version: i16) -> Bytes {
             name: "bench-topic".into(),
             partition_data: vec![PartitionProduceData {
                 index: 3,
-                records: Some(batch()),
+                records: Some(batch().into()),
             }],
             ..TopicProduceData::default()
         }],
@@ -74,7 +74,7 @@ fn fetch_response() -> ResponseBody {
                 high_watermark: 1_000,
                 last_stable_offset: 1_000,
                 log_start_offset: 0,
-                records: Some(batch()),
+                records: Some(batch().into()),
                 ..PartitionData::default()
             }],
             ..FetchableTopicResponse::default()

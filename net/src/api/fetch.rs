@@ -6,11 +6,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use engine::LogError;
 use sluice_codec::fetch_request::FetchRequest;
 use sluice_codec::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
-use sluice_codec::ErrorCode;
+use sluice_codec::{ErrorCode, Records};
 use uuid::Uuid;
 
 use crate::state::{now_ms, ShardState};
@@ -249,7 +249,9 @@ fn respond(plan: Plan, got: Vec<Vec<(i32, Got)>>) -> FetchResponse {
                     log_start_offset: g.log_start_offset,
                     aborted_transactions: Some(Vec::new()),
                     preferred_read_replica: -1,
-                    records: Some(join(g.records)),
+                    // The stored chunks as they are: the encoder writes each
+                    // as its own piece of the vectored write, nothing joined.
+                    records: Some(Records::from(g.records)),
                     ..Default::default()
                 })
                 .collect(),
@@ -259,22 +261,5 @@ fn respond(plan: Plan, got: Vec<Vec<(i32, Got)>>) -> FetchResponse {
         responses,
         session_id: 0,
         ..Default::default()
-    }
-}
-
-/// One `Bytes` for the records field: zero-copy for one chunk (a disk read
-/// is one buffer); batches from the tail cache are separate buffers and are
-/// copied together.
-fn join(chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for c in chunks {
-                out.extend_from_slice(&c);
-            }
-            out.freeze()
-        }
     }
 }
