@@ -1,4 +1,5 @@
-//! Fetch v4-v17: stored batches returned as stored, long polls that end at
+//! Fetch v4-v17: stored batches returned as stored (the stored chunks go to
+//! the socket as they are, never joined), long polls that end at
 //! `min_bytes` or `max_wait_ms`. Fetch sessions (KIP-227) are declined by
 //! answering session id 0, which makes clients send full requests, as Kafka
 //! itself does when its session cache is full.
