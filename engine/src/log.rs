@@ -41,6 +41,9 @@ pub struct Appended {
 /// What a read returned: whole batches as stored, and the log's bounds.
 #[derive(Clone, Debug, Default)]
 pub struct ReadResult {
+    /// Each chunk holds one or more whole batches, in offset order: a batch
+    /// from the tail cache is its own chunk; adjacent batches of one disk
+    /// read share one. They go to the socket as they are, never joined.
     pub chunks: Vec<Bytes>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -49,6 +52,17 @@ pub struct ReadResult {
 impl ReadResult {
     pub fn len_bytes(&self) -> usize {
         self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// The last offset of the last batch returned; `None` when the read
+    /// returned nothing.
+    pub fn last_offset(&self) -> Option<i64> {
+        let last = self.chunks.last()?;
+        sluice_records::BatchIter::new(last)
+            .without_crc()
+            .map_while(Result::ok)
+            .last()
+            .map(|(header, _)| header.last_offset())
     }
 }
 
@@ -1337,6 +1351,10 @@ impl<F: StorageFile> DiskRead<F> {
                     .map_err(|e| LogError::io("read", &self.path, &e))?,
             };
             let mut at = 0usize;
+            // Where the chunk last pushed starts in `data`, while the batches
+            // taken from `data` are adjacent: they grow that one chunk, so a
+            // read of many small batches is one piece of the response.
+            let mut run_start: Option<usize> = None;
             while at < data.len() {
                 let rest = &data[at..];
                 if rest.len() < sluice_records::HEADER_LEN {
@@ -1382,11 +1400,18 @@ impl<F: StorageFile> DiskRead<F> {
                     if !chunks.is_empty() && total + len > self.max_bytes {
                         break 'outer;
                     }
-                    let batch = data.slice(at..at + len);
-                    self.check_crc(&batch, pos + at as u64)?;
+                    self.check_crc(&data[at..at + len], pos + at as u64)?;
                     total += len;
-                    chunks.push(batch);
+                    match (run_start, chunks.last_mut()) {
+                        (Some(start), Some(last)) => *last = data.slice(start..at + len),
+                        _ => {
+                            run_start = Some(at);
+                            chunks.push(data.slice(at..at + len));
+                        }
+                    }
                     *last_offset = Some(header.last_offset());
+                } else {
+                    run_start = None;
                 }
                 at += len;
             }

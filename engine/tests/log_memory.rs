@@ -734,6 +734,69 @@ fn an_unfinished_seal_drops_the_later_segments_on_reopen() {
     });
 }
 
+/// Reads return chunks the fetch path passes to the socket as they are: the
+/// tail cache one per batch (each its stored allocation), a disk read one per
+/// read buffer however many batches it holds, never a per-batch slice list.
+#[test]
+fn reads_return_whole_batch_chunks_adjacent_disk_batches_in_one() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        let batches: Vec<Bytes> = (0..20u32)
+            .map(|id| {
+                let b = batch(id, 2, NOW);
+                log.borrow_mut().append(&b, 0, NOW).expect("append");
+                b
+            })
+            .collect();
+        flush(&log, NOW, false).await;
+        let cached = read(&log, 0, 1 << 20).await.expect("cached read");
+        assert_eq!(
+            cached.chunks.len(),
+            batches.len(),
+            "one chunk per cached batch"
+        );
+        assert_eq!(cached.last_offset(), Some(39));
+        let stored: Vec<u8> = cached.chunks.iter().flat_map(|c| c.to_vec()).collect();
+        close(&log, NOW).await.expect("close");
+
+        // No cache: the reads below go to the disk.
+        let log = engine::recovery::open(
+            storage.clone(),
+            dir(),
+            cfg.clone(),
+            engine::CacheBudget::new(0),
+            NOW,
+        )
+        .await
+        .map(RefCell::new)
+        .expect("reopen");
+        let cold = read(&log, 0, 1 << 20).await.expect("disk read");
+        assert_eq!(
+            cold.chunks.len(),
+            1,
+            "adjacent batches of one read share a chunk"
+        );
+        assert_eq!(&cold.chunks[0][..], &stored[..]);
+        assert_eq!(cold.last_offset(), Some(39));
+        // From the middle (offset 10 is in the sixth batch): the chunk starts
+        // at that batch's boundary.
+        let skipped: usize = cached.chunks[..5].iter().map(Bytes::len).sum();
+        let mid = read(&log, 10, 1 << 20).await.expect("disk read");
+        assert_eq!(mid.chunks.len(), 1);
+        assert_eq!(&mid.chunks[0][..], &stored[skipped..]);
+        // A byte limit still ends the read at a batch boundary.
+        let limit = cached.chunks[5].len() + cached.chunks[6].len();
+        let part = read(&log, 10, limit).await.expect("disk read");
+        assert_eq!(part.len_bytes(), limit);
+        assert_eq!(part.last_offset(), Some(13));
+    });
+}
+
 /// Cold reads go through the read-ahead (each read issues the next): a whole
 /// log read in small fetches matches what was appended, and after a truncation
 /// and new appends no bytes read ahead from before the cut are served.
@@ -767,25 +830,23 @@ fn cold_reads_through_the_read_ahead_are_exact_and_truncation_drops_it() {
         let mut values = Vec::new();
         loop {
             let r = read(&log, offset, 2 << 10).await.expect("read");
-            let Some(last) = r.chunks.last() else { break };
+            let Some(last) = r.last_offset() else { break };
             for c in &r.chunks {
-                let (_, records) = sluice_records::RecordIter::from_batch(c).expect("batch");
-                values.extend(records.map(|r| r.expect("record").value.unwrap().to_vec()));
+                for item in sluice_records::BatchIter::new(c) {
+                    let (_, range) = item.expect("whole batches");
+                    let (_, records) =
+                        sluice_records::RecordIter::from_batch(&c[range]).expect("batch");
+                    values.extend(records.map(|r| r.expect("record").value.unwrap().to_vec()));
+                }
             }
-            offset = sluice_records::BatchHeader::parse(last)
-                .unwrap()
-                .last_offset()
-                + 1;
+            offset = last + 1;
         }
         assert_eq!(values, (0..60).flat_map(expect).collect::<Vec<_>>());
 
         // Read the first part (a read-ahead is now in flight past it), cut
         // there, append other batches, read on.
         let r = read(&log, 0, 2 << 10).await.expect("read");
-        let cut = sluice_records::BatchHeader::parse(r.chunks.last().unwrap())
-            .unwrap()
-            .last_offset()
-            + 1;
+        let cut = r.last_offset().expect("batches") + 1;
         engine::log::truncate_to(&log, cut).await.expect("truncate");
         for id in 100..110u32 {
             append(&log, id, 3);

@@ -97,30 +97,42 @@ impl AsyncWrite for Half {
 const MAX_IOVECS: usize = 1024;
 
 /// Writes a response frame. The chunks (encoded fields, and stored record
-/// batches as they are) go to the socket in one vectored `sendmsg`, so record
-/// bytes are never copied into a write buffer. The socket is non-blocking
-/// (glommio sets `O_NONBLOCK`): what the kernel does not take at once is
-/// written through glommio, which waits until the socket is writable.
+/// batches as they are, however many) go to the socket in vectored
+/// `sendmsg`s of up to [`MAX_IOVECS`] chunks, so record bytes are never
+/// copied into a write buffer. The socket is non-blocking (glommio sets
+/// `O_NONBLOCK`): when the kernel takes nothing, the rest of the current
+/// chunk is written through glommio, which waits until the socket is
+/// writable, and vectored sends resume after it.
 async fn write_frame(out: &mut Half, chunks: Vec<Bytes>) -> std::io::Result<()> {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&*out.0.borrow());
-    let mut sent = vectored_send(fd, &chunks)?;
-    for chunk in &chunks {
-        if sent >= chunk.len() {
-            sent -= chunk.len();
+    // The first chunk not wholly sent, and how much of it was.
+    let (mut next, mut done) = (0usize, 0usize);
+    while next < chunks.len() {
+        let sent = vectored_send(fd, &chunks[next..], done)?;
+        if sent == 0 {
+            out.write_all(&chunks[next][done..]).await?;
+            (next, done) = (next + 1, 0);
             continue;
         }
-        out.write_all(&chunk[sent..]).await?;
-        sent = 0;
+        let mut left = done + sent;
+        while next < chunks.len() && left >= chunks[next].len() {
+            left -= chunks[next].len();
+            next += 1;
+        }
+        done = left;
     }
     Ok(())
 }
 
-/// One non-blocking `sendmsg` of up to [`MAX_IOVECS`] chunks; the bytes taken
-/// (0 when the socket buffer is full).
+/// One non-blocking `sendmsg` of up to [`MAX_IOVECS`] chunks, the first
+/// from byte `skip`; the bytes taken (0 when the socket buffer is full or
+/// there is nothing to send).
 #[allow(unsafe_code)]
-fn vectored_send(fd: std::os::fd::RawFd, chunks: &[Bytes]) -> std::io::Result<usize> {
+fn vectored_send(fd: std::os::fd::RawFd, chunks: &[Bytes], skip: usize) -> std::io::Result<usize> {
     let iov: Vec<libc::iovec> = chunks
         .iter()
+        .enumerate()
+        .map(|(i, c)| if i == 0 { &c[skip..] } else { &c[..] })
         .filter(|c| !c.is_empty())
         .take(MAX_IOVECS)
         .map(|c| libc::iovec {
@@ -268,6 +280,50 @@ mod tests {
             .expect("join");
         let got = reader.join().expect("reader");
         assert_eq!(got.len(), total);
+        assert!(got == expected, "bytes differ");
+    }
+
+    /// More chunks than one `sendmsg` carries (a fetch of many cached
+    /// batches), some empty, to a slow reader: every byte arrives, in order.
+    #[test]
+    fn frames_of_more_chunks_than_iov_max_arrive_whole() {
+        let chunks: Vec<Bytes> = (0..3 * MAX_IOVECS as u32 + 5)
+            .map(|i| {
+                let len = if i % 97 == 0 {
+                    0
+                } else {
+                    1 + (i as usize * 31) % 700
+                };
+                Bytes::from(vec![(i % 251) as u8; len])
+            })
+            .collect();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1024];
+            loop {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+                match s.read(&mut buf) {
+                    Ok(0) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        });
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                let mut half = Half(Rc::new(RefCell::new(stream)));
+                write_frame(&mut half, chunks).await.expect("write");
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+        let got = reader.join().expect("reader");
+        assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes differ");
     }
 }

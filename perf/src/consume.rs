@@ -243,12 +243,17 @@ impl Handler {
             });
             return Ok(());
         }
-        let records = data.records.as_deref().unwrap_or(&[]);
+        // A decoded value is one slice of the response frame: no copy.
+        let records = data
+            .records
+            .as_ref()
+            .map(|r| r.contiguous())
+            .unwrap_or_default();
         let mut next = ctx.offset;
         let mut messages = 0u64;
         let mut bytes = 0u64;
         let mut latencies: Vec<u64> = Vec::new();
-        for item in BatchIter::new(records) {
+        for item in BatchIter::new(&records) {
             let (header, range) = match item {
                 Ok(b) => b,
                 // A fetch may end inside a batch; the rest comes next time.

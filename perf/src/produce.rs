@@ -283,7 +283,7 @@ impl Sender<'_> {
                     .into_iter()
                     .map(|(p, b)| PartitionProduceData {
                         index: p as i32,
-                        records: Some(b),
+                        records: Some(b.into()),
                     })
                     .collect(),
                 ..TopicProduceData::default()

@@ -38,7 +38,7 @@ fn catch_up_reads_come_from_disk_on_a_fresh_data_dir() {
             "fetch at {offset} failed; broker log:\n{}",
             broker.log()
         );
-        let records = p.records.unwrap_or_default();
+        let records = p.records.map(|r| r.contiguous()).unwrap_or_default();
         assert!(!records.is_empty(), "no data at {offset}");
         let mut at = 0;
         while at + 61 <= records.len() {

@@ -13,7 +13,7 @@ use sluice_codec::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_codec::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_codec::{
     decode_request, encode_request, encode_response, ApiKey, FetchResponse, ProduceRequest,
-    RequestBody, RequestHeader, ResponseBody,
+    Records, RequestBody, RequestHeader, ResponseBody,
 };
 
 const BATCH_BYTES: usize = 16 * 1024;
@@ -49,7 +49,7 @@ fn produce_frame(version: i16) -> Bytes {
             name: "bench-topic".into(),
             partition_data: vec![PartitionProduceData {
                 index: 3,
-                records: Some(batch()),
+                records: Some(batch().into()),
             }],
             ..TopicProduceData::default()
         }],
@@ -63,6 +63,10 @@ fn produce_frame(version: i16) -> Bytes {
 }
 
 fn fetch_response() -> ResponseBody {
+    fetch_response_of(batch().into())
+}
+
+fn fetch_response_of(records: Records) -> ResponseBody {
     ResponseBody::Fetch(FetchResponse {
         throttle_time_ms: 0,
         error_code: 0,
@@ -74,7 +78,7 @@ fn fetch_response() -> ResponseBody {
                 high_watermark: 1_000,
                 last_stable_offset: 1_000,
                 log_start_offset: 0,
-                records: Some(batch()),
+                records: Some(records),
                 ..PartitionData::default()
             }],
             ..FetchableTopicResponse::default()
@@ -117,6 +121,34 @@ fn main() {
             black_box(flat);
         },
     );
+
+    // A fetch of 1 MiB of cached batches: the chunks as they are, against
+    // joining them into one buffer first (what the fetch path did before
+    // records fields held several chunks).
+    for (count, size) in [(1024, 1024), (64, 16 * 1024)] {
+        let chunks: Vec<Bytes> = (0..count).map(|_| Bytes::from(vec![0x5a; size])).collect();
+        let chunked = fetch_response_of(Records::from(chunks.clone()));
+        let kib = size / 1024;
+        bench(
+            &format!("encode_response Fetch v12, {count} x {kib} KiB chunks"),
+            iterations / 100,
+            || {
+                black_box(encode_response(7, ApiKey::Fetch, 12, black_box(&chunked)));
+            },
+        );
+        bench(
+            &format!("encode_response Fetch v12, {count} x {kib} KiB joined"),
+            iterations / 100,
+            || {
+                let mut joined = BytesMut::with_capacity(count * size);
+                for chunk in black_box(&chunks) {
+                    joined.extend_from_slice(chunk);
+                }
+                let body = fetch_response_of(joined.freeze().into());
+                black_box(encode_response(7, ApiKey::Fetch, 12, &body));
+            },
+        );
+    }
 
     let header = RequestHeader {
         api_key: ApiKey::Produce.as_i16(),

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::error::DecodeError;
+use crate::Records;
 
 /// Longest unsigned varint Kafka writes for a 32-bit value.
 const UVARINT_MAX_BYTES: usize = 5;
@@ -219,13 +220,26 @@ impl Decoder {
         }
     }
 
-    /// Bytes or records that may be null when `nullable`; a zero-copy slice.
+    /// Bytes that may be null when `nullable`; a zero-copy slice.
     #[inline]
     pub fn opt_bytes(&mut self, flexible: bool, nullable: bool) -> Result<Option<Bytes>> {
         match Self::required(self.length(flexible, true)?, nullable)? {
             Some(n) => self.slice_of(n).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A `records` value that may be null when `nullable`: one chunk, a
+    /// zero-copy slice of the frame.
+    #[inline]
+    pub fn opt_records(&mut self, flexible: bool, nullable: bool) -> Result<Option<Records>> {
+        Ok(self.opt_bytes(flexible, nullable)?.map(Records::from))
+    }
+
+    /// A non-nullable `records` value; a zero-copy slice of the frame.
+    #[inline]
+    pub fn records(&mut self, flexible: bool) -> Result<Records> {
+        self.bytes(flexible).map(Records::from)
     }
 
     /// Caps pre-allocation so that reserved memory stays within the bytes left.

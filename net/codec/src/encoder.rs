@@ -1,13 +1,16 @@
 //! Writing Kafka's primitive types into chunks for a vectored write.
 //!
-//! Ordinary fields go into one `BytesMut`. A large `records` value is not
-//! copied: the encoder remembers where it goes and, when finished, returns the
-//! output as a list of chunks in which that value is its own `Bytes`.
+//! Ordinary fields go into one `BytesMut`. The chunks of a `records` value
+//! are not copied (unless short): the encoder remembers where each goes and,
+//! when finished, returns the output as a list of chunks in which each is its
+//! own `Bytes`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-/// Records values shorter than this are copied into the surrounding chunk:
+use crate::Records;
+
+/// Records chunks shorter than this are copied into the surrounding chunk:
 /// an extra iovec costs more than copying a few hundred bytes.
 pub const RECORDS_COPY_THRESHOLD_BYTES: usize = 256;
 
@@ -199,17 +202,22 @@ impl Encoder {
         }
     }
 
-    /// A `records` value: length prefix, then the bytes as their own chunk
-    /// (copied only when short).
+    /// A `records` value: the length prefix of all chunks together, then
+    /// each chunk as its own piece of the output (a chunk is copied only
+    /// when short), so stored batches are never joined into a new buffer.
     #[inline]
-    pub fn records(&mut self, v: Option<&Bytes>, flexible: bool, nullable: bool) {
-        match v {
-            Some(b) if b.len() >= RECORDS_COPY_THRESHOLD_BYTES => {
-                self.length(Some(b.len()), flexible, true);
-                self.external.push((self.buf.len(), b.clone()));
-                self.external_len += b.len();
+    pub fn records(&mut self, v: Option<&Records>, flexible: bool, nullable: bool) {
+        let Some(records) = v else {
+            return self.opt_bytes(None, flexible, nullable);
+        };
+        self.length(Some(records.len()), flexible, true);
+        for chunk in records.chunks() {
+            if chunk.len() >= RECORDS_COPY_THRESHOLD_BYTES {
+                self.external.push((self.buf.len(), chunk.clone()));
+                self.external_len += chunk.len();
+            } else {
+                self.buf.put_slice(chunk);
             }
-            _ => self.opt_bytes(v, flexible, nullable),
         }
     }
 
@@ -278,7 +286,7 @@ mod tests {
         let records = Bytes::from(vec![0xab; RECORDS_COPY_THRESHOLD_BYTES]);
         let mut enc = Encoder::with_size_prefix();
         enc.i16(7);
-        enc.records(Some(&records), false, true);
+        enc.records(Some(&Records::from(records.clone())), false, true);
         enc.i8(1);
         let chunks = enc.finish_frame();
         assert_eq!(chunks.len(), 3);
@@ -296,7 +304,7 @@ mod tests {
     fn small_records_are_copied() {
         let records = Bytes::from(vec![1, 2, 3]);
         let mut enc = Encoder::new();
-        enc.records(Some(&records), true, true);
+        enc.records(Some(&Records::from(records)), true, true);
         assert_eq!(enc.finish(), vec![Bytes::from_static(&[4, 1, 2, 3])]);
     }
 

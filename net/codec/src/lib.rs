@@ -6,8 +6,10 @@
 //! It must never panic on input from a socket, and never trust a length
 //! prefix further than the bytes left in the frame: an array, string or bytes
 //! length beyond them is an error before anything is allocated. `records`
-//! fields are zero-copy `Bytes` slices of the request frame, and encoding
-//! returns chunks so record bytes reach the socket by vectored write.
+//! fields are [`Records`]: decoded, a zero-copy slice of the frame; built by
+//! the broker, any number of stored `Bytes` chunks. Encoding returns chunks,
+//! each records chunk its own, so record bytes reach the socket by vectored
+//! write without being copied or joined.
 //!
 //! An unstable latest version (`latestVersionUnstable`) is decodable but not
 //! advertised by [`ApiKey::supported_versions`]. APIs whose versions were all
@@ -19,6 +21,7 @@ mod encoder;
 mod error;
 mod error_code;
 pub mod generated;
+mod records;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -32,6 +35,7 @@ pub use encoder::{Encoder, RECORDS_COPY_THRESHOLD_BYTES};
 pub use error::DecodeError;
 pub use error_code::ErrorCode;
 pub use generated::*;
+pub use records::Records;
 
 /// Bytes of the fixed request-header prefix: api key, version, correlation id.
 pub const REQUEST_HEADER_PREFIX_BYTES: usize = 8;

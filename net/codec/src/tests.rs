@@ -243,3 +243,89 @@ fn an_api_versions_v0_answer_to_a_newer_request_is_read_as_v0() {
     assert_eq!(correlation_id, 11);
     assert_eq!(body, v0);
 }
+
+/// A fetch response for one partition whose records are `records`.
+fn fetch_response_with(records: crate::Records) -> ResponseBody {
+    use crate::fetch_response::{FetchableTopicResponse, PartitionData};
+    ResponseBody::Fetch(crate::FetchResponse {
+        responses: vec![FetchableTopicResponse {
+            topic: "t".into(),
+            topic_id: uuid::Uuid::from_u128(7),
+            partitions: vec![PartitionData {
+                partition_index: 1,
+                high_watermark: 40,
+                records: Some(records),
+                ..Default::default()
+            }],
+        }],
+        ..Default::default()
+    })
+}
+
+/// Stored batches as the broker holds them: separate allocations, some
+/// shorter than the copy threshold.
+fn stored_chunks() -> Vec<Bytes> {
+    [1000, 17, 300, crate::RECORDS_COPY_THRESHOLD_BYTES, 5, 4096]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| Bytes::from(vec![u8::try_from(i).expect("few chunks"); len]))
+        .collect()
+}
+
+#[test]
+fn chunked_records_encode_to_the_bytes_of_the_joined_records() {
+    let chunks = stored_chunks();
+    let joined: Vec<u8> = flat(&chunks);
+    for version in versions(ApiKey::Fetch) {
+        let chunked = fetch_response_with(crate::Records::from(chunks.clone()));
+        let whole = fetch_response_with(crate::Records::from(Bytes::from(joined.clone())));
+        let got = flat(&encode_response(3, ApiKey::Fetch, version, &chunked));
+        let want = flat(&encode_response(3, ApiKey::Fetch, version, &whole));
+        assert_eq!(got, want, "v{version}");
+        let (_, back) = decode_response(ApiKey::Fetch, version, Bytes::from(got[4..].to_vec()))
+            .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        let ResponseBody::Fetch(back) = back else {
+            panic!("v{version}: not a fetch response");
+        };
+        let records = back.responses[0].partitions[0].records.as_ref();
+        assert_eq!(
+            records.map(|r| flat(r.chunks())),
+            Some(joined.clone()),
+            "v{version}"
+        );
+    }
+}
+
+#[test]
+fn chunked_records_reach_the_output_without_a_copy() {
+    let chunks = stored_chunks();
+    let body = fetch_response_with(crate::Records::from(chunks.clone()));
+    let pieces = encode_response(3, ApiKey::Fetch, 16, &body);
+    for chunk in &chunks {
+        let shared = pieces
+            .iter()
+            .any(|p| p.as_ptr_range() == chunk.as_ptr_range());
+        let long = chunk.len() >= crate::RECORDS_COPY_THRESHOLD_BYTES;
+        assert_eq!(
+            shared,
+            long,
+            "chunk of {} bytes: shared {shared}, expected {long}",
+            chunk.len()
+        );
+    }
+    // Every piece outside the stored chunks is the encoder's own buffer:
+    // the long chunks were not also copied into it.
+    let stored: usize = chunks
+        .iter()
+        .filter(|c| c.len() >= crate::RECORDS_COPY_THRESHOLD_BYTES)
+        .map(Bytes::len)
+        .sum();
+    let own: usize = pieces
+        .iter()
+        .filter(|p| !chunks.iter().any(|c| c.as_ptr_range() == p.as_ptr_range()))
+        .map(Bytes::len)
+        .sum();
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    assert_eq!(own + stored, total);
+    assert!(own < 17 + 5 + 200, "{own} bytes of fields and short chunks");
+}

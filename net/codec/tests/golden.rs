@@ -108,7 +108,10 @@ fn check_produce(client: &str, file: &str, version: i16) {
     assert_eq!(topic.partition_data.len(), 1);
     let partition = &topic.partition_data[0];
     assert_eq!(partition.index, 0);
-    let records = partition.records.as_ref().expect("records");
+    // A decoded records value is one chunk.
+    let [records] = partition.records.as_ref().expect("records").chunks() else {
+        panic!("{client}: records not one chunk");
+    };
     // One v2 batch holding the client's three records; its own length field
     // agrees with the slice the codec cut out of the frame.
     assert!(records.len() > BATCH_HEADER_BYTES);

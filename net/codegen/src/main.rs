@@ -157,7 +157,8 @@ impl Ty {
             Ty::F64 => "f64".into(),
             Ty::Bool => "bool".into(),
             Ty::Str => "String".into(),
-            Ty::Bytes | Ty::Records => "::bytes::Bytes".into(),
+            Ty::Bytes => "::bytes::Bytes".into(),
+            Ty::Records => "crate::Records".into(),
             Ty::Uuid => "::uuid::Uuid".into(),
             Ty::Struct(name) => name.clone(),
             Ty::Array(inner) => format!("Vec<{}>", inner.rust()),
@@ -497,7 +498,8 @@ impl Gen<'_> {
             Ty::F64 => "0.0".into(),
             Ty::Bool => "false".into(),
             Ty::Str => "String::new()".into(),
-            Ty::Bytes | Ty::Records => "::bytes::Bytes::new()".into(),
+            Ty::Bytes => "::bytes::Bytes::new()".into(),
+            Ty::Records => "crate::Records::new()".into(),
             Ty::Uuid => "::uuid::Uuid::nil()".into(),
             Ty::Struct(name) => format!("{name}::default()"),
             Ty::Array(_) => "Vec::new()".into(),
@@ -588,7 +590,8 @@ impl Gen<'_> {
             Ty::Bool => format!("{d}.bool()"),
             Ty::Uuid => format!("{d}.uuid()"),
             Ty::Str => format!("{d}.string({flex})"),
-            Ty::Bytes | Ty::Records => format!("{d}.bytes({flex})"),
+            Ty::Bytes => format!("{d}.bytes({flex})"),
+            Ty::Records => format!("{d}.records({flex})"),
             Ty::Struct(name) => format!("{name}::decode({d}, version)"),
             Ty::Array(inner) => {
                 let e = self.read_value(inner, "d", flex);
@@ -605,7 +608,8 @@ impl Gen<'_> {
         let nullable = f.nullable.cond().value();
         Ok(match &f.ty {
             Ty::Str => format!("dec.opt_string({flex}, {nullable})"),
-            Ty::Bytes | Ty::Records => format!("dec.opt_bytes({flex}, {nullable})"),
+            Ty::Bytes => format!("dec.opt_bytes({flex}, {nullable})"),
+            Ty::Records => format!("dec.opt_records({flex}, {nullable})"),
             Ty::Array(inner) => {
                 let e = self.read_value(inner, "d", flex);
                 format!("dec.opt_array({flex}, {nullable}, |d| {e})")
@@ -630,7 +634,8 @@ impl Gen<'_> {
             Ty::Bool => format!("{e}.bool({val})"),
             Ty::Uuid => format!("{e}.uuid({r})"),
             Ty::Str => format!("{e}.string({r}, {flex})"),
-            Ty::Bytes | Ty::Records => format!("{e}.bytes({r}, {flex})"),
+            Ty::Bytes => format!("{e}.bytes({r}, {flex})"),
+            Ty::Records => format!("{e}.records(Some({r}), {flex}, false)"),
             Ty::Struct(_) => format!("{}.encode({e}, version)", r.trim_start_matches('&')),
             Ty::Array(inner) => {
                 let w = self.write_value(inner, "e", "*item", "item", flex);
@@ -669,7 +674,9 @@ impl Gen<'_> {
             "None" => format!("{v}.is_some()"),
             "false" => v.clone(),
             "true" => format!("!{v}"),
-            "String::new()" | "Vec::new()" | "::bytes::Bytes::new()" => format!("!{v}.is_empty()"),
+            "String::new()" | "Vec::new()" | "::bytes::Bytes::new()" | "crate::Records::new()" => {
+                format!("!{v}.is_empty()")
+            }
             "::uuid::Uuid::nil()" => format!("!{v}.is_nil()"),
             d if f.ty.is_int() || f.ty == Ty::F64 => format!("{v} != {d}"),
             d => format!("{v} != {d}"),
@@ -697,7 +704,9 @@ impl Gen<'_> {
             }
             Ty::Str => format!("String::from(\"s{n}\")"),
             Ty::Bytes => format!("::bytes::Bytes::from_static(&[{n}, 1, 2])"),
-            Ty::Records => "::bytes::Bytes::from(vec![0x5a_u8; 300])".into(),
+            // Two chunks, so round trips check that chunking does not show
+            // on the wire.
+            Ty::Records => "crate::Records::from(vec![::bytes::Bytes::from(vec![0x5a_u8; 300]), ::bytes::Bytes::from(vec![0x5a_u8; 20])])".into(),
             Ty::Uuid => {
                 format!("::uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_{n:04x}_0000_0000_0001)")
             }

@@ -1,4 +1,5 @@
-//! Fetch v4-v17: stored batches returned as stored, long polls that end at
+//! Fetch v4-v17: stored batches returned as stored (the stored chunks go to
+//! the socket as they are, never joined), long polls that end at
 //! `min_bytes` or `max_wait_ms`. Fetch sessions (KIP-227) are declined by
 //! answering session id 0, which makes clients send full requests, as Kafka
 //! itself does when its session cache is full.
@@ -6,11 +7,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use engine::LogError;
 use sluice_codec::fetch_request::FetchRequest;
 use sluice_codec::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
-use sluice_codec::ErrorCode;
+use sluice_codec::{ErrorCode, Records};
 use uuid::Uuid;
 
 use crate::state::{now_ms, ShardState};
@@ -249,7 +250,9 @@ fn respond(plan: Plan, got: Vec<Vec<(i32, Got)>>) -> FetchResponse {
                     log_start_offset: g.log_start_offset,
                     aborted_transactions: Some(Vec::new()),
                     preferred_read_replica: -1,
-                    records: Some(join(g.records)),
+                    // The stored chunks as they are: the encoder writes each
+                    // as its own piece of the vectored write, nothing joined.
+                    records: Some(Records::from(g.records)),
                     ..Default::default()
                 })
                 .collect(),
@@ -259,22 +262,5 @@ fn respond(plan: Plan, got: Vec<Vec<(i32, Got)>>) -> FetchResponse {
         responses,
         session_id: 0,
         ..Default::default()
-    }
-}
-
-/// One `Bytes` for the records field: zero-copy for one chunk (a disk read
-/// is one buffer); batches from the tail cache are separate buffers and are
-/// copied together.
-fn join(chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for c in chunks {
-                out.extend_from_slice(&c);
-            }
-            out.freeze()
-        }
     }
 }

@@ -202,7 +202,12 @@ fn count_fetched(state: &ShardState, response: &FetchResponse) {
         };
         for p in &t.partitions {
             if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
-                let count = crate::metrics::count_records(records);
+                // Every chunk holds whole batches.
+                let count = records
+                    .chunks()
+                    .iter()
+                    .map(|c| crate::metrics::count_records(c))
+                    .sum();
                 state.metrics.fetched(name, records.len(), count);
             }
         }

@@ -83,6 +83,8 @@ pub async fn enqueue(
                     Slot::Done(failed(p.index, ErrorCode::INVALID_RECORD, "no records"))
                 }
                 (Some(m), Some(records)) => {
+                    // A decoded value is one slice of the request frame: no copy.
+                    let records = records.contiguous();
                     let (topic, index) = (m.name.clone(), p.index);
                     let owner = state.owner(&topic, index);
                     let job = move |s: &Rc<ShardState>| append_on_shard(s, topic, index, records);

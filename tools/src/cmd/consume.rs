@@ -451,7 +451,11 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                             )))
                         }
                     }
-                    let records = pd.records.clone().unwrap_or_default();
+                    let records = pd
+                        .records
+                        .as_ref()
+                        .map(|r| r.contiguous())
+                        .unwrap_or_default();
                     let mut new_pos = pos;
                     for item in BatchIter::new(&records) {
                         let (header, range) = match item {

@@ -270,7 +270,7 @@ impl Producer {
                             .iter()
                             .map(|p| PartitionProduceData {
                                 index: *p,
-                                records: Some(batches[p].0.clone()),
+                                records: Some(batches[p].0.clone().into()),
                             })
                             .collect(),
                         ..TopicProduceData::default()

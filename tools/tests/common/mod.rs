@@ -27,7 +27,7 @@ use sluice_codec::list_offsets_request::{
 use sluice_codec::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{
-    decode_response, encode_request, ApiKey, RequestBody, RequestHeader, ResponseBody,
+    decode_response, encode_request, ApiKey, Records, RequestBody, RequestHeader, ResponseBody,
 };
 use sluice_records::{BatchBuilder, BatchIter, Compression, RecordIter};
 
@@ -470,7 +470,7 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> RequestBo
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: partition,
-                records: Some(records),
+                records: Some(records.into()),
             }],
             ..Default::default()
         }],
@@ -507,12 +507,13 @@ pub type Stored = (i64, Vec<u8>, Vec<u8>);
 /// (offset, key, value) of every record in the whole batches of fetched
 /// `records` (a partial batch at the end, which a fetch may return, is
 /// ignored).
-pub fn records_of(records: &Option<Bytes>) -> Vec<Stored> {
+pub fn records_of(records: &Option<Records>) -> Vec<Stored> {
     let Some(records) = records else {
         return Vec::new();
     };
+    let records = records.contiguous();
     let mut out = Vec::new();
-    for item in BatchIter::new(records) {
+    for item in BatchIter::new(&records) {
         let Ok((_, range)) = item else { break };
         let (header, iter) = RecordIter::from_batch(&records[range]).expect("uncompressed batch");
         for record in iter {

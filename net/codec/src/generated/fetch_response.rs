@@ -322,7 +322,7 @@ pub struct PartitionData {
     /// `PreferredReadReplica`: versions 11+, default `-1`.
     pub preferred_read_replica: i32,
     /// `Records`: versions 0+, nullable 0+.
-    pub records: Option<::bytes::Bytes>,
+    pub records: Option<crate::Records>,
 }
 
 impl Default for PartitionData {
@@ -362,7 +362,7 @@ impl PartitionData {
             Some(Vec::new())
         };
         let preferred_read_replica = if version >= 11 { dec.i32()? } else { -1 };
-        let records = dec.opt_bytes(flexible, true)?;
+        let records = dec.opt_records(flexible, true)?;
         if flexible {
             for _ in 0..dec.tagged_count()? {
                 let (tag, region) = dec.tagged_field()?;
@@ -473,7 +473,10 @@ impl PartitionData {
                 Some(Vec::new())
             },
             preferred_read_replica: if version >= 11 { 11 } else { -1 },
-            records: Some(::bytes::Bytes::from(vec![0x5a_u8; 300])),
+            records: Some(crate::Records::from(vec![
+                ::bytes::Bytes::from(vec![0x5a_u8; 300]),
+                ::bytes::Bytes::from(vec![0x5a_u8; 20]),
+            ])),
         }
     }
 }

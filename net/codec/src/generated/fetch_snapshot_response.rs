@@ -162,7 +162,7 @@ pub struct PartitionSnapshot {
     /// `Position`: versions 0+.
     pub position: i64,
     /// `UnalignedRecords`: versions 0+.
-    pub unaligned_records: Option<::bytes::Bytes>,
+    pub unaligned_records: Option<crate::Records>,
 }
 
 impl PartitionSnapshot {
@@ -173,7 +173,7 @@ impl PartitionSnapshot {
         let mut current_leader = LeaderIdAndEpoch::default();
         let size = dec.i64()?;
         let position = dec.i64()?;
-        let unaligned_records = dec.opt_bytes(true, false)?;
+        let unaligned_records = dec.opt_records(true, false)?;
         for _ in 0..dec.tagged_count()? {
             let (tag, region) = dec.tagged_field()?;
             if tag == 0 {
@@ -221,7 +221,10 @@ impl PartitionSnapshot {
             current_leader: LeaderIdAndEpoch::populated(version),
             size: 6,
             position: 7,
-            unaligned_records: Some(::bytes::Bytes::from(vec![0x5a_u8; 300])),
+            unaligned_records: Some(crate::Records::from(vec![
+                ::bytes::Bytes::from(vec![0x5a_u8; 300]),
+                ::bytes::Bytes::from(vec![0x5a_u8; 20]),
+            ])),
         }
     }
 }

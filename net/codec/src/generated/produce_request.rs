@@ -76,14 +76,14 @@ pub struct PartitionProduceData {
     /// `Index`: versions 0+.
     pub index: i32,
     /// `Records`: versions 0+, nullable 0+.
-    pub records: Option<::bytes::Bytes>,
+    pub records: Option<crate::Records>,
 }
 
 impl PartitionProduceData {
     pub fn decode(dec: &mut crate::Decoder, version: i16) -> Result<Self, crate::DecodeError> {
         let flexible = version >= 9;
         let index = dec.i32()?;
-        let records = dec.opt_bytes(flexible, true)?;
+        let records = dec.opt_records(flexible, true)?;
         if flexible {
             dec.skip_tagged_fields()?;
         }
@@ -106,7 +106,10 @@ impl PartitionProduceData {
     pub(crate) fn populated(_version: i16) -> Self {
         Self {
             index: 2,
-            records: Some(::bytes::Bytes::from(vec![0x5a_u8; 300])),
+            records: Some(crate::Records::from(vec![
+                ::bytes::Bytes::from(vec![0x5a_u8; 300]),
+                ::bytes::Bytes::from(vec![0x5a_u8; 20]),
+            ])),
         }
     }
 }

@@ -167,7 +167,7 @@ pub struct PartitionData {
     /// `CurrentLeader`: versions 0+.
     pub current_leader: LeaderIdAndEpoch,
     /// `Records`: versions 0+, nullable 0.
-    pub records: Option<::bytes::Bytes>,
+    pub records: Option<crate::Records>,
     /// `AcquiredRecords`: versions 0+.
     pub acquired_records: Vec<AcquiredRecords>,
 }
@@ -180,7 +180,7 @@ impl PartitionData {
         let acknowledge_error_code = dec.i16()?;
         let acknowledge_error_message = dec.opt_string(true, true)?;
         let current_leader = LeaderIdAndEpoch::decode(dec, version)?;
-        let records = dec.opt_bytes(true, version == 0)?;
+        let records = dec.opt_records(true, version == 0)?;
         let acquired_records = dec.array(true, |d| AcquiredRecords::decode(d, version))?;
         dec.skip_tagged_fields()?;
         Ok(Self {
@@ -221,7 +221,10 @@ impl PartitionData {
             acknowledge_error_code: 5,
             acknowledge_error_message: Some(String::from("s6")),
             current_leader: LeaderIdAndEpoch::populated(version),
-            records: Some(::bytes::Bytes::from(vec![0x5a_u8; 300])),
+            records: Some(crate::Records::from(vec![
+                ::bytes::Bytes::from(vec![0x5a_u8; 300]),
+                ::bytes::Bytes::from(vec![0x5a_u8; 20]),
+            ])),
             acquired_records: vec![
                 AcquiredRecords::populated(version),
                 AcquiredRecords::populated(version),
