@@ -93,6 +93,15 @@ pub struct PartitionLog<S: Storage> {
     /// The disk read issued for where the last cold read stopped (catch-up
     /// readers read on: the disk works while the reader handles this fetch).
     pub(crate) read_ahead: Option<ReadAhead<S::File>>,
+    /// The cleaner checkpoint: offsets below it were cleaned (compacted logs).
+    pub(crate) first_dirty_offset: i64,
+    /// A cleaning pass runs (see `cleaner`).
+    pub(crate) cleaning: bool,
+    /// A pass is swapping files: segment files must not be deleted or cut
+    /// meanwhile (deletions wait, truncation waits).
+    pub(crate) swapping: bool,
+    /// Set when a swap failed half-way: no more cleaning until reopened.
+    pub(crate) cleaner_failed: Option<String>,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -120,6 +129,10 @@ impl<S: Storage> PartitionLog<S> {
             pending_deletes: Vec::new(),
             closed: false,
             read_ahead: None,
+            first_dirty_offset: 0,
+            cleaning: false,
+            swapping: false,
+            cleaner_failed: None,
         }
     }
 
@@ -243,6 +256,9 @@ impl<S: Storage> PartitionLog<S> {
         }
         let opts = ValidateOptions {
             max_batch_bytes: self.config.max_message_bytes as usize,
+            // A compacted log keeps records by key: a keyless one is refused
+            // (compressed batches are decompressed as a stream, with a limit).
+            require_keys: self.config.cleanup_policy.compact,
             ..ValidateOptions::default()
         };
         let header = sluice_records::validate(batch, &opts)?;
@@ -266,7 +282,7 @@ impl<S: Storage> PartitionLog<S> {
         let len = batch.len() as u64;
         let roll = {
             let segment_bytes = self.config.segment_bytes;
-            let segment_ms = self.config.segment_ms;
+            let segment_ms = self.config.roll_ms();
             let active = self.active();
             active.size > 0
                 && (active.size + len > segment_bytes || now_ms - active.created_ms >= segment_ms)
@@ -401,16 +417,23 @@ impl<S: Storage> PartitionLog<S> {
     /// Releases the flush slot and wakes whoever waits for it.
     pub(crate) fn end_flush(&mut self) {
         self.flushing = false;
-        for w in self.flush_watchers.drain(..) {
-            let _ = w.send(());
+        if !self.swapping {
+            for w in self.flush_watchers.drain(..) {
+                let _ = w.send(());
+            }
         }
+    }
+
+    /// Files of dropped segments wait for deletion (a cleaner swap held them).
+    pub fn has_pending_deletes(&self) -> bool {
+        !self.pending_deletes.is_empty()
     }
 
     /// A future that resolves when the flush (or truncation) now in flight ends;
     /// at once when none is.
     pub fn flush_finished(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         let (tx, rx) = oneshot::channel();
-        if self.flushing {
+        if self.flushing || self.swapping {
             self.flush_watchers.push(tx);
         } else {
             let _ = tx.send(());
@@ -706,6 +729,9 @@ impl<S: Storage> PartitionLog<S> {
     /// and advances the log start offset. The files are deleted by [`apply_retention`].
     pub fn plan_retention(&mut self, now_ms: i64) -> usize {
         let mut removed = 0;
+        if !self.config.cleanup_policy.delete {
+            return 0;
+        }
         loop {
             let total = self.size_bytes() as i64;
             let mut it = self.segments.values();
@@ -1301,24 +1327,42 @@ pub async fn read<S: Storage>(
     offset: i64,
     max_bytes: usize,
 ) -> Result<ReadResult, LogError> {
-    let (plan, ahead) = {
-        let mut l = log.borrow_mut();
-        let plan = l.plan_read(offset, max_bytes)?;
-        let ahead = match plan {
-            ReadPlan::Disk(_) => l.read_ahead.take(),
-            ReadPlan::Done(_) => None,
+    let mut offset = offset;
+    loop {
+        let (plan, ahead) = {
+            let mut l = log.borrow_mut();
+            let plan = l.plan_read(offset, max_bytes)?;
+            let ahead = match plan {
+                ReadPlan::Disk(_) => l.read_ahead.take(),
+                ReadPlan::Done(_) => None,
+            };
+            (plan, ahead)
         };
-        (plan, ahead)
-    };
-    match plan {
-        ReadPlan::Done(r) => Ok(r),
-        ReadPlan::Disk(d) => {
-            let (result, next) = d.execute_with(ahead, true).await;
-            if next.is_some() {
-                log.borrow_mut().read_ahead = next;
+        let result = match plan {
+            ReadPlan::Done(r) => return Ok(r),
+            ReadPlan::Disk(d) => {
+                let (result, next) = d.execute_with(ahead, true).await;
+                if next.is_some() {
+                    log.borrow_mut().read_ahead = next;
+                }
+                result?
             }
-            result
+        };
+        // Compaction may leave the end of a segment without batches: go on
+        // in the next segment rather than answer nothing forever.
+        if result.chunks.is_empty() && offset < result.high_watermark {
+            let next = log
+                .borrow()
+                .segments
+                .range(offset + 1..)
+                .next()
+                .map(|(&b, _)| b);
+            if let Some(next) = next.filter(|&n| n < result.high_watermark) {
+                offset = next;
+                continue;
+            }
         }
+        return Ok(result);
     }
 }
 
@@ -1329,6 +1373,10 @@ pub async fn delete_dropped_files<S: Storage>(
 ) -> Result<usize, LogError> {
     let (storage, paths, dir) = {
         let mut l = log.borrow_mut();
+        if l.swapping {
+            // The cleaner is renaming files: delete after it (the next call).
+            return Ok(0);
+        }
         (
             l.storage.clone(),
             std::mem::take(&mut l.pending_deletes),

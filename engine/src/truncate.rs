@@ -73,7 +73,7 @@ pub async fn truncate_to<S: Storage>(
             if offset == l.next_offset {
                 return Ok(());
             }
-            if l.flushing {
+            if l.flushing || l.swapping {
                 None
             } else if l.durable_offset >= offset {
                 // Everything kept is on disk and synced: take the flush slot and plan.
