@@ -180,6 +180,11 @@ impl<S: Storage> PartitionLog<S> {
         self.segments.len()
     }
 
+    /// The size of each segment, oldest first.
+    pub fn segment_sizes(&self) -> Vec<u64> {
+        self.segments.values().map(|s| s.size).collect()
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
     }
