@@ -37,6 +37,15 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `offsets.retention.minutes`.
     pub offsets_retention_minutes: u64,
+    /// Kafka's `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps
+    /// when no compacted log is due.
+    pub log_cleaner_backoff_ms: u64,
+    /// Kafka's `log.cleaner.dedupe.buffer.size`, per shard: memory of the
+    /// cleaner's key map (about 32 bytes a key).
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+    /// Kafka's `log.cleaner.io.max.bytes.per.second`, per shard (reads and
+    /// writes together); 0 means no limit.
+    pub log_cleaner_io_max_bytes_per_second: u64,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +69,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_bytes: 32 << 20,
+            log_cleaner_io_max_bytes_per_second: 100 << 20,
         }
     }
 }
