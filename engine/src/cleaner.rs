@@ -221,7 +221,9 @@ impl<S: Storage> PartitionLog<S> {
         } else {
             dirty as f64 / (clean + dirty) as f64
         };
-        let lag_ms = oldest.filter(|&t| t >= 0).map_or(0, |t| (now_ms - t).max(0));
+        let lag_ms = oldest
+            .filter(|&t| t >= 0)
+            .map_or(0, |t| (now_ms - t).max(0));
         let max_lag = self.config.max_compaction_lag_ms;
         let due = dirty > 0
             && (ratio > self.config.min_cleanable_dirty_ratio
@@ -250,10 +252,7 @@ impl<S: Storage> PartitionLog<S> {
     /// Plans a pass when the log is due (or always, with `force`: then even
     /// a clean log is rewritten, which drops expired tombstones).
     pub fn plan_clean(&mut self, now_ms: i64, force: bool) -> Option<CleanJob<S>> {
-        if self.cleaning
-            || self.poisoned.is_some()
-            || self.closed
-            || self.cleaner_failed.is_some()
+        if self.cleaning || self.poisoned.is_some() || self.closed || self.cleaner_failed.is_some()
         {
             return None;
         }
@@ -504,7 +503,11 @@ impl<S: Storage> CleanJob<S> {
         let mut map: HashMap<u128, i64> = HashMap::with_capacity(capacity.min(1 << 20));
         let mut end = self.first_dirty;
         let mut scratch = Vec::new();
-        'segments: for input in self.inputs.iter().filter(|i| i.next_offset > self.first_dirty) {
+        'segments: for input in self
+            .inputs
+            .iter()
+            .filter(|i| i.next_offset > self.first_dirty)
+        {
             let mut reader =
                 BatchReader::new(&*input.file, &input.path, input.size, opts.io_chunk_bytes);
             while let Some((header, batch)) = reader.next().await? {
@@ -638,6 +641,12 @@ impl<S: Storage> CleanJob<S> {
                         reason: e.to_string(),
                     })?;
                 stats.records_read += read_records;
+                // An empty batch kept earlier goes once its producer moved on.
+                let outcome = if header.record_count == 0 {
+                    Filtered::Empty
+                } else {
+                    outcome
+                };
                 match outcome {
                     Filtered::Unchanged => {
                         stats.records_kept += header.record_count.max(0) as u64;
@@ -769,7 +778,9 @@ async fn run<S: Storage, P: Pace>(
     drop(map);
     if let Err(e) = job.storage.sync_dir(&job.dir).await {
         discard_outputs(&job.storage, &job.dir, &groups, &job.inputs).await;
-        return Err(RunError::BeforeCommit(LogError::io("sync dir", &job.dir, &e)));
+        return Err(RunError::BeforeCommit(LogError::io(
+            "sync dir", &job.dir, &e,
+        )));
     }
     stats.segments_in = groups.iter().map(Vec::len).sum();
     stats.segments_out = outputs.len();

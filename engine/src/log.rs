@@ -1376,12 +1376,20 @@ pub async fn read<S: Storage>(
 pub async fn delete_dropped_files<S: Storage>(
     log: &RefCell<PartitionLog<S>>,
 ) -> Result<usize, LogError> {
+    // The cleaner is renaming files: delete after it (the next call), but
+    // make the new log start durable now.
+    let (swapping, due) = {
+        let l = log.borrow();
+        (l.swapping, !l.pending_deletes.is_empty())
+    };
+    if swapping {
+        if due {
+            crate::recovery::checkpoint_log_start(log).await?;
+        }
+        return Ok(0);
+    }
     let (storage, paths, dir) = {
         let mut l = log.borrow_mut();
-        if l.swapping {
-            // The cleaner is renaming files: delete after it (the next call).
-            return Ok(0);
-        }
         (
             l.storage.clone(),
             std::mem::take(&mut l.pending_deletes),

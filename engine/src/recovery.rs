@@ -442,6 +442,7 @@ pub async fn open<S: Storage>(
             .map_err(|e| LogError::io("write", &start_path, &e))?;
     }
     log.next_offset = next;
+    log.first_dirty_offset = log.first_dirty_offset.min(next);
     log.written_offset = next;
     log.durable_offset = next;
     log.visible_offset = next;

@@ -98,7 +98,12 @@ async fn read_rows<S: Storage>(log: &RefCell<PartitionLog<S>>) -> Vec<Row> {
 fn latest(rows: &[Row]) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
     let mut last = BTreeMap::new();
     for w in rows.windows(2) {
-        assert!(w[0].0 < w[1].0, "offsets strictly increase: {} then {}", w[0].0, w[1].0);
+        assert!(
+            w[0].0 < w[1].0,
+            "offsets strictly increase: {} then {}",
+            w[0].0,
+            w[1].0
+        );
     }
     for (_, k, v, ts) in rows {
         last.insert(k.clone(), (v.clone(), *ts));
@@ -108,13 +113,23 @@ fn latest(rows: &[Row]) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { puts: Vec<(u8, Option<u16>)>, compressed: bool },
+    Put {
+        puts: Vec<(u8, Option<u16>)>,
+        compressed: bool,
+    },
     Flush,
     Roll,
-    Clean { force: bool, map_entries: usize },
-    Tick { ms: i64 },
+    Clean {
+        force: bool,
+        map_entries: usize,
+    },
+    Tick {
+        ms: i64,
+    },
     CloseReopen,
-    Crash { power_loss: bool },
+    Crash {
+        power_loss: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -170,7 +185,10 @@ impl Model {
             }
         }
         for k in last.keys() {
-            assert!(self.latest.contains_key(k), "step {step}: unknown key {k:?}");
+            assert!(
+                self.latest.contains_key(k),
+                "step {step}: unknown key {k:?}"
+            );
         }
     }
 }
@@ -202,7 +220,9 @@ fn run_model(ops: Vec<Op>) {
                         .append(&batch_of(&puts, now, codec), 0, now)
                         .expect("append");
                     for (k, v) in puts {
-                        model.pending.push((format!("key-{k}").into_bytes(), v, now));
+                        model
+                            .pending
+                            .push((format!("key-{k}").into_bytes(), v, now));
                     }
                 }
                 Op::Flush => {
@@ -287,14 +307,21 @@ fn compaction_model_long_run() {
     let mut ops = Vec::new();
     for i in 0..400u32 {
         let k = (i * 7 % 13) as u8;
-        let v = if i % 9 == 0 { None } else { Some((i % 200) as u16) };
+        let v = if i % 9 == 0 {
+            None
+        } else {
+            Some((i % 200) as u16)
+        };
         ops.push(Op::Put {
             puts: vec![(k, v), ((k + 3) % 13, Some(5))],
             compressed: i % 3 == 0,
         });
         match i % 11 {
             3 => ops.push(Op::Roll),
-            5 => ops.push(Op::Clean { force: false, map_entries: 6 }),
+            5 => ops.push(Op::Clean {
+                force: false,
+                map_entries: 6,
+            }),
             7 => ops.push(Op::Tick { ms: 3_000 }),
             9 => ops.push(Op::Flush),
             _ => {}
@@ -350,7 +377,12 @@ fn crash_during_clean(kind: CrashKind, clean_at: i64, map_entries: usize) {
         let log = setup(&reference, &cfg).await;
         // (non-empty segments, bytes): an empty active segment without a
         // file does not survive a reopen, and does not matter.
-        let shape = |l: &PartitionLog<MemStorage>| (l.segment_sizes().iter().filter(|&&s| s > 0).count(), l.size_bytes());
+        let shape = |l: &PartitionLog<MemStorage>| {
+            (
+                l.segment_sizes().iter().filter(|&&s| s > 0).count(),
+                l.size_bytes(),
+            )
+        };
         let shape_before = shape(&log.borrow());
         let before = latest(&read_rows(&log).await);
         let rows_before = read_rows(&log).await.len();
@@ -361,7 +393,10 @@ fn crash_during_clean(kind: CrashKind, clean_at: i64, map_entries: usize) {
             .expect("clean")
             .expect("a pass ran");
         let pass_ops = reference.ops() - start_ops;
-        assert!(pass_ops > 10, "the pass does I/O: {pass_ops} ops, {stats:?}");
+        assert!(
+            pass_ops > 10,
+            "the pass does I/O: {pass_ops} ops, {stats:?}"
+        );
         let after = latest(&read_rows(&log).await);
         let shape_after = shape(&log.borrow());
         assert_ne!(shape_after, shape_before, "the pass rewrote segments");
@@ -415,7 +450,11 @@ fn crash_during_clean(kind: CrashKind, clean_at: i64, map_entries: usize) {
             let end = log.borrow().log_end_offset();
             let a = log
                 .borrow_mut()
-                .append(&batch_of(&[(1, Some(b"x".to_vec()))], NOW, Compression::None), 0, NOW)
+                .append(
+                    &batch_of(&[(1, Some(b"x".to_vec()))], NOW, Compression::None),
+                    0,
+                    NOW,
+                )
                 .expect("append after recovery");
             assert_eq!(a.base_offset, end);
         }
@@ -496,7 +535,11 @@ fn dirty_ratio_and_lags_decide_when_a_log_is_due() {
             ..cfg.clone()
         });
         log.borrow_mut()
-            .append(&batch_of(&[(0, Some(vec![1]))], NOW + 2_000, Compression::None), 0, NOW + 2_000)
+            .append(
+                &batch_of(&[(0, Some(vec![1]))], NOW + 2_000, Compression::None),
+                0,
+                NOW + 2_000,
+            )
             .expect("append");
         log.borrow_mut().force_roll(NOW + 2_000);
         flush(&log, NOW + 2_000, false).await;

@@ -36,6 +36,7 @@ struct RatePace {
     bytes_per_second: u64,
     window_start: std::time::Instant,
     window_bytes: u64,
+    last_park: std::time::Instant,
 }
 
 impl RatePace {
@@ -44,6 +45,7 @@ impl RatePace {
             bytes_per_second,
             window_start: std::time::Instant::now(),
             window_bytes: 0,
+            last_park: std::time::Instant::now(),
         }
     }
 }
@@ -52,7 +54,8 @@ impl Pace for RatePace {
     async fn pace(&mut self, bytes: u64) {
         if self.bytes_per_second > 0 {
             self.window_bytes += bytes;
-            let allowed = Duration::from_secs_f64(self.window_bytes as f64 / self.bytes_per_second as f64);
+            let allowed =
+                Duration::from_secs_f64(self.window_bytes as f64 / self.bytes_per_second as f64);
             let elapsed = self.window_start.elapsed();
             if allowed > elapsed {
                 glommio::timer::sleep(allowed - elapsed).await;
@@ -62,9 +65,23 @@ impl Pace for RatePace {
                 self.window_bytes = 0;
             }
         }
-        glommio::yield_if_needed().await;
+        // Let the data path run. Yielding the task queue is not enough: I/O
+        // completions (a produce's fdatasync) are reaped only when the
+        // executor runs out of runnable tasks, so after a millisecond of work
+        // the cleaner parks briefly.
+        if self.last_park.elapsed() >= CLEANER_WORK_SLICE {
+            glommio::timer::sleep(CLEANER_PARK).await;
+            self.last_park = std::time::Instant::now();
+        } else {
+            glommio::executor().yield_task_queue_now().await;
+        }
     }
 }
+
+/// The longest the cleaner works between two parks.
+const CLEANER_WORK_SLICE: Duration = Duration::from_millis(1);
+/// How long it parks: long enough for the executor to poll for I/O.
+const CLEANER_PARK: Duration = Duration::from_micros(50);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

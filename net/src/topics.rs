@@ -245,19 +245,30 @@ mod tests {
             );
         }
         k.insert("cleanup.policy".to_string(), "compact,shred".to_string());
-        assert!(log_config(&k, &none).expect_err("bad").contains("cleanup.policy"));
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("cleanup.policy"));
         k.insert("cleanup.policy".to_string(), "compact".to_string());
         k.insert("min.cleanable.dirty.ratio".to_string(), "1.5".to_string());
-        assert!(log_config(&k, &none).expect_err("bad").contains("dirty.ratio"));
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("dirty.ratio"));
         k.insert("min.cleanable.dirty.ratio".to_string(), "0.1".to_string());
         k.insert("min.compaction.lag.ms".to_string(), "10".to_string());
         k.insert("max.compaction.lag.ms".to_string(), "5".to_string());
-        assert!(log_config(&k, &none).expect_err("bad").contains("max.compaction.lag.ms"));
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("max.compaction.lag.ms"));
         k.insert("max.compaction.lag.ms".to_string(), "50".to_string());
         k.insert("delete.retention.ms".to_string(), "7".to_string());
         let lc = log_config(&k, &none).expect("valid");
         assert_eq!(
-            (lc.min_cleanable_dirty_ratio, lc.min_compaction_lag_ms, lc.max_compaction_lag_ms, lc.delete_retention_ms),
+            (
+                lc.min_cleanable_dirty_ratio,
+                lc.min_compaction_lag_ms,
+                lc.max_compaction_lag_ms,
+                lc.delete_retention_ms
+            ),
             (0.1, 10, 50, 7)
         );
         let mut u = BTreeMap::new();

@@ -144,7 +144,12 @@ mod tests {
         for i in 0..6u8 {
             let key = [b'k', i % 3];
             let value = vec![i; 40];
-            b.push(1_000 + i64::from(i), Some(&key), Some(&value), &[("h", Some(&[i]))]);
+            b.push(
+                1_000 + i64::from(i),
+                Some(&key),
+                Some(&value),
+                &[("h", Some(&[i]))],
+            );
         }
         let mut batch = b.build().to_vec();
         set_base_offset(&mut batch, 100).expect("a whole batch");
@@ -161,7 +166,10 @@ mod tests {
                 .expect("filters");
             assert_eq!(r, Filtered::Rewritten);
             let out = f.output().to_vec();
-            let (nh, range) = BatchIter::new(&out).next().expect("one").expect("valid crc");
+            let (nh, range) = BatchIter::new(&out)
+                .next()
+                .expect("one")
+                .expect("valid crc");
             assert_eq!(range.end, out.len());
             assert_eq!(nh.base_offset, 100);
             assert_eq!(nh.last_offset(), h.last_offset(), "last offset kept");
@@ -172,13 +180,25 @@ mod tests {
             let mut scratch = Vec::new();
             crate::visit_records(&out, 1 << 20, &mut scratch, |_, r| {
                 let hdr = r.headers.iter().next().expect("a header");
-                seen.push((r.offset(&nh), r.timestamp(&nh), r.value.map(<[u8]>::to_vec), hdr.value.map(<[u8]>::to_vec)));
+                seen.push((
+                    r.offset(&nh),
+                    r.timestamp(&nh),
+                    r.value.map(<[u8]>::to_vec),
+                    hdr.value.map(<[u8]>::to_vec),
+                ));
                 Ok(())
             })
             .expect("records parse");
             let want: Vec<_> = [1u8, 3, 5]
                 .iter()
-                .map(|&i| (100 + i64::from(i), 1_000 + i64::from(i), Some(vec![i; 40]), Some(vec![i])))
+                .map(|&i| {
+                    (
+                        100 + i64::from(i),
+                        1_000 + i64::from(i),
+                        Some(vec![i; 40]),
+                        Some(vec![i]),
+                    )
+                })
                 .collect();
             assert_eq!(seen, want, "{codec:?}");
         }
@@ -188,12 +208,21 @@ mod tests {
     fn all_or_nothing() {
         let batch = sample(Compression::None);
         let mut f = BatchFilter::new();
-        assert_eq!(f.filter(&batch, 1 << 20, |_, _, _| true).expect("ok").1, Filtered::Unchanged);
-        assert_eq!(f.filter(&batch, 1 << 20, |_, _, _| false).expect("ok").1, Filtered::Empty);
+        assert_eq!(
+            f.filter(&batch, 1 << 20, |_, _, _| true).expect("ok").1,
+            Filtered::Unchanged
+        );
+        assert_eq!(
+            f.filter(&batch, 1 << 20, |_, _, _| false).expect("ok").1,
+            Filtered::Empty
+        );
         f.empty_batch(&batch).expect("builds");
         let out = f.output();
         let (h, range) = BatchIter::new(out).next().expect("one").expect("valid crc");
-        assert_eq!((range.end, h.record_count, h.last_offset()), (HEADER_LEN, 0, 105));
+        assert_eq!(
+            (range.end, h.record_count, h.last_offset()),
+            (HEADER_LEN, 0, 105)
+        );
         let (_, mut records) = RecordIter::from_batch(out).expect("parses");
         assert!(records.next().is_none());
     }

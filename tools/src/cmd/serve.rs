@@ -88,12 +88,20 @@ pub struct ServeArgs {
     log_cleaner_backoff_ms: Option<u64>,
     /// Memory of each shard's log cleaner key map, about 32 bytes a key (Kafka's
     /// log.cleaner.dedupe.buffer.size). Key log_cleaner_dedupe_buffer_bytes, default 33554432.
-    #[arg(long, env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_BYTES",
+        value_name = "BYTES"
+    )]
     log_cleaner_dedupe_buffer_bytes: Option<u64>,
     /// I/O rate limit of each shard's log cleaner, reads and writes together, 0 for
     /// none (Kafka's log.cleaner.io.max.bytes.per.second). Key
     /// log_cleaner_io_max_bytes_per_second, default 104857600.
-    #[arg(long, env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        value_name = "BYTES"
+    )]
     log_cleaner_io_max_bytes_per_second: Option<u64>,
     /// Partitions of __consumer_offsets when it is created (Kafka's
     /// offsets.topic.num.partitions). Key offsets_topic_partitions, default 50.
