@@ -35,6 +35,54 @@ impl std::fmt::Display for FlushPolicy {
     }
 }
 
+/// `cleanup.policy`: `delete`, `compact`, or both (`compact,delete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `retention.ms` / `retention.bytes` drop old segments.
+    pub delete: bool,
+    /// The cleaner keeps the latest record of every key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Parses Kafka's list form: `delete`, `compact`, `compact,delete`
+    /// (either order, spaces allowed). An empty list means neither, as in Kafka.
+    pub fn parse(s: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            (false, true) => "delete",
+            (false, false) => "",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampType {
     CreateTime,
@@ -63,6 +111,32 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// `producer.id.expiration.ms`: idempotence state of an idle producer is dropped after this.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (null value) stays readable
+    /// on a compacted log, counted from its timestamp.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the cleaner takes a log once its dirty
+    /// (never cleaned) bytes are at least this share of its cleanable bytes.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record becomes cleanable after at most this
+    /// long, whatever the dirty ratio (it also caps `segment.ms`).
+    pub max_compaction_lag_ms: i64,
+}
+
+impl LogConfig {
+    /// The age at which the active segment rolls: `segment.ms`, capped by
+    /// `max.compaction.lag.ms` on compacted logs (as Kafka does), so a record
+    /// in the active segment is not kept from the cleaner for longer than that.
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -78,6 +152,11 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             preallocate_bytes: 16 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! A log is owned by one shard and driven through `RefCell`; the free functions
 //! in [`log`] and [`recovery`] never hold a borrow across an await.
 
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod index;
@@ -16,7 +17,7 @@ pub mod tail_cache;
 pub mod timestamp;
 pub mod truncate;
 
-pub use config::{FlushPolicy, LogConfig, TimestampType};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 pub use error::{AppendError, LogError};
 pub use log::{Appended, PartitionLog, ReadResult};
 pub use tail_cache::CacheBudget;

@@ -118,6 +118,15 @@ pub struct PartitionLog<S: Storage> {
     /// The disk read issued for where the last cold read stopped (catch-up
     /// readers read on: the disk works while the reader handles this fetch).
     pub(crate) read_ahead: Option<ReadAhead<S::File>>,
+    /// The cleaner checkpoint: offsets below it were cleaned (compacted logs).
+    pub(crate) first_dirty_offset: i64,
+    /// A cleaning pass runs (see `cleaner`).
+    pub(crate) cleaning: bool,
+    /// A pass is swapping files: segment files must not be deleted or cut
+    /// meanwhile (deletions wait, truncation waits).
+    pub(crate) swapping: bool,
+    /// Set when a swap failed half-way: no more cleaning until reopened.
+    pub(crate) cleaner_failed: Option<String>,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -148,6 +157,10 @@ impl<S: Storage> PartitionLog<S> {
             pending_deletes: Vec::new(),
             closed: false,
             read_ahead: None,
+            first_dirty_offset: 0,
+            cleaning: false,
+            swapping: false,
+            cleaner_failed: None,
         }
     }
 
@@ -193,6 +206,11 @@ impl<S: Storage> PartitionLog<S> {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The size of each segment, oldest first.
+    pub fn segment_sizes(&self) -> Vec<u64> {
+        self.segments.values().map(|s| s.size).collect()
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -274,6 +292,9 @@ impl<S: Storage> PartitionLog<S> {
         }
         let opts = ValidateOptions {
             max_batch_bytes: self.config.max_message_bytes as usize,
+            // A compacted log keeps records by key: a keyless one is refused
+            // (compressed batches are decompressed as a stream, with a limit).
+            require_keys: self.config.cleanup_policy.compact,
             ..ValidateOptions::default()
         };
         let header = sluice_records::validate(batch, &opts)?;
@@ -297,7 +318,7 @@ impl<S: Storage> PartitionLog<S> {
         let len = batch.len() as u64;
         let roll = {
             let segment_bytes = self.config.segment_bytes;
-            let segment_ms = self.config.segment_ms;
+            let segment_ms = self.config.roll_ms();
             let active = self.active();
             active.size > 0
                 && (active.size + len > segment_bytes || now_ms - active.created_ms >= segment_ms)
@@ -429,9 +450,9 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
-    /// A flush job or a truncation is in flight.
+    /// A flush job, a truncation or a cleaner's file swap is in flight.
     pub(crate) fn flush_busy(&self) -> bool {
-        self.jobs_in_flight > 0 || self.exclusive
+        self.jobs_in_flight > 0 || self.exclusive || self.swapping
     }
 
     /// Releases the exclusive slot and wakes whoever waits for the log to be idle.
@@ -440,7 +461,12 @@ impl<S: Storage> PartitionLog<S> {
         self.wake_flush_watchers();
     }
 
-    fn wake_flush_watchers(&mut self) {
+    /// Files of dropped segments wait for deletion (a cleaner swap held them).
+    pub fn has_pending_deletes(&self) -> bool {
+        !self.pending_deletes.is_empty()
+    }
+
+    pub(crate) fn wake_flush_watchers(&mut self) {
         if self.flush_busy() {
             return;
         }
@@ -837,6 +863,9 @@ impl<S: Storage> PartitionLog<S> {
     /// and advances the log start offset. The files are deleted by [`apply_retention`].
     pub fn plan_retention(&mut self, now_ms: i64) -> usize {
         let mut removed = 0;
+        if !self.config.cleanup_policy.delete {
+            return 0;
+        }
         loop {
             let total = self.size_bytes() as i64;
             let mut it = self.segments.values();
@@ -1496,24 +1525,42 @@ pub async fn read<S: Storage>(
     offset: i64,
     max_bytes: usize,
 ) -> Result<ReadResult, LogError> {
-    let (plan, ahead) = {
-        let mut l = log.borrow_mut();
-        let plan = l.plan_read(offset, max_bytes)?;
-        let ahead = match plan {
-            ReadPlan::Disk(_) => l.read_ahead.take(),
-            ReadPlan::Done(_) => None,
+    let mut offset = offset;
+    loop {
+        let (plan, ahead) = {
+            let mut l = log.borrow_mut();
+            let plan = l.plan_read(offset, max_bytes)?;
+            let ahead = match plan {
+                ReadPlan::Disk(_) => l.read_ahead.take(),
+                ReadPlan::Done(_) => None,
+            };
+            (plan, ahead)
         };
-        (plan, ahead)
-    };
-    match plan {
-        ReadPlan::Done(r) => Ok(r),
-        ReadPlan::Disk(d) => {
-            let (result, next) = d.execute_with(ahead, true).await;
-            if next.is_some() {
-                log.borrow_mut().read_ahead = next;
+        let result = match plan {
+            ReadPlan::Done(r) => return Ok(r),
+            ReadPlan::Disk(d) => {
+                let (result, next) = d.execute_with(ahead, true).await;
+                if next.is_some() {
+                    log.borrow_mut().read_ahead = next;
+                }
+                result?
             }
-            result
+        };
+        // Compaction may leave the end of a segment without batches: go on
+        // in the next segment rather than answer nothing forever.
+        if result.chunks.is_empty() && offset < result.high_watermark {
+            let next = log
+                .borrow()
+                .segments
+                .range(offset + 1..)
+                .next()
+                .map(|(&b, _)| b);
+            if let Some(next) = next.filter(|&n| n < result.high_watermark) {
+                offset = next;
+                continue;
+            }
         }
+        return Ok(result);
     }
 }
 
@@ -1522,6 +1569,18 @@ pub async fn read<S: Storage>(
 pub async fn delete_dropped_files<S: Storage>(
     log: &RefCell<PartitionLog<S>>,
 ) -> Result<usize, LogError> {
+    // The cleaner is renaming files: delete after it (the next call), but
+    // make the new log start durable now.
+    let (swapping, due) = {
+        let l = log.borrow();
+        (l.swapping, !l.pending_deletes.is_empty())
+    };
+    if swapping {
+        if due {
+            crate::recovery::checkpoint_log_start(log).await?;
+        }
+        return Ok(0);
+    }
     let (storage, paths, dir) = {
         let mut l = log.borrow_mut();
         (

@@ -171,7 +171,9 @@ fn record_producer(states: &mut ProducerStates, h: &BatchHeader) {
     if h.producer_id >= 0 && h.base_sequence >= 0 {
         let meta = BatchMeta {
             first_seq: h.base_sequence,
-            last_seq: h.base_sequence.wrapping_add(h.record_count - 1),
+            // The last offset delta, not the record count: a compacted batch
+            // keeps its sequence range with fewer records.
+            last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
         };
@@ -191,6 +193,8 @@ pub async fn open<S: Storage>(
         .create_dir_all(&dir)
         .await
         .map_err(|e| LogError::io("create dir", &dir, &e))?;
+    crate::cleaner::recover_swap(&storage, &dir).await?;
+    let first_dirty_offset = crate::cleaner::read_checkpoint(&storage, &dir).await?;
     let names = storage
         .list_dir(&dir)
         .await
@@ -213,6 +217,7 @@ pub async fn open<S: Storage>(
             && parse_file_name(name, "timeindex").is_none()
             && name != CLEAN_SHUTDOWN
             && name != LOG_START_CHECKPOINT
+            && !crate::cleaner::is_cleaner_file(name)
         {
             tracing::warn!(file = %dir.join(name).display(), "ignoring a foreign file in a partition directory");
         }
@@ -244,6 +249,7 @@ pub async fn open<S: Storage>(
         .map(|[o]| o);
 
     let mut log = PartitionLog::empty(storage.clone(), dir.clone(), config, budget);
+    log.first_dirty_offset = first_dirty_offset;
     if bases.is_empty() {
         let base = checkpoint_start.unwrap_or(0).max(0);
         log.segments.insert(base, Segment::new(&dir, base, now_ms));
@@ -436,6 +442,7 @@ pub async fn open<S: Storage>(
             .map_err(|e| LogError::io("write", &start_path, &e))?;
     }
     log.next_offset = next;
+    log.first_dirty_offset = log.first_dirty_offset.min(next);
     log.written_offset = next;
     log.durable_offset = next;
     log.visible_offset = next;

@@ -235,6 +235,8 @@ impl<S: Storage> PartitionLog<S> {
         // The one place where the visible offset goes down.
         self.visible_offset = self.visible_offset.min(offset);
         self.tail.truncate_from(offset);
+        // Offsets at or past the cut will be written anew: they are dirty.
+        self.first_dirty_offset = self.first_dirty_offset.min(offset);
         self.producers.truncate_to(offset);
         self.leader_epoch_cache.retain(|&(_, start)| start < offset);
         self.snapshot_due = self.snapshot_due.filter(|&b| b <= offset);

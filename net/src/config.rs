@@ -40,6 +40,15 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.retention.check.interval.ms`: how often expired
     /// committed offsets are looked for and removed.
     pub offsets_retention_check_interval_ms: u64,
+    /// Kafka's `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps
+    /// when no compacted log is due.
+    pub log_cleaner_backoff_ms: u64,
+    /// Kafka's `log.cleaner.dedupe.buffer.size`, per shard: memory of the
+    /// cleaner's key map (about 32 bytes a key).
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+    /// Kafka's `log.cleaner.io.max.bytes.per.second`, per shard (reads and
+    /// writes together); 0 means no limit.
+    pub log_cleaner_io_max_bytes_per_second: u64,
 }
 
 impl Default for BrokerConfig {
@@ -64,6 +73,9 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_bytes: 32 << 20,
+            log_cleaner_io_max_bytes_per_second: 100 << 20,
         }
     }
 }

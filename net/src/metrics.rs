@@ -105,8 +105,23 @@ impl TopicIo {
     }
 }
 
+/// What the log cleaner of a shard did (counters) and how far behind it is (gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CleanerMetrics {
+    pub passes: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    pub errors: u64,
+    /// The largest dirty ratio of this shard's compacted logs at the last check.
+    pub max_dirty_ratio: f64,
+    /// The longest a dirty record of this shard has waited, at the last check.
+    pub max_lag_ms: i64,
+}
+
 /// One shard's metrics. Only its own shard touches them.
 pub struct ShardMetrics {
+    pub cleaner: Cell<CleanerMetrics>,
     topics: RefCell<HashMap<String, TopicIo>>,
     /// Per Kafka API key: latency of completed requests (its count is the request count).
     apis: RefCell<BTreeMap<i16, Histogram>>,
@@ -126,6 +141,7 @@ pub struct ShardMetrics {
 impl Default for ShardMetrics {
     fn default() -> Self {
         ShardMetrics {
+            cleaner: Cell::default(),
             topics: RefCell::default(),
             apis: RefCell::default(),
             produce_latency: RefCell::new(Histogram::latency()),
@@ -268,6 +284,7 @@ pub struct ShardSnapshot {
     pub connections_open: u64,
     pub connections_total: u64,
     pub busy_seconds: f64,
+    pub cleaner: CleanerMetrics,
     /// Committed offsets of the groups placed here: (group, topic, partition, offset).
     pub committed: Vec<(String, String, i32, i64)>,
     /// High watermarks of the partitions this shard owns.
@@ -306,6 +323,7 @@ pub fn snapshot(s: &ShardState) -> ShardSnapshot {
         connections_open: s.connections.get() as u64,
         connections_total: m.connections_total.get(),
         busy_seconds: m.busy.get().as_secs_f64(),
+        cleaner: m.cleaner.get(),
         committed: s.groups.borrow().committed_offsets(),
         high_watermarks: s.high_watermarks(),
     }
@@ -528,7 +546,49 @@ pub fn render(snaps: &[ShardSnapshot]) -> String {
         histogram(&mut out, name, "", &merged(snaps, get));
     }
 
-    let per_shard: [ShardSeries; 7] = [
+    let per_shard: [ShardSeries; 14] = [
+        (
+            "sluice_cleaner_passes_total",
+            "counter",
+            "Log cleaner passes completed, by shard.",
+            |s| s.cleaner.passes as f64,
+        ),
+        (
+            "sluice_cleaner_read_bytes_total",
+            "counter",
+            "Bytes of segments the log cleaner read, by shard.",
+            |s| s.cleaner.bytes_read as f64,
+        ),
+        (
+            "sluice_cleaner_written_bytes_total",
+            "counter",
+            "Bytes of cleaned segments the log cleaner wrote, by shard.",
+            |s| s.cleaner.bytes_written as f64,
+        ),
+        (
+            "sluice_cleaner_removed_records_total",
+            "counter",
+            "Records the log cleaner removed (superseded, expired tombstones, keyless), by shard.",
+            |s| s.cleaner.records_removed as f64,
+        ),
+        (
+            "sluice_cleaner_errors_total",
+            "counter",
+            "Log cleaner passes that failed, by shard.",
+            |s| s.cleaner.errors as f64,
+        ),
+        (
+            "sluice_cleaner_max_dirty_ratio",
+            "gauge",
+            "Largest dirty ratio of the shard's compacted logs.",
+            |s| s.cleaner.max_dirty_ratio,
+        ),
+        (
+            "sluice_cleaner_max_lag_seconds",
+            "gauge",
+            "Longest time a record of the shard's compacted logs has waited for the cleaner.",
+            |s| s.cleaner.max_lag_ms as f64 / 1000.0,
+        ),
         (
             "sluice_tail_cache_hits_total",
             "counter",
@@ -632,6 +692,7 @@ mod tests {
             connections_open: 0,
             connections_total: 0,
             busy_seconds: 0.0,
+            cleaner: CleanerMetrics::default(),
             committed: Vec::new(),
             high_watermarks: Vec::new(),
         };

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use engine::cleaner::{CleanerOptions, Pace};
 use engine::log::{delete_dropped_files, flush_all, PartitionLog};
 use engine::storage::dma::DmaStorage;
 use engine::storage::{read_file, write_file_atomic};
@@ -28,6 +29,62 @@ const PRODUCER_IDS_FILE: &str = "producer-ids";
 /// Producer ids are reserved durably in blocks of this size, so an id is never
 /// handed out twice, even across a crash.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The CPU shares of the log cleaner's task queue (the default queue has 1000).
+pub const CLEANER_SHARES: usize = 100;
+
+/// Paces the cleaner: at most `bytes_per_second` (0: no limit), and a yield
+/// to other tasks whenever the cleaner's time slice is used up.
+struct RatePace {
+    bytes_per_second: u64,
+    window_start: std::time::Instant,
+    window_bytes: u64,
+    last_park: std::time::Instant,
+}
+
+impl RatePace {
+    fn new(bytes_per_second: u64) -> Self {
+        RatePace {
+            bytes_per_second,
+            window_start: std::time::Instant::now(),
+            window_bytes: 0,
+            last_park: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Pace for RatePace {
+    async fn pace(&mut self, bytes: u64) {
+        if self.bytes_per_second > 0 {
+            self.window_bytes += bytes;
+            let allowed =
+                Duration::from_secs_f64(self.window_bytes as f64 / self.bytes_per_second as f64);
+            let elapsed = self.window_start.elapsed();
+            if allowed > elapsed {
+                glommio::timer::sleep(allowed - elapsed).await;
+            }
+            if self.window_start.elapsed() > Duration::from_secs(1) {
+                self.window_start = std::time::Instant::now();
+                self.window_bytes = 0;
+            }
+        }
+        // Let the data path run. Yielding the task queue is not enough: I/O
+        // completions (a produce's fdatasync) are reaped only when the
+        // executor runs out of runnable tasks, so after a millisecond of work
+        // the cleaner parks briefly.
+        if self.last_park.elapsed() >= CLEANER_WORK_SLICE {
+            glommio::timer::sleep(CLEANER_PARK).await;
+            self.last_park = std::time::Instant::now();
+        } else {
+            glommio::executor().yield_task_queue_now().await;
+        }
+    }
+}
+
+/// The longest the cleaner works between two parks.
+const CLEANER_WORK_SLICE: Duration = Duration::from_millis(1);
+/// How long it parks: long enough for the executor to poll for I/O.
+const CLEANER_PARK: Duration = Duration::from_micros(50);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -386,12 +443,82 @@ impl ShardState {
                 last_retention = now;
                 for log in &logs {
                     log.borrow_mut().expire_producers(now);
-                    if log.borrow_mut().plan_retention(now) > 0 {
+                    let planned = log.borrow_mut().plan_retention(now) > 0;
+                    if planned || log.borrow().has_pending_deletes() {
                         if let Err(e) = delete_dropped_files(log).await {
                             tracing::warn!(error = %e, "retention could not delete files");
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The log cleaner of this shard: takes the filthiest due compacted log,
+    /// one at a time, cleans it with a bounded key map at a bounded I/O rate,
+    /// yielding to the data path; sleeps `log.cleaner.backoff.ms` when no log
+    /// is due.
+    pub async fn run_cleaner(self: Rc<Self>) {
+        let opts = CleanerOptions {
+            map_memory_bytes: usize::try_from(self.config.log_cleaner_dedupe_buffer_bytes)
+                .unwrap_or(usize::MAX),
+            ..CleanerOptions::default()
+        };
+        let mut pace = RatePace::new(self.config.log_cleaner_io_max_bytes_per_second);
+        let backoff = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
+        let mut idle_since = std::time::Instant::now();
+        let mut first = true;
+        while !self.shutdown.is_set() {
+            if first || idle_since.elapsed() < backoff {
+                // Wake often enough to notice a shutdown.
+                glommio::timer::sleep(backoff.min(Duration::from_millis(200))).await;
+                if idle_since.elapsed() < backoff {
+                    continue;
+                }
+            }
+            first = false;
+            let now = now_ms();
+            let logs: Vec<Log> = self.logs.borrow().values().cloned().collect();
+            let mut filthiest: Option<(f64, Log)> = None;
+            let (mut max_ratio, mut max_lag) = (0.0f64, 0i64);
+            for log in logs {
+                let Some(d) = log.borrow().dirtiness(now) else {
+                    continue;
+                };
+                max_ratio = max_ratio.max(d.ratio);
+                max_lag = max_lag.max(d.lag_ms);
+                if d.due && filthiest.as_ref().is_none_or(|(r, _)| d.ratio > *r) {
+                    filthiest = Some((d.ratio, log.clone()));
+                }
+            }
+            let mut m = self.metrics.cleaner.get();
+            m.max_dirty_ratio = max_ratio;
+            m.max_lag_ms = max_lag;
+            self.metrics.cleaner.set(m);
+            let Some((_, log)) = filthiest else {
+                idle_since = std::time::Instant::now();
+                continue;
+            };
+            let result = engine::cleaner::clean(&log, now, false, &opts, &mut pace).await;
+            let mut m = self.metrics.cleaner.get();
+            match result {
+                Ok(Some(stats)) => {
+                    m.passes += 1;
+                    m.bytes_read += stats.bytes_read;
+                    m.bytes_written += stats.bytes_written;
+                    m.records_removed += stats.records_read - stats.records_kept;
+                    tracing::debug!(dir = %log.borrow().dir().display(), ?stats, "cleaned");
+                }
+                Ok(None) => idle_since = std::time::Instant::now(),
+                Err(e) => {
+                    m.errors += 1;
+                    tracing::warn!(dir = %log.borrow().dir().display(), error = %e, "log cleaner pass failed");
+                    idle_since = std::time::Instant::now();
+                }
+            }
+            self.metrics.cleaner.set(m);
+            if let Err(e) = delete_dropped_files(&log).await {
+                tracing::warn!(error = %e, "could not delete dropped segment files");
             }
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use engine::{FlushPolicy, LogConfig, TimestampType};
+use engine::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -71,6 +71,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 /// The topic configs sluice understands, with their defaults (Kafka's names).
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
+    ("delete.retention.ms", "86400000"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
     ("flush", "always"),
     ("max.message.bytes", "1048588"),
     ("message.timestamp.type", "CreateTime"),
@@ -145,10 +149,37 @@ pub fn log_config(
             }
             "segment.ms" => c.segment_ms = parse_num(key, v)?,
             "index.interval.bytes" => c.index_interval_bytes = parse_num(key, v)?,
-            "cleanup.policy" if v != "delete" => {
-                return Err(format!(
-                    "cleanup.policy={v} is not supported yet (only delete)"
-                ));
+            "cleanup.policy" => {
+                c.cleanup_policy = CleanupPolicy::parse(v).ok_or_else(|| {
+                    format!(
+                        "invalid value {v:?} for {key}: a list of delete and compact \
+                         (delete, compact or compact,delete)"
+                    )
+                })?
+            }
+            "delete.retention.ms" => {
+                c.delete_retention_ms = parse_num(key, v)?;
+                if c.delete_retention_ms < 0 {
+                    return Err(format!("invalid value {v:?} for {key}: at least 0"));
+                }
+            }
+            "min.cleanable.dirty.ratio" => {
+                c.min_cleanable_dirty_ratio = parse_num(key, v)?;
+                if !(0.0..=1.0).contains(&c.min_cleanable_dirty_ratio) {
+                    return Err(format!("invalid value {v:?} for {key}: between 0 and 1"));
+                }
+            }
+            "min.compaction.lag.ms" => {
+                c.min_compaction_lag_ms = parse_num(key, v)?;
+                if c.min_compaction_lag_ms < 0 {
+                    return Err(format!("invalid value {v:?} for {key}: at least 0"));
+                }
+            }
+            "max.compaction.lag.ms" => {
+                c.max_compaction_lag_ms = parse_num(key, v)?;
+                if c.max_compaction_lag_ms < 1 {
+                    return Err(format!("invalid value {v:?} for {key}: at least 1"));
+                }
             }
             "segment.index.bytes" => {
                 parse_num::<i64>(key, v)?;
@@ -161,6 +192,12 @@ pub fn log_config(
             }
             _ => {}
         }
+    }
+    if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+        return Err(format!(
+            "min.compaction.lag.ms ({}) is over max.compaction.lag.ms ({})",
+            c.min_compaction_lag_ms, c.max_compaction_lag_ms
+        ));
     }
     Ok(c)
 }
@@ -192,6 +229,48 @@ mod tests {
         assert!(log_config(&c, &none)
             .expect_err("bad")
             .contains("retention.ms"));
+        let mut k = BTreeMap::new();
+        for (policy, compact, delete) in [
+            ("compact", true, false),
+            ("delete", false, true),
+            ("compact,delete", true, true),
+            ("delete, compact", true, true),
+        ] {
+            k.insert("cleanup.policy".to_string(), policy.to_string());
+            let lc = log_config(&k, &none).expect("valid policy");
+            assert_eq!(
+                (lc.cleanup_policy.compact, lc.cleanup_policy.delete),
+                (compact, delete),
+                "{policy}"
+            );
+        }
+        k.insert("cleanup.policy".to_string(), "compact,shred".to_string());
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("cleanup.policy"));
+        k.insert("cleanup.policy".to_string(), "compact".to_string());
+        k.insert("min.cleanable.dirty.ratio".to_string(), "1.5".to_string());
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("dirty.ratio"));
+        k.insert("min.cleanable.dirty.ratio".to_string(), "0.1".to_string());
+        k.insert("min.compaction.lag.ms".to_string(), "10".to_string());
+        k.insert("max.compaction.lag.ms".to_string(), "5".to_string());
+        assert!(log_config(&k, &none)
+            .expect_err("bad")
+            .contains("max.compaction.lag.ms"));
+        k.insert("max.compaction.lag.ms".to_string(), "50".to_string());
+        k.insert("delete.retention.ms".to_string(), "7".to_string());
+        let lc = log_config(&k, &none).expect("valid");
+        assert_eq!(
+            (
+                lc.min_cleanable_dirty_ratio,
+                lc.min_compaction_lag_ms,
+                lc.max_compaction_lag_ms,
+                lc.delete_retention_ms
+            ),
+            (0.1, 10, 50, 7)
+        );
         let mut u = BTreeMap::new();
         u.insert("no.such.config".to_string(), "1".to_string());
         assert!(log_config(&u, &none)

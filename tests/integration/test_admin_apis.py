@@ -3,8 +3,9 @@ DescribeConfigs (confluent-kafka), DeleteRecords (confluent-kafka, with a
 restart), DescribeProducers and DescribeLogDirs (kafka-python), and
 OffsetForLeaderEpoch (raw request through kafka-python's connection manager).
 
-Checks that are sluice's own choices (compaction not supported yet, broker
-configs static, segment files deleted at once) run only against sluice.
+Checks that are sluice's own choices (broker configs static, segment files
+deleted at once) run only against sluice. Compaction itself is tested in
+test_compaction.py.
 """
 import time
 
@@ -136,14 +137,15 @@ def test_admin_incremental_alter_configs(shared_broker):
                                       [("retention.ms", AlterConfigOpType.APPEND, "5")]))
     assert err.code() == KafkaError.INVALID_CONFIG, err
 
-    if SLUICE:
-        # Compaction is not supported yet: refused, naming the value.
-        err = _error(lambda: _incremental(admin, topic,
-                                          [("cleanup.policy", AlterConfigOpType.APPEND,
-                                            "compact")]))
-        assert err.code() == KafkaError.INVALID_CONFIG, err
-        assert "compact" in err.str(), err
-        # Broker configs are static: refused with a message that says so.
+    # APPEND compact makes the topic compacted too; SUBTRACT takes it back.
+    _incremental(admin, topic, [("cleanup.policy", AlterConfigOpType.APPEND, "compact")])
+    assert set(_configs(admin, topic)["cleanup.policy"].value.split(",")) == {"delete", "compact"}
+    _incremental(admin, topic, [("cleanup.policy", AlterConfigOpType.SUBTRACT, "compact")])
+    assert _configs(admin, topic)["cleanup.policy"].value == "delete"
+    err = _error(lambda: _incremental(admin, topic,
+                                      [("cleanup.policy", AlterConfigOpType.SET, "shred")]))
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+    if SLUICE:        # Broker configs are static: refused with a message that says so.
         node = str(next(iter(admin.list_topics(timeout=TIMEOUT).brokers)))
         err = _error(lambda: _incremental(admin, node,
                                           [("log.retention.ms", AlterConfigOpType.SET, "1000")],

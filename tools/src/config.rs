@@ -96,6 +96,9 @@ pub struct ServeConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// What the broker logs: a level, or comma-separated `target=level`.
     pub log_level: String,
+    pub log_cleaner_backoff_ms: u64,
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+    pub log_cleaner_io_max_bytes_per_second: u64,
     /// Address of the HTTP endpoint for `/metrics` and `/health`; empty or
     /// `off` disables it.
     pub metrics_listen: String,
@@ -128,6 +131,9 @@ impl Default for ServeConfig {
             offsets_retention_minutes: broker.offsets_retention_minutes,
             offsets_retention_check_interval_ms: broker.offsets_retention_check_interval_ms,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            log_cleaner_backoff_ms: broker.log_cleaner_backoff_ms,
+            log_cleaner_dedupe_buffer_bytes: broker.log_cleaner_dedupe_buffer_bytes,
+            log_cleaner_io_max_bytes_per_second: broker.log_cleaner_io_max_bytes_per_second,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             topic_defaults: BTreeMap::new(),
         }
@@ -317,6 +323,20 @@ impl ServeConfig {
                 "tail_cache_bytes",
                 self.tail_cache_bytes.to_string(),
                 "larger than this machine's address space",
+            ));
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err(invalid(
+                "log_cleaner_backoff_ms",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if !(1 << 10..=1 << 40).contains(&self.log_cleaner_dedupe_buffer_bytes) {
+            return Err(invalid(
+                "log_cleaner_dedupe_buffer_bytes",
+                self.log_cleaner_dedupe_buffer_bytes.to_string(),
+                "must be between 1 KiB and 1 TiB",
             ));
         }
         if self.retention_check_interval_ms == 0 {

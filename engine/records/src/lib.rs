@@ -17,6 +17,7 @@
 mod builder;
 mod compression;
 mod error;
+mod filter;
 mod header;
 mod iter;
 mod record;
@@ -25,6 +26,7 @@ mod varint;
 
 pub use builder::BatchBuilder;
 pub use error::{BatchError, BatchErrorKind};
+pub use filter::{BatchFilter, Filtered};
 pub use header::{
     set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchHeader, Compression,
     TimestampType, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_TIMESTAMP,

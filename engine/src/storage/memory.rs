@@ -46,6 +46,9 @@ struct Fs {
     fail_fsync: bool,
     /// Total bytes the disk holds (sum of file lengths); writes past it fail with ENOSPC.
     capacity_bytes: Option<u64>,
+    /// Directory operations (create, rename, remove, sync_dir) count as
+    /// operations too, so a crash can fall between two renames.
+    count_dir_ops: bool,
 }
 
 impl Fs {
@@ -68,6 +71,18 @@ impl Fs {
         }
         Ok(false)
     }
+
+    /// Accounts a directory operation when those are counted; `Err` when it
+    /// is the crash point (the operation does not happen) or after.
+    fn tick_dir(&mut self) -> io::Result<()> {
+        if self.crashed {
+            return Err(crashed());
+        }
+        if self.count_dir_ops && self.tick()? {
+            return Err(crashed());
+        }
+        Ok(())
+    }
 }
 
 fn crashed() -> io::Error {
@@ -88,6 +103,12 @@ impl MemStorage {
     /// Crash when the `n`-th mutating operation (1-based) runs.
     pub fn crash_at_op(&self, n: u64) {
         self.fs.borrow_mut().crash_at_op = Some(n);
+    }
+
+    /// Counts directory operations (create, rename, remove, sync_dir) as
+    /// crash points too.
+    pub fn count_dir_ops(&self, on: bool) {
+        self.fs.borrow_mut().count_dir_ops = on;
     }
 
     pub fn ops(&self) -> u64 {
@@ -207,9 +228,7 @@ impl Storage for MemStorage {
 
     async fn create(&self, path: &Path) -> io::Result<MemFile> {
         let mut fs = self.fs.borrow_mut();
-        if fs.crashed {
-            return Err(crashed());
-        }
+        fs.tick_dir()?;
         let data = fs.files.entry(path.to_path_buf()).or_default().clone();
         Ok(MemFile {
             fs: self.fs.clone(),
@@ -219,9 +238,7 @@ impl Storage for MemStorage {
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
-        if fs.crashed {
-            return Err(crashed());
-        }
+        fs.tick_dir()?;
         fs.files
             .remove(path)
             .map(|_| ())
@@ -230,9 +247,7 @@ impl Storage for MemStorage {
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
-        if fs.crashed {
-            return Err(crashed());
-        }
+        fs.tick_dir()?;
         let f = fs.files.remove(from).ok_or_else(|| not_found(from))?;
         fs.files.insert(to.to_path_buf(), f);
         Ok(())
@@ -273,10 +288,7 @@ impl Storage for MemStorage {
     }
 
     async fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        if self.fs.borrow().crashed {
-            return Err(crashed());
-        }
-        Ok(())
+        self.fs.borrow_mut().tick_dir()
     }
 }
 

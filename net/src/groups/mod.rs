@@ -10,9 +10,10 @@
 //! partitions when it starts. Until a partition is replayed its groups answer
 //! COORDINATOR_LOAD_IN_PROGRESS.
 //!
-//! Not done here: compaction of `__consumer_offsets` (a separate issue: until
-//! then the topic keeps every record, with retention off, and load time grows
-//! with the number of commits since the topic was created).
+//! `__consumer_offsets` is created with `cleanup.policy=compact`: every record
+//! has a key (group, or group + partition) and deletions are tombstones (null
+//! values), so the cleaner keeps each group's latest state and load time stays
+//! bounded by the live groups and offsets, not by the commits ever made.
 
 pub mod group;
 pub mod storage;
@@ -332,8 +333,10 @@ async fn ensure_offsets_topic(s: &Rc<ShardState>) {
             return;
         }
         let mut configs = std::collections::BTreeMap::new();
-        // Commits must outlive any time-based retention; compaction (a
-        // separate issue) is what will bound this topic.
+        // Compaction bounds this topic (Kafka's offsets.topic settings):
+        // commits never expire by time, only when superseded or deleted.
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
         configs.insert("retention.ms".to_string(), "-1".to_string());
         configs.insert("retention.bytes".to_string(), "-1".to_string());
         configs.insert(

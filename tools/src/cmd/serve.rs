@@ -82,6 +82,27 @@ pub struct ServeArgs {
     /// How often retention runs, in ms. Key retention_check_interval_ms, default 30000.
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     retention_check_interval_ms: Option<u64>,
+    /// How long a shard's log cleaner sleeps when no compacted log is due, in ms
+    /// (Kafka's log.cleaner.backoff.ms). Key log_cleaner_backoff_ms, default 15000.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
+    log_cleaner_backoff_ms: Option<u64>,
+    /// Memory of each shard's log cleaner key map, about 32 bytes a key (Kafka's
+    /// log.cleaner.dedupe.buffer.size). Key log_cleaner_dedupe_buffer_bytes, default 33554432.
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_BYTES",
+        value_name = "BYTES"
+    )]
+    log_cleaner_dedupe_buffer_bytes: Option<u64>,
+    /// I/O rate limit of each shard's log cleaner, reads and writes together, 0 for
+    /// none (Kafka's log.cleaner.io.max.bytes.per.second). Key
+    /// log_cleaner_io_max_bytes_per_second, default 104857600.
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        value_name = "BYTES"
+    )]
+    log_cleaner_io_max_bytes_per_second: Option<u64>,
     /// Partitions of __consumer_offsets when it is created (Kafka's
     /// offsets.topic.num.partitions). Key offsets_topic_partitions, default 50.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
@@ -170,6 +191,15 @@ impl ServeArgs {
         set(
             &mut c.offsets_topic_partitions,
             &self.offsets_topic_partitions,
+        );
+        set(&mut c.log_cleaner_backoff_ms, &self.log_cleaner_backoff_ms);
+        set(
+            &mut c.log_cleaner_dedupe_buffer_bytes,
+            &self.log_cleaner_dedupe_buffer_bytes,
+        );
+        set(
+            &mut c.log_cleaner_io_max_bytes_per_second,
+            &self.log_cleaner_io_max_bytes_per_second,
         );
         set(
             &mut c.group_initial_rebalance_delay_ms,
@@ -263,6 +293,9 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         group_max_session_timeout_ms: c.group_max_session_timeout_ms,
         offsets_retention_minutes: c.offsets_retention_minutes,
         offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
+        log_cleaner_backoff_ms: c.log_cleaner_backoff_ms,
+        log_cleaner_dedupe_buffer_bytes: c.log_cleaner_dedupe_buffer_bytes,
+        log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
         ..BrokerConfig::default()
     };
     let runtime = RuntimeConfig {
@@ -288,6 +321,19 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
             state.start().await?;
             glommio::spawn_local(state.clone().run_flusher()).detach();
             glommio::spawn_local(state.clone().run_housekeeping()).detach();
+            // The cleaner runs in a queue of its own with a small share of the
+            // CPU, so produce and fetch on the shard keep their latency.
+            let cleaner_queue = glommio::executor().create_task_queue(
+                glommio::Shares::Static(net::state::CLEANER_SHARES),
+                glommio::Latency::NotImportant,
+                "log-cleaner",
+            );
+            match glommio::spawn_local_into(state.clone().run_cleaner(), cleaner_queue) {
+                Ok(task) => {
+                    task.detach();
+                }
+                Err(e) => return Err(format!("cannot start the log cleaner: {e}").into()),
+            }
             state.wait_all_started().await;
             if let Some(rx) = take_scrapes(&scrapes) {
                 glommio::spawn_local(net::metrics::serve_scrapes(state.clone(), rx)).detach();
