@@ -111,6 +111,19 @@ pub struct ServeArgs {
     /// empty or off disables it. Key metrics_listen, default 127.0.0.1:9644.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// The controller voters of a cluster, ID@HOST:PORT,... (e.g.
+    /// 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093); node_id must be one of them. Key
+    /// controller_voters, default unset (a single node, no controller).
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLER_VOTERS",
+        value_name = "ID@HOST:PORT,..."
+    )]
+    controller_voters: Option<String>,
+    /// Address this node's controller listens on for the other voters. Key
+    /// controller_listen, default unset (this node's entry in controller_voters).
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "ADDR")]
+    controller_listen: Option<String>,
     /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
     /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
     /// default empty.
@@ -176,6 +189,12 @@ impl ServeArgs {
             &self.offsets_retention_minutes,
         );
         set(&mut c.metrics_listen, &self.metrics_listen);
+        if self.controller_voters.is_some() {
+            c.controller_voters = self.controller_voters.clone();
+        }
+        if self.controller_listen.is_some() {
+            c.controller_listen = self.controller_listen.clone();
+        }
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
         }
