@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `offsets.retention.minutes`.
     pub offsets_retention_minutes: u64,
+    /// The cluster controller, when this node is part of a cluster: Metadata
+    /// and DescribeCluster then list the brokers registered with it.
+    pub controller: Option<shard_router::controller::ControllerHandle>,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +63,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            controller: None,
         }
     }
 }

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (defaults: one node, port 9092, data in ./sluice-data, one shard per CPU).
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e (end-to-end latency).
     Bench(Box<cmd::bench::BenchArgs>),
     /// Create, list, describe, alter and delete topics.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Topic(args) => cmd::topic::run(args),
         Command::Produce(args) => cmd::produce::run(args),

@@ -22,7 +22,9 @@ pub use metadata::{
     Broker, BrokerRegistration, ClusterMetadata, Command, MetadataError, Outcome, PartitionState,
     Replica, TopicState,
 };
-pub use node::{Controller, ControllerConfig, ControllerError, QuorumInfo, VoterInfo};
+pub use node::{
+    Controller, ControllerConfig, ControllerError, ControllerHandle, QuorumInfo, VoterInfo,
+};
 pub use store::{LogStore, StateMachineStore};
 
 /// openraft's node id: a Kafka node id, which the config keeps non-negative.

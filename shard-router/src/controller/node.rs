@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::metadata::{ClusterMetadata, Command};
+use super::metadata::{BrokerRegistration, ClusterMetadata, Command};
 use super::network::{self, NetworkFactory};
 use super::store::{LogStore, StateMachineStore};
 use super::{Raft, RaftNodeId, WriteError, WriteResult};
@@ -23,6 +23,8 @@ pub const CONTROLLER_QUEUE_JOBS: usize = 256;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between tries while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Pause between tries of a broker registration.
+pub const REGISTER_RETRY: Duration = Duration::from_millis(500);
 /// Entries between snapshots (then the log before them is purged).
 const SNAPSHOT_EVERY_ENTRIES: u64 = 1000;
 
@@ -94,12 +96,28 @@ enum Job {
 
 /// A running controller node. Dropping it stops the node.
 pub struct Controller {
+    handle: ControllerHandle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable way to reach a controller node from any thread or
+/// executor. Calls fail with [`WriteError::Unavailable`] once the node
+/// stopped.
+#[derive(Clone)]
+pub struct ControllerHandle {
     node_id: NodeId,
     jobs: mpsc::Sender<Job>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     metrics: watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHandle")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn raft_id(node: NodeId) -> Result<RaftNodeId, ControllerError> {
@@ -191,15 +209,59 @@ impl Controller {
             }
         };
         Ok(Controller {
-            node_id: config.node_id,
-            jobs: jobs_tx,
-            metadata,
-            metrics,
+            handle: ControllerHandle {
+                node_id: config.node_id,
+                jobs: jobs_tx,
+                metadata,
+                metrics,
+            },
             stop: Some(stop_tx),
             thread: Some(thread),
         })
     }
 
+    /// A handle for other threads and shards.
+    pub fn handle(&self) -> ControllerHandle {
+        self.handle.clone()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.handle.node_id
+    }
+
+    /// See [`ControllerHandle::write`].
+    pub async fn write(&self, command: Command) -> WriteResult {
+        self.handle.write(command).await
+    }
+
+    /// See [`ControllerHandle::metadata`].
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.handle.metadata()
+    }
+
+    /// See [`ControllerHandle::quorum`].
+    pub fn quorum(&self) -> QuorumInfo {
+        self.handle.quorum()
+    }
+
+    /// Stop the node and wait for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!(node = self.handle.node_id.0, "controller thread panicked");
+            }
+        }
+    }
+}
+
+impl ControllerHandle {
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }
@@ -252,20 +314,38 @@ impl Controller {
         }
     }
 
-    /// Stop the node and wait for its thread.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!(node = self.node_id.0, "controller thread panicked");
-            }
-        }
+    /// Register this broker, retrying every [`REGISTER_RETRY`] until the
+    /// controller accepts or refuses it, on a thread of its own (so no shard
+    /// waits for the cluster to form). The thread ends with the node.
+    pub fn spawn_registration(
+        &self,
+        registration: BrokerRegistration,
+    ) -> io::Result<JoinHandle<()>> {
+        let handle = self.clone();
+        std::thread::Builder::new()
+            .name(format!("register-{}", registration.node.0))
+            .spawn(move || loop {
+                match futures::executor::block_on(
+                    handle.write(Command::RegisterBroker(registration.clone())),
+                ) {
+                    Ok(outcome) => {
+                        tracing::info!(?outcome, "broker registered with the controller");
+                        return;
+                    }
+                    Err(WriteError::Refused(e)) => {
+                        tracing::error!(error = %e, "the controller refused this broker's registration");
+                        return;
+                    }
+                    Err(e) if handle.jobs.is_closed() => {
+                        tracing::debug!(error = %e, "controller stopped before registration");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "broker registration pending; retrying");
+                        std::thread::sleep(REGISTER_RETRY);
+                    }
+                }
+            })
     }
 }
 

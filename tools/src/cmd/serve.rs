@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
-use shard_router::{RuntimeConfig, ShardCtx};
+use shard_router::controller::{BrokerRegistration, Controller, ControllerConfig};
+use shard_router::{NodeId, RuntimeConfig, ShardCtx};
 
 use crate::cmd::config::usage_error;
 use crate::config::{parse_topic_default, ServeConfig, DEFAULT_METRICS_LISTEN};
@@ -263,6 +264,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         offsets_retention_minutes: c.offsets_retention_minutes,
         ..BrokerConfig::default()
     };
+    let controller = start_controller(&c, &cfg)?;
+    let cfg = BrokerConfig {
+        controller: controller.as_ref().map(Controller::handle),
+        ..cfg
+    };
     let runtime = RuntimeConfig {
         shards: c.shards,
         spin_before_park: c.spin_before_park_us.map(std::time::Duration::from_micros),
@@ -287,6 +293,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             glommio::spawn_local(state.clone().run_flusher()).detach();
             glommio::spawn_local(state.clone().run_housekeeping()).detach();
             state.wait_all_started().await;
+            if let (Some(controller), 0) = (&state.config.controller, ctx.shard().0) {
+                let registration = BrokerRegistration {
+                    node: NodeId(state.config.node_id),
+                    host: state.config.advertised_host.clone(),
+                    port: state.config.advertised_port,
+                    shards: ctx.shards(),
+                    replication_ports: Vec::new(),
+                };
+                controller.spawn_registration(registration)?;
+            }
             if let Some(rx) = take_scrapes(&scrapes) {
                 glommio::spawn_local(net::metrics::serve_scrapes(state.clone(), rx)).detach();
             }
@@ -298,7 +314,35 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         }
     })?;
+    drop(controller);
     Ok(())
+}
+
+/// Starts this node's controller when `controller_voters` is set: binds its
+/// port (so a taken port fails the start) and opens its log under
+/// `<data_dir>/controller`.
+fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Option<Controller>> {
+    let settings = c
+        .controller()
+        .map_err(|(key, value, why)| anyhow::anyhow!("invalid config: {key} = {value:?}: {why}"))?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
+        format!(
+            "cannot listen on controller_listen = {}: is the port in use?",
+            settings.listen
+        )
+    })?;
+    let voters = settings
+        .voters
+        .into_iter()
+        .map(|(id, addr)| (NodeId(id), addr))
+        .collect();
+    let config = ControllerConfig::new(NodeId(c.node_id), voters, cfg.data_dir.join("controller"));
+    let controller = Controller::start(config, listener).context("starting the controller")?;
+    tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
+    Ok(Some(controller))
 }
 
 /// Scrapes from the metrics thread, for the one shard that takes them.
