@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     /// Kafka's `log.cleaner.io.max.bytes.per.second`, per shard (reads and
     /// writes together); 0 means no limit.
     pub log_cleaner_io_max_bytes_per_second: u64,
+    /// The cluster controller, when this node is part of a cluster: Metadata
+    /// and DescribeCluster then list the brokers registered with it.
+    pub controller: Option<shard_router::controller::ControllerHandle>,
 }
 
 impl Default for BrokerConfig {
@@ -76,6 +79,7 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_bytes: 32 << 20,
             log_cleaner_io_max_bytes_per_second: 100 << 20,
+            controller: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! state lives in an `Rc` on its own executor, and other cores reach it only
 //! by sending it a job.
 
+pub mod controller;
 mod env;
 mod error;
 mod ids;

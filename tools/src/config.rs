@@ -102,8 +102,70 @@ pub struct ServeConfig {
     /// Address of the HTTP endpoint for `/metrics` and `/health`; empty or
     /// `off` disables it.
     pub metrics_listen: String,
+    /// The controller voters of a cluster, `ID@HOST:PORT,...`; unset runs a
+    /// single node without a controller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller_voters: Option<String>,
+    /// Where this node's controller listens; unset: its own entry in
+    /// `controller_voters`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller_listen: Option<String>,
     /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
     pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// Most controller voters a cluster may list (Raft quorums stay small).
+pub const MAX_CONTROLLER_VOTERS: usize = 9;
+
+/// What `controller_voters` and `controller_listen` resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// Every voter's controller address, by node id.
+    pub voters: BTreeMap<i32, String>,
+    /// The address this node's controller binds.
+    pub listen: SocketAddr,
+}
+
+/// Parses `ID@HOST:PORT,ID@HOST:PORT,...` into addresses by node id.
+pub fn parse_controller_voters(s: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for item in s.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err("an empty entry; use ID@HOST:PORT,ID@HOST:PORT".into());
+        }
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| format!("{item:?} is not ID@HOST:PORT (e.g. 1@10.0.0.1:9093)"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("{item:?}: the node id must be a number, 0 or more"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{item:?}: the address needs a port (HOST:PORT)"))?;
+        let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
+        if !host_ok || port.parse::<u16>().ok().filter(|p| *p > 0).is_none() {
+            return Err(format!("{item:?}: {addr:?} is not HOST:PORT"));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node id {id} is listed twice"));
+        }
+    }
+    if voters.len() > MAX_CONTROLLER_VOTERS {
+        return Err(format!(
+            "{} voters; at most {MAX_CONTROLLER_VOTERS} (3 or 5 is usual)",
+            voters.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for addr in voters.values() {
+        if !seen.insert(addr) {
+            return Err(format!("address {addr} is listed twice"));
+        }
+    }
+    Ok(voters)
 }
 
 impl Default for ServeConfig {
@@ -135,6 +197,8 @@ impl Default for ServeConfig {
             log_cleaner_dedupe_buffer_bytes: broker.log_cleaner_dedupe_buffer_bytes,
             log_cleaner_io_max_bytes_per_second: broker.log_cleaner_io_max_bytes_per_second,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
+            controller_voters: None,
+            controller_listen: None,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -230,6 +294,16 @@ impl ServeConfig {
                 "spin_before_park_us",
                 self.spin_before_park_us.is_none(),
                 "no busy polling",
+            ),
+            (
+                "controller_voters",
+                self.controller_voters.is_none(),
+                "a single node, no controller",
+            ),
+            (
+                "controller_listen",
+                self.controller_listen.is_none(),
+                "this node's entry in controller_voters",
             ),
         ];
         for (key, is_unset, meaning) in unset {
@@ -397,6 +471,8 @@ impl ServeConfig {
                 "not an IP address and port (e.g. 127.0.0.1:9644), or off",
             ));
         }
+        self.controller()
+            .map_err(|(key, value, why)| invalid(key, value, &why))?;
         for (name, value) in &self.topic_defaults {
             if name.trim().is_empty() || name.contains(char::is_whitespace) {
                 return Err(invalid(
@@ -414,6 +490,75 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The controller of a cluster, `None` for a single node; `Err` names
+    /// the key, its value and what is wrong.
+    #[allow(clippy::type_complexity)]
+    pub fn controller(&self) -> Result<Option<ControllerSettings>, (&'static str, String, String)> {
+        let Some(text) = &self.controller_voters else {
+            if let Some(listen) = &self.controller_listen {
+                return Err((
+                    "controller_listen",
+                    listen.clone(),
+                    "needs controller_voters (a single node runs no controller)".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let voters = parse_controller_voters(text)
+            .map_err(|why| ("controller_voters", text.clone(), why))?;
+        let Some(own) = voters.get(&self.node_id) else {
+            return Err((
+                "controller_voters",
+                text.clone(),
+                format!(
+                    "node_id {} is not among the voters ({}); every node of a cluster is a \
+                     controller voter for now",
+                    self.node_id,
+                    voters
+                        .keys()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let listen = match &self.controller_listen {
+            Some(l) => l.parse::<SocketAddr>().map_err(|_| {
+                (
+                    "controller_listen",
+                    l.clone(),
+                    "not an IP address and port, e.g. 0.0.0.0:9093".to_string(),
+                )
+            })?,
+            None => own.parse::<SocketAddr>().map_err(|_| {
+                (
+                    "controller_listen",
+                    String::new(),
+                    format!(
+                        "this node's voter address {own} is a host name: set controller_listen \
+                         to the IP address and port to bind"
+                    ),
+                )
+            })?,
+        };
+        if let Ok(kafka) = self.listen.parse::<SocketAddr>() {
+            let same_ip = kafka.ip() == listen.ip()
+                || kafka.ip().is_unspecified()
+                || listen.ip().is_unspecified();
+            if same_ip && kafka.port() == listen.port() {
+                return Err((
+                    "controller_listen",
+                    listen.to_string(),
+                    format!(
+                        "collides with the Kafka listen address {kafka}; the controller needs a \
+                         port of its own"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(ControllerSettings { voters, listen }))
     }
 
     /// The metrics endpoint's address, `None` when disabled (empty or `off`).
@@ -567,6 +712,105 @@ mod tests {
         ] {
             assert!(check_log_level(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn controller_voters_parse_and_resolve_this_nodes_listen_address() {
+        let voters =
+            parse_controller_voters("1@127.0.0.1:9093, 2@127.0.0.2:9093,3@node-3:9093").unwrap();
+        assert_eq!(voters.len(), 3);
+        assert_eq!(voters[&3], "node-3:9093");
+        let c = ServeConfig {
+            node_id: 2,
+            controller_voters: Some("1@127.0.0.1:9093,2@127.0.0.2:9093".into()),
+            ..ServeConfig::default()
+        };
+        c.validate().unwrap();
+        let settings = c.controller().unwrap().unwrap();
+        assert_eq!(settings.listen, "127.0.0.2:9093".parse().unwrap());
+        assert_eq!(settings.voters.len(), 2);
+        assert_eq!(ServeConfig::default().controller().unwrap(), None);
+        assert_eq!(ServeConfig::parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_controller_settings_name_key_value_and_reason() {
+        for bad in [
+            "",
+            "1",
+            "1@",
+            "x@127.0.0.1:9093",
+            "-1@127.0.0.1:9093",
+            "1@127.0.0.1",
+            "1@127.0.0.1:0",
+            "1@127.0.0.1:99999",
+            "1@127.0.0.1:9093,1@127.0.0.2:9093",
+            "1@127.0.0.1:9093,2@127.0.0.1:9093",
+            "1@127.0.0.1:9093,,2@127.0.0.2:9093",
+            "0@a:1,1@b:1,2@c:1,3@d:1,4@e:1,5@f:1,6@g:1,7@h:1,8@i:1,9@j:1",
+        ] {
+            assert!(parse_controller_voters(bad).is_err(), "{bad:?} accepted");
+        }
+        let d = || ServeConfig {
+            node_id: 1,
+            ..ServeConfig::default()
+        };
+        let cases = [
+            (
+                ServeConfig {
+                    node_id: 4,
+                    controller_voters: Some("1@127.0.0.1:9093".into()),
+                    ..d()
+                },
+                "node_id 4 is not among the voters (1)",
+            ),
+            (
+                ServeConfig {
+                    controller_listen: Some("0.0.0.0:9093".into()),
+                    ..d()
+                },
+                "controller_listen = \"0.0.0.0:9093\": needs controller_voters",
+            ),
+            (
+                ServeConfig {
+                    controller_voters: Some("1@node-1:9093".into()),
+                    ..d()
+                },
+                "is a host name: set controller_listen",
+            ),
+            (
+                ServeConfig {
+                    controller_voters: Some("1@127.0.0.1:9093".into()),
+                    controller_listen: Some("nine".into()),
+                    ..d()
+                },
+                "controller_listen = \"nine\"",
+            ),
+            (
+                ServeConfig {
+                    controller_voters: Some("1@127.0.0.1:9092".into()),
+                    ..d()
+                },
+                "collides with the Kafka listen address",
+            ),
+            (
+                ServeConfig {
+                    controller_voters: Some("1@127.0.0.1".into()),
+                    ..d()
+                },
+                "SLUICE_CONTROLLER_VOTERS",
+            ),
+        ];
+        for (c, want) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let ok = ServeConfig {
+            controller_voters: Some("1@node-1:9093".into()),
+            controller_listen: Some("0.0.0.0:9093".into()),
+            ..d()
+        };
+        ok.validate().unwrap();
     }
 
     #[test]

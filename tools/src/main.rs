@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (defaults: one node, port 9092, data in ./sluice-data, one shard per CPU).
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e (end-to-end latency).
     Bench(Box<cmd::bench::BenchArgs>),
     /// Create, list, describe, alter and delete topics.
@@ -73,9 +73,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_level = cli.log_level.as_deref();
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(args, log_level),
+        Command::Serve(args) => cmd::serve::run(*args, log_level),
         command => client_logging(log_level).and_then(|()| match command {
-            Command::Serve(args) => cmd::serve::run(args, log_level),
+            Command::Serve(args) => cmd::serve::run(*args, log_level),
             Command::Bench(args) => cmd::bench::run(*args),
             Command::Topic(args) => cmd::topic::run(args),
             Command::Produce(args) => cmd::produce::run(args),

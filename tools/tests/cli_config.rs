@@ -114,6 +114,50 @@ fn bad_config_is_refused_with_exit_2_naming_the_key() {
         "group_min_session_timeout_ms = 10000\ngroup_max_session_timeout_ms = 5000\n",
     );
     sluice(&["serve", "--config", &minmax], None).fails(2, &["group_max_session_timeout_ms"]);
+    sluice_env(
+        &["serve", "--print-config", "--node-id", "4"],
+        None,
+        &[(
+            "SLUICE_CONTROLLER_VOTERS",
+            "1@127.0.0.1:9093,2@127.0.0.2:9093",
+        )],
+    )
+    .fails(
+        2,
+        &[
+            "controller_voters",
+            "node_id 4 is not among the voters (1, 2)",
+        ],
+    );
+    sluice(
+        &[
+            "serve",
+            "--print-config",
+            "--controller-voters",
+            "1@127.0.0.1",
+        ],
+        None,
+    )
+    .fails(2, &["controller_voters = \"1@127.0.0.1\"", "HOST:PORT"]);
+    let out = sluice(
+        &[
+            "serve",
+            "--print-config",
+            "--node-id",
+            "2",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.2:9093",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        keys(&out).contains(&(
+            "controller_voters".into(),
+            "1@127.0.0.1:9093,2@127.0.0.2:9093".into()
+        )),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,6 +175,8 @@ fn every_key_is_documented_with_its_default_in_help_and_docs() {
             "shards",
             "advertised_host",
             "spin_before_park_us",
+            "controller_voters",
+            "controller_listen",
             "topic_defaults",
         ]
         .map(String::from),

@@ -1,8 +1,11 @@
 //! Metadata v0-v13 (auto-creates topics when asked and enabled) and
-//! DescribeCluster v0-v2. A single node leads every partition.
+//! DescribeCluster v0-v2. A single node leads every partition. In a cluster
+//! (a controller is configured) the broker lists are the brokers registered
+//! with the controller; topics are still this node's own.
 
 use std::rc::Rc;
 
+use shard_router::controller::ControllerHandle;
 use sluice_codec::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
 use sluice_codec::metadata_request::MetadataRequest;
 use sluice_codec::metadata_response::{
@@ -109,34 +112,79 @@ pub async fn handle(
             })
             .collect(),
     };
+    let (brokers, controller_id) = match &cfg.controller {
+        Some(controller) => {
+            let cluster = controller.metadata();
+            let brokers = cluster
+                .live_brokers()
+                .map(|b| MetadataResponseBroker {
+                    node_id: b.registration.node.0,
+                    host: b.registration.host.clone(),
+                    port: i32::from(b.registration.port),
+                    rack: None,
+                })
+                .collect();
+            (brokers, controller_leader(controller))
+        }
+        None => (
+            vec![MetadataResponseBroker {
+                node_id: cfg.node_id,
+                host: cfg.advertised_host.clone(),
+                port: i32::from(cfg.advertised_port),
+                rack: None,
+            }],
+            cfg.node_id,
+        ),
+    };
     MetadataResponse {
-        brokers: vec![MetadataResponseBroker {
-            node_id: cfg.node_id,
-            host: cfg.advertised_host.clone(),
-            port: i32::from(cfg.advertised_port),
-            rack: None,
-        }],
+        brokers,
         cluster_id: Some(cfg.cluster_id.clone()),
-        controller_id: cfg.node_id,
+        controller_id,
         topics,
         cluster_authorized_operations: OPS_NOT_REQUESTED,
         ..Default::default()
     }
 }
 
+/// The controller leader's node id as Kafka reports it, -1 while unknown.
+fn controller_leader(controller: &ControllerHandle) -> i32 {
+    controller.quorum().leader.map_or(-1, |n| n.0)
+}
+
 pub fn describe_cluster(state: &ShardState) -> DescribeClusterResponse {
     let cfg = &state.config;
+    let (brokers, controller_id) = match &cfg.controller {
+        Some(controller) => (
+            controller
+                .metadata()
+                .brokers
+                .values()
+                .map(|b| DescribeClusterBroker {
+                    broker_id: b.registration.node.0,
+                    host: b.registration.host.clone(),
+                    port: i32::from(b.registration.port),
+                    rack: None,
+                    is_fenced: b.fenced,
+                })
+                .collect(),
+            controller_leader(controller),
+        ),
+        None => (
+            vec![DescribeClusterBroker {
+                broker_id: cfg.node_id,
+                host: cfg.advertised_host.clone(),
+                port: i32::from(cfg.advertised_port),
+                rack: None,
+                is_fenced: false,
+            }],
+            cfg.node_id,
+        ),
+    };
     DescribeClusterResponse {
         endpoint_type: 1,
         cluster_id: cfg.cluster_id.clone(),
-        controller_id: cfg.node_id,
-        brokers: vec![DescribeClusterBroker {
-            broker_id: cfg.node_id,
-            host: cfg.advertised_host.clone(),
-            port: i32::from(cfg.advertised_port),
-            rack: None,
-            is_fenced: false,
-        }],
+        controller_id,
+        brokers,
         cluster_authorized_operations: OPS_NOT_REQUESTED,
         ..Default::default()
     }

@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
-use shard_router::{RuntimeConfig, ShardCtx};
+use shard_router::controller::{BrokerRegistration, Controller, ControllerConfig};
+use shard_router::{NodeId, RuntimeConfig, ShardCtx};
 
 use crate::cmd::config::usage_error;
 use crate::config::{parse_topic_default, ServeConfig, DEFAULT_METRICS_LISTEN};
@@ -142,6 +143,19 @@ pub struct ServeArgs {
     /// empty or off disables it. Key metrics_listen, default 127.0.0.1:9644.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// The controller voters of a cluster, ID@HOST:PORT,... (e.g.
+    /// 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093); node_id must be one of them. Key
+    /// controller_voters, default unset (a single node, no controller).
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLER_VOTERS",
+        value_name = "ID@HOST:PORT,..."
+    )]
+    controller_voters: Option<String>,
+    /// Address this node's controller listens on for the other voters. Key
+    /// controller_listen, default unset (this node's entry in controller_voters).
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "ADDR")]
+    controller_listen: Option<String>,
     /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
     /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
     /// default empty.
@@ -225,6 +239,12 @@ impl ServeArgs {
             c.log_level = level.to_string();
         }
         set(&mut c.metrics_listen, &self.metrics_listen);
+        if self.controller_voters.is_some() {
+            c.controller_voters = self.controller_voters.clone();
+        }
+        if self.controller_listen.is_some() {
+            c.controller_listen = self.controller_listen.clone();
+        }
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
         }
@@ -298,6 +318,11 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
         ..BrokerConfig::default()
     };
+    let controller = start_controller(&c, &cfg)?;
+    let cfg = BrokerConfig {
+        controller: controller.as_ref().map(Controller::handle),
+        ..cfg
+    };
     let runtime = RuntimeConfig {
         shards: c.shards,
         spin_before_park: c.spin_before_park_us.map(std::time::Duration::from_micros),
@@ -335,6 +360,16 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
                 Err(e) => return Err(format!("cannot start the log cleaner: {e}").into()),
             }
             state.wait_all_started().await;
+            if let (Some(controller), 0) = (&state.config.controller, ctx.shard().0) {
+                let registration = BrokerRegistration {
+                    node: NodeId(state.config.node_id),
+                    host: state.config.advertised_host.clone(),
+                    port: state.config.advertised_port,
+                    shards: ctx.shards(),
+                    replication_ports: Vec::new(),
+                };
+                controller.spawn_registration(registration)?;
+            }
             if let Some(rx) = take_scrapes(&scrapes) {
                 glommio::spawn_local(net::metrics::serve_scrapes(state.clone(), rx)).detach();
             }
@@ -346,7 +381,35 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
             Ok(())
         }
     })?;
+    drop(controller);
     Ok(())
+}
+
+/// Starts this node's controller when `controller_voters` is set: binds its
+/// port (so a taken port fails the start) and opens its log under
+/// `<data_dir>/controller`.
+fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Option<Controller>> {
+    let settings = c
+        .controller()
+        .map_err(|(key, value, why)| anyhow::anyhow!("invalid config: {key} = {value:?}: {why}"))?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
+        format!(
+            "cannot listen on controller_listen = {}: is the port in use?",
+            settings.listen
+        )
+    })?;
+    let voters = settings
+        .voters
+        .into_iter()
+        .map(|(id, addr)| (NodeId(id), addr))
+        .collect();
+    let config = ControllerConfig::new(NodeId(c.node_id), voters, cfg.data_dir.join("controller"));
+    let controller = Controller::start(config, listener).context("starting the controller")?;
+    tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
+    Ok(Some(controller))
 }
 
 /// Scrapes from the metrics thread, for the one shard that takes them.

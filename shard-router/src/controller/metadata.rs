@@ -1,0 +1,680 @@
+//! The cluster metadata as a pure, deterministic state machine.
+//!
+//! [`ClusterMetadata::apply`] takes one [`Command`] and changes the state or
+//! rejects it with a [`MetadataError`]; nothing here reads a clock, a socket or
+//! a random source, so every controller that applies the same committed log
+//! ends in the same state (the Raft log is replayed through this function).
+//! Values that must be chosen outside (a topic id, "now") travel inside the
+//! command.
+//!
+//! Leadership follows Kafka's rules: a partition's leader is always a member
+//! of its in-sync replica set (ISR) on an unfenced broker, or there is no
+//! leader; every change of leader bumps the leader epoch; every change of
+//! leader or ISR bumps the partition epoch. When a broker is fenced it leaves
+//! every ISR it is in, except where it is the last member (so that the
+//! partition's last in-sync copy is still known, and it takes the leadership
+//! back when it returns instead of an out-of-date replica: no unclean
+//! election).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NodeId, ShardId};
+
+/// Most partitions one topic may have; bounds the work of one command.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Most shards a broker may declare.
+pub const MAX_SHARDS_PER_BROKER: u16 = 1024;
+/// Longest topic name (Kafka's limit).
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+
+/// Kafka's "no leader" value in Metadata responses.
+pub const NO_LEADER: i32 = -1;
+
+/// One copy of a partition: the broker and the shard on it that owns the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Replica {
+    pub node: NodeId,
+    pub shard: ShardId,
+}
+
+/// What a broker tells the controller about itself when it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node: NodeId,
+    /// Host clients connect to (advertised).
+    pub host: String,
+    /// Kafka port clients connect to (advertised).
+    pub port: u16,
+    /// Number of shards (cores) the broker runs; replicas go to `0..shards`.
+    pub shards: u16,
+    /// Replication port of each shard, indexed by shard; empty until
+    /// replication exists.
+    pub replication_ports: Vec<u16>,
+}
+
+/// A registered broker as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    pub registration: BrokerRegistration,
+    /// Fenced brokers lead nothing and take no new replicas.
+    pub fenced: bool,
+    /// Grows with each registration of this node, so a stale incarnation can
+    /// be told apart from the current one.
+    pub broker_epoch: u64,
+}
+
+/// State of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Assigned replicas, preferred leader first; nodes are distinct.
+    pub replicas: Vec<Replica>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: i32,
+    /// Bumped on every change of leader or ISR (Kafka's partition epoch).
+    pub partition_epoch: i32,
+    /// In-sync replicas, in replica order; never empty.
+    pub isr: Vec<NodeId>,
+}
+
+impl PartitionState {
+    /// Kafka's leader id: the node, or -1.
+    pub fn leader_id(&self) -> i32 {
+        self.leader.map_or(NO_LEADER, |n| n.0)
+    }
+
+    /// The replica on `node`, if it holds one.
+    pub fn replica_on(&self, node: NodeId) -> Option<Replica> {
+        self.replicas.iter().copied().find(|r| r.node == node)
+    }
+}
+
+/// A topic: its id and partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    /// Kafka topic id (a UUID), chosen by whoever proposed the creation.
+    pub topic_id: [u8; 16],
+    pub partitions: Vec<PartitionState>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A change to the metadata. Commands are the entries of the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker starts (or restarts, or changes address): it is unfenced.
+    RegisterBroker(BrokerRegistration),
+    /// The active controller stopped hearing from a broker.
+    FenceBroker {
+        node: NodeId,
+    },
+    /// A fenced broker heartbeats again.
+    UnfenceBroker {
+        node: NodeId,
+    },
+    CreateTopic {
+        name: String,
+        topic_id: [u8; 16],
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// A partition leader changes its ISR (a follower caught up or fell
+    /// behind). Refused unless `leader` and `leader_epoch` are current.
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+}
+
+/// What an applied command produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    BrokerRegistered { broker_epoch: u64 },
+    BrokerFenced { leaderships_moved: usize },
+    BrokerUnfenced { leaderships_taken: usize },
+    TopicCreated { topic_id: [u8; 16] },
+    TopicDeleted,
+    IsrAltered { partition_epoch: i32 },
+}
+
+/// Why a command was refused. The state is unchanged after a refusal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{0} is not registered")]
+    UnknownBroker(NodeId),
+    #[error("invalid broker registration: {0}")]
+    InvalidRegistration(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name {0:?}")]
+    InvalidTopicName(String),
+    #[error("partition {partition} of topic {topic:?} does not exist")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("a topic needs 1 to {max} partitions, not {requested}")]
+    InvalidPartitions { requested: i32, max: i32 },
+    #[error("replication factor {requested} needs that many live brokers; {available} are live")]
+    InvalidReplicationFactor { requested: i16, available: usize },
+    #[error("leader epoch {given} is not the current one ({current})")]
+    StaleLeaderEpoch { given: i32, current: i32 },
+    #[error("{given} is not the leader (leader: {leader:?})")]
+    NotLeader {
+        given: NodeId,
+        leader: Option<NodeId>,
+    },
+    #[error("invalid ISR: {0}")]
+    InvalidIsr(String),
+}
+
+/// The whole cluster metadata. Cloned wholesale to every shard on change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub brokers: BTreeMap<NodeId, Broker>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Source of broker epochs; grows by one per registration.
+    next_broker_epoch: u64,
+}
+
+impl ClusterMetadata {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply one command. On `Err` the state is unchanged.
+    pub fn apply(&mut self, command: &Command) -> Result<Outcome, MetadataError> {
+        let outcome = match command {
+            Command::RegisterBroker(reg) => self.register(reg),
+            Command::FenceBroker { node } => self.fence(*node),
+            Command::UnfenceBroker { node } => self.unfence(*node),
+            Command::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor,
+                configs,
+            } => self.create_topic(name, *topic_id, *partitions, *replication_factor, configs),
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Ok(Outcome::TopicDeleted),
+                None => Err(MetadataError::UnknownTopic(name.clone())),
+            },
+            Command::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => self.alter_isr(topic, *partition, *leader, *leader_epoch, isr),
+        };
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+        outcome
+    }
+
+    /// Brokers that may lead and take new replicas.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &Broker> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Replicas of a partition on fenced or unknown brokers (Kafka's
+    /// offline replicas).
+    pub fn offline_replicas(&self, partition: &PartitionState) -> Vec<NodeId> {
+        partition
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| self.brokers.get(n).is_none_or(|b| b.fenced))
+            .collect()
+    }
+
+    fn is_live(&self, node: NodeId) -> bool {
+        self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
+    fn register(&mut self, reg: &BrokerRegistration) -> Result<Outcome, MetadataError> {
+        if reg.node.0 < 0 {
+            return Err(MetadataError::InvalidRegistration(format!(
+                "node id {} is negative",
+                reg.node.0
+            )));
+        }
+        if reg.shards == 0 || reg.shards > MAX_SHARDS_PER_BROKER {
+            return Err(MetadataError::InvalidRegistration(format!(
+                "a broker runs 1 to {MAX_SHARDS_PER_BROKER} shards, not {}",
+                reg.shards
+            )));
+        }
+        if !reg.replication_ports.is_empty()
+            && reg.replication_ports.len() != usize::from(reg.shards)
+        {
+            return Err(MetadataError::InvalidRegistration(format!(
+                "{} replication ports for {} shards",
+                reg.replication_ports.len(),
+                reg.shards
+            )));
+        }
+        if reg.host.is_empty() {
+            return Err(MetadataError::InvalidRegistration("empty host".into()));
+        }
+        // Replicas already placed on this node must still have their shard.
+        let highest_shard = self
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.replica_on(reg.node))
+            .map(|r| r.shard.0)
+            .max();
+        if let Some(highest) = highest_shard {
+            if highest >= reg.shards {
+                return Err(MetadataError::InvalidRegistration(format!(
+                    "{} holds replicas on shard {highest}; it cannot restart with {} shards",
+                    reg.node, reg.shards
+                )));
+            }
+        }
+        self.next_broker_epoch += 1;
+        let broker_epoch = self.next_broker_epoch;
+        self.brokers.insert(
+            reg.node,
+            Broker {
+                registration: reg.clone(),
+                fenced: false,
+                broker_epoch,
+            },
+        );
+        self.take_leaderless(reg.node);
+        Ok(Outcome::BrokerRegistered { broker_epoch })
+    }
+
+    fn fence(&mut self, node: NodeId) -> Result<Outcome, MetadataError> {
+        let broker = self
+            .brokers
+            .get_mut(&node)
+            .ok_or(MetadataError::UnknownBroker(node))?;
+        broker.fenced = true;
+        let live: BTreeSet<NodeId> = self.live_brokers().map(|b| b.registration.node).collect();
+        let mut moved = 0;
+        for partition in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            if partition.replica_on(node).is_none() {
+                continue;
+            }
+            let mut changed = false;
+            if partition.isr.len() > 1 && partition.isr.contains(&node) {
+                partition.isr.retain(|n| *n != node);
+                changed = true;
+            }
+            if partition.leader == Some(node) {
+                partition.leader = partition
+                    .replicas
+                    .iter()
+                    .map(|r| r.node)
+                    .find(|n| *n != node && partition.isr.contains(n) && live.contains(n));
+                partition.leader_epoch += 1;
+                moved += 1;
+                changed = true;
+            }
+            if changed {
+                partition.partition_epoch += 1;
+            }
+        }
+        Ok(Outcome::BrokerFenced {
+            leaderships_moved: moved,
+        })
+    }
+
+    fn unfence(&mut self, node: NodeId) -> Result<Outcome, MetadataError> {
+        let broker = self
+            .brokers
+            .get_mut(&node)
+            .ok_or(MetadataError::UnknownBroker(node))?;
+        broker.fenced = false;
+        let taken = self.take_leaderless(node);
+        Ok(Outcome::BrokerUnfenced {
+            leaderships_taken: taken,
+        })
+    }
+
+    /// A live `node` leads every leaderless partition whose ISR holds it.
+    fn take_leaderless(&mut self, node: NodeId) -> usize {
+        let mut taken = 0;
+        for partition in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            if partition.leader.is_none() && partition.isr.contains(&node) {
+                partition.leader = Some(node);
+                partition.leader_epoch += 1;
+                partition.partition_epoch += 1;
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        topic_id: [u8; 16],
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Outcome, MetadataError> {
+        if !valid_topic_name(name) {
+            return Err(MetadataError::InvalidTopicName(name.to_string()));
+        }
+        if self.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+            return Err(MetadataError::InvalidPartitions {
+                requested: partitions,
+                max: MAX_PARTITIONS_PER_TOPIC,
+            });
+        }
+        let live: Vec<(NodeId, u16)> = self
+            .live_brokers()
+            .map(|b| (b.registration.node, b.registration.shards))
+            .collect();
+        if replication_factor < 1 || usize::from(replication_factor.unsigned_abs()) > live.len() {
+            return Err(MetadataError::InvalidReplicationFactor {
+                requested: replication_factor,
+                available: live.len(),
+            });
+        }
+        let mut loads = Loads::of(self);
+        let factor = usize::from(replication_factor.unsigned_abs());
+        let placed: Vec<PartitionState> = loads
+            .place_topic(&live, partitions.unsigned_abs() as usize, factor)
+            .into_iter()
+            .map(|replicas| PartitionState {
+                leader: Some(replicas[0].node),
+                isr: replicas.iter().map(|r| r.node).collect(),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+            .collect();
+        self.topics.insert(
+            name.to_string(),
+            TopicState {
+                topic_id,
+                partitions: placed,
+                configs: configs.clone(),
+            },
+        );
+        Ok(Outcome::TopicCreated { topic_id })
+    }
+
+    fn alter_isr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        isr: &[NodeId],
+    ) -> Result<Outcome, MetadataError> {
+        let live: BTreeSet<NodeId> = self.live_brokers().map(|b| b.registration.node).collect();
+        let state = self
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
+            .partitions
+            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+            .ok_or_else(|| MetadataError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        if state.leader != Some(leader) {
+            return Err(MetadataError::NotLeader {
+                given: leader,
+                leader: state.leader,
+            });
+        }
+        if state.leader_epoch != leader_epoch {
+            return Err(MetadataError::StaleLeaderEpoch {
+                given: leader_epoch,
+                current: state.leader_epoch,
+            });
+        }
+        if !isr.contains(&leader) {
+            return Err(MetadataError::InvalidIsr(format!(
+                "{leader} leads but is not in {isr:?}"
+            )));
+        }
+        let unique: BTreeSet<NodeId> = isr.iter().copied().collect();
+        if unique.len() != isr.len() {
+            return Err(MetadataError::InvalidIsr(format!("{isr:?} repeats a node")));
+        }
+        for node in isr {
+            if state.replica_on(*node).is_none() {
+                return Err(MetadataError::InvalidIsr(format!(
+                    "{node} holds no replica of {topic}-{partition}"
+                )));
+            }
+            if !state.isr.contains(node) && !live.contains(node) {
+                return Err(MetadataError::InvalidIsr(format!(
+                    "{node} is fenced and cannot join the ISR"
+                )));
+            }
+        }
+        // Keep replica order, so the ISR reads the same on every node.
+        state.isr = state
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| unique.contains(n))
+            .collect();
+        state.partition_epoch += 1;
+        Ok(Outcome::IsrAltered {
+            partition_epoch: state.partition_epoch,
+        })
+    }
+
+    /// Every rule this module promises; `Err` names the first one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (name, topic) in &self.topics {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                let at = format!("{name}-{index}");
+                let nodes: BTreeSet<NodeId> = p.replicas.iter().map(|r| r.node).collect();
+                if nodes.len() != p.replicas.len() || p.replicas.is_empty() {
+                    return Err(format!(
+                        "{at}: replicas {:?} not distinct nodes",
+                        p.replicas
+                    ));
+                }
+                if p.isr.is_empty() {
+                    return Err(format!("{at}: empty ISR"));
+                }
+                if p.isr.iter().any(|n| !nodes.contains(n)) {
+                    return Err(format!("{at}: ISR {:?} outside replicas", p.isr));
+                }
+                if let Some(leader) = p.leader {
+                    if !p.isr.contains(&leader) {
+                        return Err(format!("{at}: leader {leader} not in ISR {:?}", p.isr));
+                    }
+                    if !self.is_live(leader) {
+                        return Err(format!("{at}: leader {leader} is fenced"));
+                    }
+                } else if p.isr.iter().any(|n| self.is_live(*n)) {
+                    return Err(format!(
+                        "{at}: no leader though ISR {:?} has a live node",
+                        p.isr
+                    ));
+                }
+                for r in &p.replicas {
+                    if let Some(b) = self.brokers.get(&r.node) {
+                        if r.shard.0 >= b.registration.shards {
+                            return Err(format!("{at}: {r:?} beyond the node's shards"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's rule: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOPIC_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Replica and leader counts per node and per (node, shard), over every
+/// topic, so that each new replica goes where the least already is.
+struct Loads {
+    node_replicas: BTreeMap<NodeId, usize>,
+    node_leaders: BTreeMap<NodeId, usize>,
+    shard_replicas: BTreeMap<Replica, usize>,
+    shard_leaders: BTreeMap<Replica, usize>,
+}
+
+impl Loads {
+    fn of(metadata: &ClusterMetadata) -> Self {
+        let mut loads = Loads {
+            node_replicas: BTreeMap::new(),
+            node_leaders: BTreeMap::new(),
+            shard_replicas: BTreeMap::new(),
+            shard_leaders: BTreeMap::new(),
+        };
+        for p in metadata.topics.values().flat_map(|t| t.partitions.iter()) {
+            for (i, r) in p.replicas.iter().enumerate() {
+                loads.count(*r, i == 0);
+            }
+        }
+        loads
+    }
+
+    fn count(&mut self, r: Replica, preferred_leader: bool) {
+        *self.node_replicas.entry(r.node).or_default() += 1;
+        *self.shard_replicas.entry(r).or_default() += 1;
+        if preferred_leader {
+            *self.node_leaders.entry(r.node).or_default() += 1;
+            *self.shard_leaders.entry(r).or_default() += 1;
+        }
+    }
+
+    /// Place a topic's `partitions` x `factor` replicas over `live`
+    /// (node, shards); the first replica of each partition leads.
+    ///
+    /// Each node first gets a quota of leaderships and of replicas: the
+    /// totals split evenly, the odd ones going to the nodes that hold the
+    /// least over the whole cluster. Each partition is then led by the node
+    /// with the most leadership quota left, and followed by the `factor - 1`
+    /// other nodes with the most replica quota left (largest first, so
+    /// distinct nodes never run out). On each node the shard is the one with the
+    /// fewest replicas (then leaderships).
+    fn place_topic(
+        &mut self,
+        live: &[(NodeId, u16)],
+        partitions: usize,
+        factor: usize,
+    ) -> Vec<Vec<Replica>> {
+        assert!(factor >= 1 && factor <= live.len(), "checked by the caller");
+        let mut order: Vec<(NodeId, u16)> = live.to_vec();
+        order.sort_by_key(|(n, _)| {
+            (
+                self.node_replicas.get(n).copied().unwrap_or(0),
+                self.node_leaders.get(n).copied().unwrap_or(0),
+                *n,
+            )
+        });
+        let quota = |total: usize, rank: usize| {
+            total / order.len() + usize::from(rank < total % order.len())
+        };
+        let mut leaders_left: Vec<usize> = (0..order.len())
+            .map(|rank| quota(partitions, rank))
+            .collect();
+        let mut replicas_left: Vec<usize> = (0..order.len())
+            .map(|rank| quota(partitions * factor, rank))
+            .collect();
+        let mut placed = Vec::with_capacity(partitions);
+        for done in 0..partitions {
+            // A node that needs a replica in every partition still to come
+            // must be in this one; if `factor` such nodes exist, one leads.
+            let to_go = partitions - done;
+            let tight: Vec<usize> = (0..order.len())
+                .filter(|&r| replicas_left[r] >= to_go)
+                .collect();
+            let candidates: Vec<usize> = if tight.len() >= factor {
+                tight
+            } else {
+                (0..order.len()).collect()
+            };
+            let lead = candidates
+                .into_iter()
+                .min_by_key(|&r| {
+                    (
+                        std::cmp::Reverse(leaders_left[r]),
+                        std::cmp::Reverse(replicas_left[r]),
+                        r,
+                    )
+                })
+                .expect("factor >= 1");
+            let mut ranks: Vec<usize> = (0..order.len()).filter(|&r| r != lead).collect();
+            // Among equals, spare nodes whose quota left is owed to leading.
+            ranks.sort_by_key(|&r| {
+                (
+                    std::cmp::Reverse(replicas_left[r]),
+                    std::cmp::Reverse(replicas_left[r].saturating_sub(leaders_left[r])),
+                    r,
+                )
+            });
+            ranks.truncate(factor - 1);
+            ranks.insert(0, lead);
+            leaders_left[lead] = leaders_left[lead].saturating_sub(1);
+            for &r in &ranks {
+                replicas_left[r] = replicas_left[r].saturating_sub(1);
+            }
+            let nodes: Vec<(NodeId, u16)> = ranks.iter().map(|&r| order[r]).collect();
+            placed.push(self.pick_shards(nodes));
+        }
+        placed
+    }
+
+    /// The least loaded shard on each of `nodes` (leader first).
+    fn pick_shards(&mut self, nodes: Vec<(NodeId, u16)>) -> Vec<Replica> {
+        let factor = nodes.len();
+        let mut replicas = Vec::with_capacity(factor);
+        for (i, (node, shards)) in nodes.into_iter().enumerate() {
+            let leader = i == 0;
+            let shard = (0..shards)
+                .map(|s| Replica {
+                    node,
+                    shard: ShardId(s),
+                })
+                .min_by_key(|r| {
+                    let replicas = self.shard_replicas.get(r).copied().unwrap_or(0);
+                    let leaders = self.shard_leaders.get(r).copied().unwrap_or(0);
+                    if leader {
+                        (replicas, leaders, r.shard)
+                    } else {
+                        (replicas, 0, r.shard)
+                    }
+                })
+                .expect("a registered broker has at least one shard");
+            self.count(shard, leader);
+            replicas.push(shard);
+        }
+        replicas
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! TCP between controllers: Raft RPCs, and commands forwarded to the leader.
+//!
+//! A frame is `[len u32 BE][JSON]`; a connection carries one request, then
+//! its reply, then the next request. A client keeps one connection per peer
+//! and drops it on any error; the next call reconnects. Frames over
+//! [`MAX_FRAME_BYTES`] close the connection instead of being allocated.
+
+use std::io;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::metadata::Command;
+use super::{Raft, RaftNodeId, TypeConfig, WriteError, WriteResult};
+
+/// Largest frame read from a peer (a snapshot chunk is far smaller).
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// How long a forwarded command or a connect may take.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request from one controller to another.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<RaftNodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Apply a command; only the leader accepts it.
+    Write(Command),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Append(Result<AppendEntriesResponse<RaftNodeId>, RaftError<RaftNodeId>>),
+    Vote(Result<VoteResponse<RaftNodeId>, RaftError<RaftNodeId>>),
+    Snapshot(
+        Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>,
+    ),
+    Write(WriteResult),
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(io::Error::other("controller frame too large"));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    stream.write_all(&buf).await
+}
+
+async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("controller frame of {len} bytes is over the limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// One peer's connection, opened on first use.
+pub(crate) struct PeerClient {
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+/// Why a call to a peer failed.
+pub(crate) enum CallError {
+    /// No connection could be made.
+    Connect(io::Error),
+    /// The connection broke or the reply was bad or late.
+    Io(io::Error),
+}
+
+impl PeerClient {
+    pub(crate) fn new(addr: String) -> Self {
+        PeerClient { addr, stream: None }
+    }
+
+    pub(crate) async fn call(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        let result = tokio::time::timeout(timeout, self.call_inner(request)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no reply from {} within {timeout:?}", self.addr),
+            ))),
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn call_inner(&mut self, request: &Request) -> Result<Reply, CallError> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(CallError::Connect)?;
+            stream.set_nodelay(true).map_err(CallError::Connect)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().ok_or_else(|| {
+            CallError::Io(io::Error::new(io::ErrorKind::NotConnected, "no stream"))
+        })?;
+        write_frame(stream, request).await.map_err(CallError::Io)?;
+        read_frame(stream).await.map_err(CallError::Io)
+    }
+}
+
+fn rpc_error<E: std::error::Error>(
+    e: CallError,
+) -> RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, E>> {
+    match e {
+        CallError::Connect(e) => RPCError::Unreachable(Unreachable::new(&e)),
+        CallError::Io(e) => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+fn unexpected() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "reply of the wrong kind")
+}
+
+/// Makes [`PeerNetwork`]s for openraft.
+pub struct NetworkFactory;
+
+pub struct PeerNetwork {
+    target: RaftNodeId,
+    client: PeerClient,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerNetwork {
+        PeerNetwork {
+            target,
+            client: PeerClient::new(node.addr.clone()),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        AppendEntriesResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
+    > {
+        match self
+            .client
+            .call(&Request::Append(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(Reply::Append(Ok(r))) => Ok(r),
+            Ok(Reply::Append(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(RPCError::Network(NetworkError::new(&unexpected()))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .client
+            .call(&Request::Snapshot(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(Reply::Snapshot(Ok(r))) => Ok(r),
+            Ok(Reply::Snapshot(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(RPCError::Network(NetworkError::new(&unexpected()))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<RaftNodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
+    {
+        match self
+            .client
+            .call(&Request::Vote(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(Reply::Vote(Ok(r))) => Ok(r),
+            Ok(Reply::Vote(Err(e))) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(_) => Err(RPCError::Network(NetworkError::new(&unexpected()))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+}
+
+/// Accept peers until the task is dropped; each connection gets a task.
+pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft).await {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: Raft) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let request: Request = read_frame(&mut stream).await?;
+        let reply = match request {
+            Request::Append(rpc) => Reply::Append(raft.append_entries(rpc).await),
+            Request::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
+            Request::Snapshot(rpc) => Reply::Snapshot(raft.install_snapshot(rpc).await),
+            Request::Write(command) => Reply::Write(write_local(&raft, command).await),
+        };
+        write_frame(&mut stream, &reply).await?;
+    }
+}
+
+/// Apply `command` if this node leads; otherwise say who does.
+pub(crate) async fn write_local(raft: &Raft, command: Command) -> WriteResult {
+    use openraft::error::ClientWriteError;
+    match raft.client_write(command).await {
+        Ok(response) => match response.data {
+            Some(Ok(outcome)) => Ok(outcome),
+            Some(Err(refused)) => Err(WriteError::Refused(refused)),
+            None => Err(WriteError::Internal("a command produced no result".into())),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(WriteError::NotLeader {
+                leader: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(e) => Err(WriteError::Internal(e.to_string())),
+    }
+}
+
+/// Send `command` to the controller at `addr`.
+pub(crate) async fn forward(addr: &str, command: Command) -> WriteResult {
+    let mut client = PeerClient::new(addr.to_string());
+    match client.call(&Request::Write(command), FORWARD_TIMEOUT).await {
+        Ok(Reply::Write(result)) => result,
+        Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
+        Err(CallError::Connect(e) | CallError::Io(e)) => {
+            Err(WriteError::Unavailable(format!("{addr}: {e}")))
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! One controller node: openraft, its storage and its network on a thread of
+//! their own, behind a [`Controller`] handle that any thread may use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::metadata::{BrokerRegistration, ClusterMetadata, Command};
+use super::network::{self, NetworkFactory};
+use super::store::{LogStore, StateMachineStore};
+use super::{Raft, RaftNodeId, WriteError, WriteResult};
+use crate::ids::NodeId;
+
+/// Commands waiting for the controller thread, per node.
+pub const CONTROLLER_QUEUE_JOBS: usize = 256;
+/// How long a write keeps looking for a leader before giving up.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between tries while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Pause between tries of a broker registration.
+pub const REGISTER_RETRY: Duration = Duration::from_millis(500);
+/// Entries between snapshots (then the log before them is purged).
+const SNAPSHOT_EVERY_ENTRIES: u64 = 1000;
+
+/// How to run one controller node.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub node_id: NodeId,
+    /// Every voter's controller address (`host:port`), this node included.
+    pub voters: BTreeMap<NodeId, String>,
+    /// Directory of the Raft log, vote and snapshots.
+    pub dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl ControllerConfig {
+    /// Timings that suit a LAN: heartbeats every 100 ms, elections after
+    /// 300-600 ms of silence.
+    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>, dir: PathBuf) -> Self {
+        ControllerConfig {
+            node_id,
+            voters,
+            dir,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("invalid controller configuration: {0}")]
+    Config(String),
+    #[error("controller storage in {dir}: {source}")]
+    Storage { dir: PathBuf, source: io::Error },
+    #[error("cannot start the controller thread: {0}")]
+    Thread(io::Error),
+    #[error("controller failed to start: {0}")]
+    Raft(String),
+}
+
+/// The Raft quorum as this node sees it (for DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumInfo {
+    pub leader: Option<NodeId>,
+    /// Raft term: Kafka's leader epoch of the metadata quorum.
+    pub term: u64,
+    /// Index of the last entry applied here.
+    pub applied_index: Option<u64>,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: Option<u64>,
+    pub voters: Vec<VoterInfo>,
+    /// Whether this node leads.
+    pub is_leader: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoterInfo {
+    pub node: NodeId,
+    /// Highest entry known replicated to the voter (leader only).
+    pub matched_index: Option<u64>,
+}
+
+enum Job {
+    Write(Command, oneshot::Sender<WriteResult>),
+}
+
+/// A running controller node. Dropping it stops the node.
+pub struct Controller {
+    handle: ControllerHandle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable way to reach a controller node from any thread or
+/// executor. Calls fail with [`WriteError::Unavailable`] once the node
+/// stopped.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    node_id: NodeId,
+    jobs: mpsc::Sender<Job>,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    metrics: watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>,
+}
+
+impl std::fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHandle")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raft_id(node: NodeId) -> Result<RaftNodeId, ControllerError> {
+    u64::try_from(node.0).map_err(|_| ControllerError::Config(format!("{node} is negative")))
+}
+
+impl Controller {
+    /// Start the node on `listener` (already bound, so a caller can pick
+    /// port 0 and learn the port). On a fresh log the node proposes the
+    /// configured voters as the first membership; every voter does, with
+    /// the same voters, which openraft allows.
+    pub fn start(
+        config: ControllerConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Controller, ControllerError> {
+        let me = raft_id(config.node_id)?;
+        if !config.voters.contains_key(&config.node_id) {
+            return Err(ControllerError::Config(format!(
+                "{} is not among the controller voters {:?}",
+                config.node_id,
+                config.voters.keys().map(|n| n.0).collect::<Vec<_>>()
+            )));
+        }
+        let mut members = BTreeMap::new();
+        for (node, addr) in &config.voters {
+            members.insert(raft_id(*node)?, BasicNode { addr: addr.clone() });
+        }
+        let raft_config = Config {
+            cluster_name: "sluice-controller".into(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+            max_in_snapshot_log_to_keep: SNAPSHOT_EVERY_ENTRIES,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let storage_err = |source| ControllerError::Storage {
+            dir: config.dir.clone(),
+            source,
+        };
+        let log = LogStore::open(&config.dir).map_err(storage_err)?;
+        let (published, metadata) = watch::channel(Arc::new(ClusterMetadata::new()));
+        let published = Arc::new(published);
+        let state = StateMachineStore::open(&config.dir, published).map_err(storage_err)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ControllerError::Config(format!("controller listener: {e}")))?;
+
+        let (jobs_tx, jobs_rx) = mpsc::channel(CONTROLLER_QUEUE_JOBS);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("controller-{}", config.node_id.0))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(ControllerError::Raft(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(run(
+                    me,
+                    members,
+                    Arc::new(raft_config),
+                    log,
+                    state,
+                    listener,
+                    jobs_rx,
+                    stop_rx,
+                    ready_tx,
+                ));
+            })
+            .map_err(ControllerError::Thread)?;
+        let metrics = match ready_rx.recv() {
+            Ok(Ok(metrics)) => metrics,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(ControllerError::Raft("controller thread ended".into()));
+            }
+        };
+        Ok(Controller {
+            handle: ControllerHandle {
+                node_id: config.node_id,
+                jobs: jobs_tx,
+                metadata,
+                metrics,
+            },
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for other threads and shards.
+    pub fn handle(&self) -> ControllerHandle {
+        self.handle.clone()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.handle.node_id
+    }
+
+    /// See [`ControllerHandle::write`].
+    pub async fn write(&self, command: Command) -> WriteResult {
+        self.handle.write(command).await
+    }
+
+    /// See [`ControllerHandle::metadata`].
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.handle.metadata()
+    }
+
+    /// See [`ControllerHandle::quorum`].
+    pub fn quorum(&self) -> QuorumInfo {
+        self.handle.quorum()
+    }
+
+    /// Stop the node and wait for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!(node = self.handle.node_id.0, "controller thread panicked");
+            }
+        }
+    }
+}
+
+impl ControllerHandle {
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Apply `command` through the Raft leader (forwarded if another node
+    /// leads) and wait until it is committed and applied there. Works from
+    /// any executor.
+    pub async fn write(&self, command: Command) -> WriteResult {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Write(command, tx))
+            .await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
+    }
+
+    /// The metadata as applied on this node.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    /// A receiver that sees each new metadata version.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.metadata.clone()
+    }
+
+    /// The quorum as this node sees it.
+    pub fn quorum(&self) -> QuorumInfo {
+        let m = self.metrics.borrow();
+        let voters: BTreeSet<RaftNodeId> = m.membership_config.membership().voter_ids().collect();
+        let voters = voters
+            .into_iter()
+            .map(|id| VoterInfo {
+                node: NodeId(id as i32),
+                matched_index: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map(|l| l.index),
+            })
+            .collect();
+        QuorumInfo {
+            leader: m.current_leader.map(|id| NodeId(id as i32)),
+            term: m.current_term,
+            applied_index: m.last_applied.map(|l| l.index),
+            last_log_index: m.last_log_index,
+            voters,
+            is_leader: m.state == ServerState::Leader,
+        }
+    }
+
+    /// Register this broker, retrying every [`REGISTER_RETRY`] until the
+    /// controller accepts or refuses it, on a thread of its own (so no shard
+    /// waits for the cluster to form). The thread ends with the node.
+    pub fn spawn_registration(
+        &self,
+        registration: BrokerRegistration,
+    ) -> io::Result<JoinHandle<()>> {
+        let handle = self.clone();
+        std::thread::Builder::new()
+            .name(format!("register-{}", registration.node.0))
+            .spawn(move || loop {
+                match futures::executor::block_on(
+                    handle.write(Command::RegisterBroker(registration.clone())),
+                ) {
+                    Ok(outcome) => {
+                        tracing::info!(?outcome, "broker registered with the controller");
+                        return;
+                    }
+                    Err(WriteError::Refused(e)) => {
+                        tracing::error!(error = %e, "the controller refused this broker's registration");
+                        return;
+                    }
+                    Err(e) if handle.jobs.is_closed() => {
+                        tracing::debug!(error = %e, "controller stopped before registration");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "broker registration pending; retrying");
+                        std::thread::sleep(REGISTER_RETRY);
+                    }
+                }
+            })
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+type Metrics = watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>;
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    me: RaftNodeId,
+    members: BTreeMap<RaftNodeId, BasicNode>,
+    config: Arc<Config>,
+    log: LogStore,
+    state: StateMachineStore,
+    listener: std::net::TcpListener,
+    mut jobs: mpsc::Receiver<Job>,
+    mut stop: oneshot::Receiver<()>,
+    ready: std::sync::mpsc::SyncSender<Result<Metrics, ControllerError>>,
+) {
+    let raft = match Raft::new(me, config, NetworkFactory, log, state).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(ControllerError::Raft(e.to_string())));
+            return;
+        }
+    };
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(ControllerError::Config(format!(
+                "controller listener: {e}"
+            ))));
+            return;
+        }
+    };
+    match raft.is_initialized().await {
+        Ok(true) => {}
+        Ok(false) => {
+            if let Err(e) = raft.initialize(members).await {
+                // Another voter's membership may have arrived first.
+                tracing::debug!(error = %e, "controller initialize");
+            }
+        }
+        Err(e) => {
+            let _ = ready.send(Err(ControllerError::Raft(e.to_string())));
+            return;
+        }
+    }
+    let server = tokio::spawn(network::serve(listener, raft.clone()));
+    let _ = ready.send(Ok(raft.metrics()));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            job = jobs.recv() => match job {
+                None => break,
+                Some(Job::Write(command, reply)) => {
+                    let raft = raft.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(write_anywhere(&raft, command).await);
+                    });
+                }
+            },
+        }
+    }
+    server.abort();
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "controller shutdown");
+    }
+}
+
+/// Write locally if leader, else forward to the leader; retry while there
+/// is none, up to [`WRITE_TIMEOUT`].
+async fn write_anywhere(raft: &Raft, command: Command) -> WriteResult {
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    loop {
+        let result = match network::write_local(raft, command.clone()).await {
+            Err(WriteError::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            }) => network::forward(&addr, command.clone()).await,
+            other => other,
+        };
+        match result {
+            Err(WriteError::NotLeader { .. } | WriteError::Unavailable(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(WriteError::NotLeader { .. }) => {
+                return Err(WriteError::Unavailable(format!(
+                    "no controller leader within {WRITE_TIMEOUT:?}"
+                )))
+            }
+            other => return other,
+        }
+    }
+}

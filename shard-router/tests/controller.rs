@@ -1,0 +1,186 @@
+//! Controller nodes in one process, talking over 127.0.0.1: election,
+//! commands through any node, failover, and recovery from the log on disk.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use shard_router::controller::{
+    BrokerRegistration, Command, Controller, ControllerConfig, Outcome, WriteError,
+};
+use shard_router::NodeId;
+
+/// Upper bound on waiting for the cluster to settle; a bound so a broken
+/// build fails instead of hanging, not a speed check.
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + SETTLE;
+    while !ok() {
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(node: i32, voters: &BTreeMap<NodeId, String>, dir: &Path) -> Controller {
+    let addr: SocketAddr = voters[&NodeId(node)].parse().expect("addr");
+    let listener = TcpListener::bind(addr).expect("bind controller port");
+    let config = ControllerConfig::new(NodeId(node), voters.clone(), dir.join(format!("c{node}")));
+    Controller::start(config, listener).expect("start controller")
+}
+
+fn free_addrs(n: usize) -> BTreeMap<NodeId, String> {
+    // Bind all first so the ports differ; the controllers rebind them.
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                NodeId(i as i32 + 1),
+                l.local_addr().expect("addr").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn register(node: i32) -> Command {
+    Command::RegisterBroker(BrokerRegistration {
+        node: NodeId(node),
+        host: "127.0.0.1".into(),
+        port: 9092 + node as u16,
+        shards: 2,
+        replication_ports: Vec::new(),
+    })
+}
+
+fn create(name: &str) -> Command {
+    Command::CreateTopic {
+        name: name.into(),
+        topic_id: [7; 16],
+        partitions: 4,
+        replication_factor: 3,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn agreed_leader(nodes: &[&Controller]) -> Option<NodeId> {
+    let first = nodes.first()?.quorum();
+    let leader = first.leader?;
+    nodes
+        .iter()
+        .all(|c| c.quorum().leader == Some(leader))
+        .then_some(leader)
+}
+
+#[test]
+fn three_voters_elect_apply_fail_over_and_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let voters = free_addrs(3);
+    let mut nodes: BTreeMap<i32, Controller> = (1..=3)
+        .map(|n| (n, start(n, &voters, dir.path())))
+        .collect();
+
+    let mut leader = None;
+    wait_for("one leader all three agree on", || {
+        leader = agreed_leader(&nodes.values().collect::<Vec<_>>());
+        leader.is_some()
+    });
+    let leader = leader.expect("leader");
+    let follower = (1..=3).find(|n| NodeId(*n) != leader).expect("follower");
+
+    // Commands sent to a follower are forwarded to the leader.
+    for n in 1..=3 {
+        let out = block_on(nodes[&follower].write(register(n))).expect("register");
+        assert!(matches!(out, Outcome::BrokerRegistered { .. }), "{out:?}");
+    }
+    let out = block_on(nodes[&follower].write(create("t1"))).expect("create");
+    assert_eq!(out, Outcome::TopicCreated { topic_id: [7; 16] });
+    // A refusal comes back as a value and changes nothing.
+    assert!(matches!(
+        block_on(nodes[&follower].write(create("t1"))),
+        Err(WriteError::Refused(_))
+    ));
+    wait_for("every node to apply t1", || {
+        nodes
+            .values()
+            .all(|c| c.metadata().topics.contains_key("t1") && c.metadata().brokers.len() == 3)
+    });
+    let t1 = nodes[&1].metadata().topics["t1"].clone();
+    for c in nodes.values() {
+        assert_eq!(c.metadata().topics["t1"], t1, "same placement everywhere");
+    }
+    let quorum = nodes[&leader.0].quorum();
+    assert!(quorum.is_leader);
+    assert_eq!(quorum.voters.len(), 3);
+
+    // The leader goes away; the other two elect a new one and keep working.
+    nodes.remove(&leader.0).expect("leader node").shutdown();
+    let mut new_leader = None;
+    wait_for("a new leader among the two left", || {
+        new_leader = agreed_leader(&nodes.values().collect::<Vec<_>>());
+        new_leader.is_some_and(|l| l != leader)
+    });
+    let survivor = *nodes.keys().next().expect("a node");
+    block_on(nodes[&survivor].write(create("t2"))).expect("create after failover");
+
+    // The old leader comes back from its log and catches up.
+    nodes.insert(leader.0, start(leader.0, &voters, dir.path()));
+    wait_for("the restarted node to hold t1 and t2", || {
+        let m = nodes[&leader.0].metadata();
+        m.topics.contains_key("t1") && m.topics.contains_key("t2")
+    });
+    assert_eq!(nodes[&leader.0].metadata().topics["t1"], t1);
+    for (_, c) in nodes {
+        c.shutdown();
+    }
+}
+
+#[test]
+fn single_voter_restarts_from_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let voters = free_addrs(1);
+    let c = start(1, &voters, dir.path());
+    wait_for("the single voter to lead", || c.quorum().is_leader);
+    block_on(c.write(register(1))).expect("register");
+    let out = block_on(c.write(Command::CreateTopic {
+        name: "solo".into(),
+        topic_id: [1; 16],
+        partitions: 3,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    }))
+    .expect("create");
+    assert_eq!(out, Outcome::TopicCreated { topic_id: [1; 16] });
+    let before = c.metadata();
+    c.shutdown();
+
+    let c = start(1, &voters, dir.path());
+    wait_for("the log to be applied again", || {
+        c.metadata().topics.contains_key("solo")
+    });
+    assert_eq!(*c.metadata(), *before);
+    block_on(c.write(Command::DeleteTopic {
+        name: "solo".into(),
+    }))
+    .expect("delete");
+    assert!(!c.metadata().topics.contains_key("solo"));
+    c.shutdown();
+}
+
+#[test]
+fn node_outside_the_voters_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let voters = free_addrs(1);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = ControllerConfig::new(NodeId(5), voters, dir.path().join("c5"));
+    let err = Controller::start(config, listener).err().expect("refused");
+    assert!(
+        err.to_string().contains("not among the controller voters"),
+        "{err}"
+    );
+}

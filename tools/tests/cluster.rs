@@ -1,0 +1,184 @@
+//! Three `sluice serve` processes on 127.0.0.1, .2 and .3 form a cluster
+//! through their controllers: each registers, and DescribeCluster and
+//! Metadata from any node list all three brokers.
+
+mod common;
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, sluice_command, Client};
+use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::metadata_request::MetadataRequest;
+use sluice_codec::{RequestBody, ResponseBody};
+
+/// Bound on waiting for the cluster to form; a broken build fails instead of
+/// hanging. Not a speed check.
+const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Node {
+    child: Child,
+    kafka: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr) -> Node {
+    let data = dir.join(format!("n{id}"));
+    std::fs::create_dir_all(&data).expect("node dir");
+    let log = data.join("broker.log");
+    let out = File::create(&log).expect("log file");
+    let args = [
+        "serve",
+        "--node-id",
+        &id.to_string(),
+        "--listen",
+        &kafka.to_string(),
+        "--data-dir",
+        data.join("data").to_str().expect("UTF-8 path"),
+        "--shards",
+        "1",
+        "--metrics-listen",
+        "off",
+        "--controller-voters",
+        voters,
+    ]
+    .map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = sluice_command(&args)
+        .env("SLUICE_LOG", "info")
+        .stdout(out.try_clone().expect("clone log"))
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sluice");
+    Node { child, kafka, log }
+}
+
+fn logs(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "--- {} ---\n{}",
+                n.kafka,
+                std::fs::read_to_string(&n.log).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn client(addr: SocketAddr) -> Option<Client> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let mut c = Client::new(stream);
+    c.set_timeout(Duration::from_secs(5));
+    Some(c)
+}
+
+/// A broker as DescribeCluster lists it: id, host, port, fenced.
+type Listed = (i32, String, i32, bool);
+
+/// The brokers DescribeCluster lists, and the controller.
+fn describe(addr: SocketAddr) -> Option<(Vec<Listed>, i32)> {
+    let mut c = client(addr)?;
+    let body = RequestBody::DescribeCluster(DescribeClusterRequest::default());
+    let ResponseBody::DescribeCluster(r) = c.call(0, &body) else {
+        panic!("DescribeCluster answered with another response");
+    };
+    assert_eq!(r.error_code, 0);
+    let mut brokers: Vec<_> = r
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id, b.host.clone(), b.port, b.is_fenced))
+        .collect();
+    brokers.sort();
+    Some((brokers, r.controller_id))
+}
+
+fn metadata_brokers(addr: SocketAddr) -> Vec<(i32, String, i32)> {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(Vec::new()),
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let mut brokers: Vec<_> = r
+        .brokers
+        .iter()
+        .map(|b| (b.node_id, b.host.clone(), b.port))
+        .collect();
+    brokers.sort();
+    brokers
+}
+
+#[test]
+fn three_nodes_register_and_every_node_lists_all_brokers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=3u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = (1..=3u8)
+        .map(|n| format!("{n}@127.0.0.{n}:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Node> = Vec::new();
+    for n in 1..=3u8 {
+        nodes.push(start(dir.path(), n, &voters, kafka[usize::from(n) - 1]));
+    }
+    let want: Vec<Listed> = kafka
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as i32 + 1, a.ip().to_string(), i32::from(a.port()), false))
+        .collect();
+
+    let until = Instant::now() + FORM_TIMEOUT;
+    let mut controllers = Vec::new();
+    for (node, addr) in kafka.iter().enumerate() {
+        loop {
+            for n in nodes.iter_mut() {
+                assert!(
+                    n.child.try_wait().expect("poll").is_none(),
+                    "a node exited:\n{}",
+                    logs(&nodes)
+                );
+            }
+            match describe(*addr) {
+                Some((brokers, controller)) if brokers == want && controller > 0 => {
+                    controllers.push(controller);
+                    break;
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < until,
+                "node {} never listed all three brokers:\n{}",
+                node + 1,
+                logs(&nodes)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!((1..=3).contains(&controllers[0]), "{controllers:?}");
+    let metadata_want: Vec<(i32, String, i32)> = want
+        .iter()
+        .map(|(id, h, p, _)| (*id, h.clone(), *p))
+        .collect();
+    for addr in &kafka {
+        assert_eq!(
+            metadata_brokers(*addr),
+            metadata_want,
+            "Metadata from {addr}"
+        );
+    }
+}
