@@ -17,6 +17,6 @@ pub mod timestamp;
 pub mod truncate;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
-pub use error::{AppendError, LogError};
+pub use error::{AppendError, LogError, ReplicaAppendError};
 pub use log::{Appended, PartitionLog, ReadResult};
 pub use tail_cache::CacheBudget;
