@@ -60,7 +60,10 @@ fn a_follower_copy_is_byte_identical_across_segments_and_a_reopen() {
             flush(&follower, NOW, false).await;
         }
         assert!(follower.borrow().segment_count() >= 2);
-        assert_eq!(follower.borrow().leader_epochs(), leader.borrow().leader_epochs());
+        assert_eq!(
+            follower.borrow().leader_epochs(),
+            leader.borrow().leader_epochs()
+        );
         assert_eq!(follower.borrow().log_end_offset(), 90);
         assert_eq!(batches(&follower, 0).await, copied);
 
@@ -88,17 +91,38 @@ fn a_gap_an_overlap_an_older_epoch_and_a_bad_crc_are_refused() {
 
         let gap = follower.borrow_mut().append_replica(&b[1], NOW);
         assert!(
-            matches!(gap, Err(ReplicaAppendError::NotAtLogEnd { base_offset: 2, log_end: 0 })),
+            matches!(
+                gap,
+                Err(ReplicaAppendError::NotAtLogEnd {
+                    base_offset: 2,
+                    log_end: 0
+                })
+            ),
             "{gap:?}"
         );
-        follower.borrow_mut().append_replica(&b[0], NOW).expect("first");
-        follower.borrow_mut().append_replica(&b[1], NOW).expect("second");
+        follower
+            .borrow_mut()
+            .append_replica(&b[0], NOW)
+            .expect("first");
+        follower
+            .borrow_mut()
+            .append_replica(&b[1], NOW)
+            .expect("second");
         let overlap = follower.borrow_mut().append_replica(&b[1], NOW);
         assert!(
-            matches!(overlap, Err(ReplicaAppendError::NotAtLogEnd { base_offset: 2, log_end: 4 })),
+            matches!(
+                overlap,
+                Err(ReplicaAppendError::NotAtLogEnd {
+                    base_offset: 2,
+                    log_end: 4
+                })
+            ),
             "{overlap:?}"
         );
-        follower.borrow_mut().append_replica(&b[2], NOW).expect("third");
+        follower
+            .borrow_mut()
+            .append_replica(&b[2], NOW)
+            .expect("third");
 
         // A batch of epoch 4 after epoch 5 data: history would go back.
         let mut older = b[2].to_vec();
@@ -106,7 +130,13 @@ fn a_gap_an_overlap_an_older_epoch_and_a_bad_crc_are_refused() {
         sluice_records::set_partition_leader_epoch(&mut older, 4).expect("header");
         let back = follower.borrow_mut().append_replica(&older, NOW);
         assert!(
-            matches!(back, Err(ReplicaAppendError::EpochGoesBack { epoch: 4, latest: 5 })),
+            matches!(
+                back,
+                Err(ReplicaAppendError::EpochGoesBack {
+                    epoch: 4,
+                    latest: 5
+                })
+            ),
             "{back:?}"
         );
 
@@ -132,7 +162,10 @@ fn producer_state_follows_the_copied_batches() {
             b.producer(7, 1, seq);
             b.push(NOW, Some(b"k"), Some(b"a"), &[]);
             b.push(NOW, Some(b"k"), Some(b"b"), &[]);
-            leader.borrow_mut().append(&b.build(), 0, NOW).expect("append");
+            leader
+                .borrow_mut()
+                .append(&b.build(), 0, NOW)
+                .expect("append");
         }
         flush(&leader, NOW, false).await;
         for b in batches(&leader, 0).await {
