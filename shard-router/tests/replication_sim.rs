@@ -59,8 +59,9 @@ struct Sim {
     config: LeaderConfig,
     /// Every high watermark any leader announced, per epoch, in order.
     hw_history: Vec<(LeaderEpoch, i64)>,
-    /// Committed produces: (end offset, the batch bytes' offsets) for loss checks.
-    committed_ends: Vec<i64>,
+    /// The stored bytes of every batch an acks=all produce was answered
+    /// for: none of them may ever be lost.
+    committed: Vec<Bytes>,
 }
 
 fn tp() -> PartitionRef {
@@ -149,7 +150,7 @@ impl Sim {
                 replica_lag_time_max_ms: LAG_MS,
             },
             hw_history: Vec::new(),
-            committed_ends: Vec::new(),
+            committed: Vec::new(),
         };
         sim.elect(NodeId(1));
         sim
@@ -395,6 +396,7 @@ impl Sim {
                     Message::EpochAnswer {
                         tp: tp(),
                         leader_epoch: current,
+                        requested_epoch,
                         error_code: 0,
                         epoch: answer.0,
                         end_offset: answer.1,
@@ -428,6 +430,7 @@ impl Sim {
                 Role::Follower(f),
                 Message::EpochAnswer {
                     leader_epoch,
+                    requested_epoch,
                     epoch,
                     end_offset,
                     ..
@@ -440,6 +443,7 @@ impl Sim {
                 match f.on_epoch_answer(
                     from,
                     LeaderEpoch(leader_epoch),
+                    requested_epoch,
                     (epoch, end_offset),
                     &cache,
                     log_end,
@@ -561,8 +565,8 @@ impl Sim {
                     let (leader, end) = self.waiting.remove(&ack).expect("a waiting produce");
                     assert_eq!(leader, id);
                     if result != AckResult::NotLeader {
-                        self.check_everyone_in_sync_has(end);
-                        self.committed_ends.push(end);
+                        let last = self.check_everyone_in_sync_has(end);
+                        self.committed.push(last);
                     }
                     self.acked.insert(ack, result);
                 }
@@ -603,8 +607,9 @@ impl Sim {
     }
 
     /// The acks=all promise: every member of the committed ISR holds every
-    /// offset below `end` durably, with the leader's bytes.
-    fn check_everyone_in_sync_has(&self, end: i64) {
+    /// offset below `end` durably, with the leader's bytes. Returns the
+    /// leader's batch that ends at `end`.
+    fn check_everyone_in_sync_has(&self, end: i64) -> Bytes {
         let leader = self.leader_id().expect("a leader acks");
         let leader_batches = batches_of(&self.nodes[&leader].log);
         for r in self.leader().isr() {
@@ -626,6 +631,10 @@ impl Sim {
                 );
             }
         }
+        leader_batches
+            .into_iter()
+            .find(|b| BatchHeader::parse(b).is_ok_and(|h| h.next_offset() == end))
+            .expect("the acknowledged batch is in the leader's log")
     }
 
     /// Cuts `id` off the network: its connections drop.
@@ -830,6 +839,7 @@ enum Op {
     Advance(i64),
     Cut(u8),
     Heal,
+    Elect(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -841,6 +851,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0i64..6_000).prop_map(Op::Advance),
         1 => (2u8..=3).prop_map(Op::Cut),
         1 => Just(Op::Heal),
+        1 => (1u8..=3).prop_map(Op::Elect),
     ]
 }
 
@@ -856,6 +867,7 @@ proptest! {
     fn replication_invariants(ops in proptest::collection::vec(op(), 1..120), min_isr in 1usize..=3) {
         let mut sim = Sim::new(min_isr);
         let mut next_id = 0;
+        let mut elections = 0;
         for o in ops {
             match o {
                 Op::Produce(acks_all) => {
@@ -870,14 +882,24 @@ proptest! {
                 Op::Advance(ms) => sim.advance(ms),
                 Op::Cut(n) => sim.cut(NodeId(i32::from(n))),
                 Op::Heal => sim.heal(),
+                Op::Elect(n) => {
+                    // Unclean election is off: only an ISR member may lead.
+                    let n = NodeId(i32::from(n));
+                    if sim.isr.contains(&n) && sim.leader_id() != Some(n) {
+                        sim.elect(n);
+                        elections += 1;
+                    }
+                }
             }
             let hw = sim.leader().high_watermark();
             for r in sim.leader().isr() {
                 prop_assert!(sim.nodes[r].log.borrow().visible_offset() >= hw);
             }
         }
+        // Within an epoch the HW only grows; a new leader may start lower
+        // (it learns the HW late) but never takes back a committed batch.
         for w in sim.hw_history.windows(2) {
-            prop_assert!(w[1].1 > w[0].1, "HW went back: {:?}", w);
+            prop_assert!(w[0].0 != w[1].0 || w[1].1 > w[0].1, "HW went back: {:?}", w);
         }
         sim.heal();
         sim.settle();
@@ -887,6 +909,8 @@ proptest! {
         }
         prop_assert!(sim.waiting.is_empty(), "every acks=all produce answered");
         prop_assert_eq!(sim.leader().high_watermark(), sim.leader().log_end());
-        prop_assert!(sim.committed_ends.iter().all(|&e| e <= sim.leader().high_watermark()));
+        for b in &sim.committed {
+            prop_assert!(truth.contains(b), "an acknowledged batch was lost ({} elections)", elections);
+        }
     }
 }

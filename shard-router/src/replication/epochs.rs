@@ -3,21 +3,25 @@
 
 use super::{UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 
-/// The leader's answer to "where does epoch `requested` end?": the latest
-/// epoch ends at the log end; an older one ends where the next larger epoch
-/// starts, reported with the largest known epoch at or below `requested`; an
-/// epoch older than everything known gives (-1, -1).
+/// Where epoch `requested` ends in a log with this cache, as Kafka's
+/// `LeaderEpochFileCache.endOffsetFor` answers: the latest epoch ends at the
+/// log end; an older one ends where the next larger epoch starts, reported
+/// with the largest known epoch at or below it, or with `requested` itself
+/// when every known epoch is larger (it then "ends" where the log's first
+/// epoch starts); an epoch newer than all known, or none, gives (-1, -1).
 pub fn end_offset_for(cache: &[(i32, i64)], requested: i32, log_end: i64) -> (i32, i64) {
     if requested == UNDEFINED_EPOCH {
         return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
     }
-    let Some(floor_at) = cache.iter().rposition(|&(e, _)| e <= requested) else {
+    if cache.last().is_some_and(|&(e, _)| e == requested) {
+        return (requested, log_end);
+    }
+    let Some(&(_, next_start)) = cache.iter().find(|&&(e, _)| e > requested) else {
         return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
     };
-    let floor = cache[floor_at].0;
-    match cache.get(floor_at + 1) {
-        Some(&(_, next_start)) => (floor, next_start),
-        None => (floor, log_end),
+    match cache.iter().rev().find(|&&(e, _)| e <= requested) {
+        Some(&(floor, _)) => (floor, next_start),
+        None => (requested, next_start),
     }
 }
 
@@ -58,8 +62,8 @@ pub fn truncation_point(
     }
     let (own_epoch, own_end) = end_offset_for(own_cache, leader_epoch, own_log_end);
     if own_epoch == UNDEFINED_EPOCH {
-        // Every epoch we hold is newer than the leader's answer: none of it
-        // can be the leader's history past its end.
+        // We know no epochs to compare (Kafka's case of a follower without
+        // a cache): trust the leader's end.
         return Truncation::Final(leader_end.min(own_log_end));
     }
     if own_epoch != leader_epoch {
@@ -78,11 +82,12 @@ mod tests {
     fn end_offsets_as_kafka_answers_them() {
         let cache = [(1, 0), (3, 10), (5, 20)];
         assert_eq!(end_offset_for(&cache, 5, 30), (5, 30));
-        assert_eq!(end_offset_for(&cache, 7, 30), (5, 30));
+        assert_eq!(end_offset_for(&cache, 7, 30), (-1, -1));
         assert_eq!(end_offset_for(&cache, 3, 30), (3, 20));
         assert_eq!(end_offset_for(&cache, 4, 30), (3, 20));
         assert_eq!(end_offset_for(&cache, 1, 30), (1, 10));
-        assert_eq!(end_offset_for(&cache, 0, 30), (-1, -1));
+        assert_eq!(end_offset_for(&cache, 0, 30), (0, 0));
+        assert_eq!(end_offset_for(&[(2, 5), (4, 9)], 1, 30), (1, 5));
         assert_eq!(end_offset_for(&cache, -1, 30), (-1, -1));
         assert_eq!(end_offset_for(&[], 2, 30), (-1, -1));
     }
@@ -116,8 +121,14 @@ mod tests {
             truncation_point(&own, 25, (-1, -1), 5),
             Truncation::Final(5)
         );
-        // All of ours newer than the leader's answer.
+        // All of ours newer than the leader's answer: none of it is the
+        // leader's history (the regression the simulation found: a replica
+        // that led epoch 3 alone kept its batches under a leader of epoch 4).
+        let own = [(3, 0)];
+        assert_eq!(truncation_point(&own, 2, (2, 26), 0), Truncation::Final(0));
         let own = [(4, 3)];
-        assert_eq!(truncation_point(&own, 25, (2, 7), 0), Truncation::Final(7));
+        assert_eq!(truncation_point(&own, 25, (2, 7), 0), Truncation::Final(3));
+        // No cache at all: the leader's end.
+        assert_eq!(truncation_point(&[], 25, (2, 7), 0), Truncation::Final(7));
     }
 }

@@ -136,20 +136,25 @@ impl FollowerState {
         self.phase == Phase::Streaming
     }
 
-    /// The leader answered the epoch query with (epoch, end offset).
+    /// The leader answered the query about `requested` with (epoch, end
+    /// offset).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_epoch_answer(
         &mut self,
         from: NodeId,
         leader_epoch: LeaderEpoch,
+        requested: i32,
         answer: (i32, i64),
         own_cache: &[(i32, i64)],
         log_end: i64,
     ) -> Result<Vec<FollowerAction>, FollowerError> {
         self.check_sender(from, leader_epoch)?;
-        let Phase::Querying { .. } = self.phase else {
-            // A late duplicate answer: the handshake is over.
+        // Only the answer to the question now open counts: a late answer (to
+        // a query before a reconnect or a KIP-279 second round) is about an
+        // epoch our log may no longer end with.
+        if self.phase != (Phase::Querying { requested }) {
             return Ok(Vec::new());
-        };
+        }
         let mut actions = Vec::new();
         match truncation_point(own_cache, log_end, answer, self.high_watermark) {
             Truncation::Final(cut) => {

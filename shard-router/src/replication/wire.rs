@@ -42,11 +42,12 @@ pub enum Message {
         leader_epoch: i32,
         requested_epoch: i32,
     },
-    /// Leader to follower: the largest epoch <= the requested one, and its
-    /// end offset (or an error code and -1, -1).
+    /// Leader to follower: the largest epoch <= the requested one (echoed),
+    /// and its end offset (or an error code and -1, -1).
     EpochAnswer {
         tp: PartitionRef,
         leader_epoch: i32,
+        requested_epoch: i32,
         error_code: i16,
         epoch: i32,
         end_offset: i64,
@@ -139,6 +140,7 @@ impl Message {
             Message::EpochAnswer {
                 tp,
                 leader_epoch,
+                requested_epoch,
                 error_code,
                 epoch,
                 end_offset,
@@ -146,6 +148,7 @@ impl Message {
                 dst.put_u8(KIND_EPOCH_ANSWER);
                 put_tp(dst, tp)?;
                 dst.put_i32(*leader_epoch);
+                dst.put_i32(*requested_epoch);
                 dst.put_i16(*error_code);
                 dst.put_i32(*epoch);
                 dst.put_i64(*end_offset);
@@ -234,6 +237,7 @@ impl Message {
             KIND_EPOCH_ANSWER => Message::EpochAnswer {
                 tp: tp_(b)?,
                 leader_epoch: i32_(b, "leader_epoch")?,
+                requested_epoch: i32_(b, "requested_epoch")?,
                 error_code: i16_(b, "error_code")?,
                 epoch: i32_(b, "epoch")?,
                 end_offset: i64_(b, "end_offset")?,
@@ -385,6 +389,7 @@ mod tests {
             Message::EpochAnswer {
                 tp: tp(),
                 leader_epoch: 5,
+                requested_epoch: 4,
                 error_code: 0,
                 epoch: 3,
                 end_offset: 1_000,
