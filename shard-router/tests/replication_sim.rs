@@ -249,7 +249,7 @@ impl Sim {
             .borrow_mut()
             .append(&batch(id), epoch, now_ms)
             .expect("append");
-        l.on_appended(a.last_offset + 1);
+        l.on_appended(a.last_offset + 1, now_ms);
         if !acks_all {
             return None;
         }

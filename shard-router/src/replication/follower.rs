@@ -281,3 +281,136 @@ impl FollowerState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_records::{BatchBuilder, Compression};
+
+    const L: NodeId = NodeId(1);
+    const E: LeaderEpoch = LeaderEpoch(5);
+
+    /// Stored batches of two records each, from `base`, `n` of them.
+    fn batches(base: i64, n: usize) -> Bytes {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut b = BatchBuilder::new(Compression::None);
+            b.push(0, None, Some(b"a"), &[]);
+            b.push(0, None, Some(b"b"), &[]);
+            let mut b = b.build().to_vec();
+            sluice_records::set_base_offset(&mut b, base + 2 * i as i64).expect("header");
+            out.extend_from_slice(&b);
+        }
+        Bytes::from(out)
+    }
+
+    fn streaming() -> FollowerState {
+        let (mut f, a) = FollowerState::new(L, E, &[(3, 0)], 6, 4);
+        assert_eq!(a, vec![FollowerAction::QueryEpoch { requested: 3 }]);
+        let a = f
+            .on_epoch_answer(L, E, 3, (3, 6), &[(3, 0)], 6)
+            .expect("answer");
+        assert_eq!(a, vec![FollowerAction::Subscribe { log_end: 6 }]);
+        f
+    }
+
+    #[test]
+    fn stale_newer_and_foreign_streams_are_refused() {
+        let mut f = streaming();
+        assert_eq!(
+            f.on_batches(L, LeaderEpoch(4), 8, batches(6, 1), 6),
+            Err(FollowerError::StaleEpoch { got: 4, ours: 5 })
+        );
+        assert_eq!(
+            f.on_batches(L, LeaderEpoch(6), 8, batches(6, 1), 6),
+            Err(FollowerError::UnknownEpoch { got: 6, ours: 5 })
+        );
+        assert_eq!(
+            f.on_batches(NodeId(2), E, 8, batches(6, 1), 6),
+            Err(FollowerError::NotTheLeader {
+                from: NodeId(2),
+                leader: L
+            })
+        );
+    }
+
+    #[test]
+    fn batches_already_held_are_skipped_and_a_hole_restarts_the_stream() {
+        let mut f = streaming();
+        let all = batches(2, 3); // offsets 2..8, the log ends at 6
+        let a = f.on_batches(L, E, 7, all.clone(), 6).expect("batches");
+        let second = batches(2, 2).len();
+        assert_eq!(
+            a,
+            vec![
+                FollowerAction::Append(all.slice(second..)),
+                FollowerAction::HighWatermark(7)
+            ]
+        );
+        assert_eq!(
+            f.on_batches(L, E, 9, batches(10, 1), 8).expect("hole"),
+            vec![FollowerAction::Subscribe { log_end: 8 }]
+        );
+        let mut torn = batches(8, 1).to_vec();
+        torn.truncate(torn.len() - 1);
+        assert!(matches!(
+            f.on_batches(L, E, 9, Bytes::from(torn), 8),
+            Err(FollowerError::Malformed(_))
+        ));
+        // The HW never passes what this log holds.
+        assert_eq!(
+            f.on_batches(L, E, 100, Bytes::new(), 8).expect("hw"),
+            vec![FollowerAction::HighWatermark(8)]
+        );
+    }
+
+    #[test]
+    fn acks_only_when_news_and_only_after_the_handshake() {
+        let (mut f, _) = FollowerState::new(L, E, &[(3, 0)], 6, 4);
+        assert!(f.on_local_durable(6).is_empty(), "still querying");
+        assert!(matches!(
+            f.on_batches(L, E, 4, batches(6, 1), 6),
+            Err(FollowerError::NotStreaming)
+        ));
+        // An answer to another question is not ours.
+        assert!(f
+            .on_epoch_answer(L, E, 2, (2, 1), &[(3, 0)], 6)
+            .expect("ignored")
+            .is_empty());
+        f.on_epoch_answer(L, E, 3, (3, 5), &[(3, 0)], 6)
+            .expect("answer");
+        assert!(f.on_local_durable(5).is_empty(), "subscribe reported 5");
+        assert_eq!(
+            f.on_local_durable(7),
+            vec![FollowerAction::Ack { log_end: 7 }]
+        );
+        assert!(f.on_local_durable(7).is_empty());
+    }
+
+    #[test]
+    fn a_second_round_when_the_leader_answers_an_epoch_we_never_had() {
+        let cache = [(1, 0), (3, 10)];
+        let (mut f, _) = FollowerState::new(L, E, &cache, 20, 0);
+        let a = f
+            .on_epoch_answer(L, E, 3, (2, 15), &cache, 20)
+            .expect("answer");
+        assert_eq!(
+            a,
+            vec![
+                FollowerAction::Truncate(10),
+                FollowerAction::QueryEpoch { requested: 1 }
+            ]
+        );
+        let cache = [(1, 0)];
+        let a = f
+            .on_epoch_answer(L, E, 1, (1, 8), &cache, 10)
+            .expect("answer");
+        assert_eq!(
+            a,
+            vec![
+                FollowerAction::Truncate(8),
+                FollowerAction::Subscribe { log_end: 8 }
+            ]
+        );
+    }
+}

@@ -189,11 +189,19 @@ impl LeaderState {
     }
 
     /// The local log grew to `log_end` (an append was assigned offsets).
-    pub fn on_appended(&mut self, log_end: i64) {
+    pub fn on_appended(&mut self, log_end: i64, now_ms: i64) {
         assert!(
             log_end >= self.log_end,
             "the leader's log end never goes back"
         );
+        // A follower that had everything until now was caught up until now:
+        // with a push stream an idle follower sends nothing, where Kafka's
+        // follower would have kept fetching and refreshing this time.
+        for f in self.followers.values_mut() {
+            if f.log_end == Some(self.log_end) {
+                f.last_caught_up_ms = f.last_caught_up_ms.max(now_ms);
+            }
+        }
         self.log_end = log_end;
     }
 
@@ -453,5 +461,120 @@ pub fn consumer_read_bound(
         ReadBound::Empty
     } else {
         ReadBound::Upto(high_watermark)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N1: NodeId = NodeId(1);
+    const N2: NodeId = NodeId(2);
+    const N3: NodeId = NodeId(3);
+    const E: LeaderEpoch = LeaderEpoch(4);
+
+    fn leader(isr: &[NodeId], min_isr: usize) -> LeaderState {
+        let config = LeaderConfig {
+            min_insync_replicas: min_isr,
+            replica_lag_time_max_ms: 100,
+        };
+        LeaderState::new(N1, E, config, &[N1, N2, N3], isr, 10, 10, 10, 0)
+    }
+
+    #[test]
+    fn a_pending_expansion_counts_for_the_hw_but_not_for_min_insync() {
+        let mut l = leader(&[N1, N2], 3);
+        assert!(l.check_produce(true).is_err());
+        assert!(l.check_produce(false).is_ok());
+        l.on_follower_subscribe(N2, E, 10, 1);
+        let out = l.on_follower_subscribe(N3, E, 10, 1);
+        let proposed = BTreeSet::from([N1, N2, N3]);
+        assert_eq!(
+            out,
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: proposed.clone()
+            }]
+        );
+        assert_eq!(l.maximal_isr(), proposed);
+        l.on_appended(12, 0);
+        assert!(l.wait(AckId(1), 12).is_empty());
+        l.on_local_durable(12, 2);
+        // N3 is only proposed, yet the HW waits for it.
+        assert!(l.on_follower_ack(N2, E, 12, 3).is_empty());
+        assert_eq!(l.high_watermark(), 10);
+        let out = l.on_follower_ack(N3, E, 12, 3);
+        assert_eq!(
+            out,
+            vec![
+                LeaderOutput::HighWatermark(12),
+                LeaderOutput::Ack {
+                    id: AckId(1),
+                    result: AckResult::NotEnoughReplicasAfterAppend
+                }
+            ]
+        );
+        l.on_isr_committed(&[N1, N2, N3], 4);
+        assert!(l.check_produce(true).is_ok());
+    }
+
+    #[test]
+    fn acks_of_other_epochs_unsubscribed_followers_and_going_back_are_ignored() {
+        let mut l = leader(&[N1, N2, N3], 1);
+        l.on_appended(14, 0);
+        l.on_local_durable(14, 0);
+        assert!(l.on_follower_ack(N2, E, 14, 1).is_empty(), "not subscribed");
+        l.on_follower_subscribe(N2, E, 12, 1);
+        l.on_follower_subscribe(N3, LeaderEpoch(3), 14, 1);
+        assert!(l.on_follower_ack(N3, LeaderEpoch(3), 14, 1).is_empty());
+        assert_eq!(l.high_watermark(), 10);
+        l.on_follower_subscribe(N3, E, 14, 1);
+        assert_eq!(l.high_watermark(), 12);
+        assert!(l.on_follower_ack(N2, E, 11, 2).is_empty(), "went back");
+        assert!(l.on_follower_ack(N2, E, 15, 2).is_empty(), "past our end");
+        assert_eq!(l.to_send(), vec![(N2, 12)]);
+    }
+
+    #[test]
+    fn an_idle_caught_up_follower_stays_and_a_lagging_one_goes_after_the_lag_time() {
+        let mut l = leader(&[N1, N2, N3], 1);
+        l.on_follower_subscribe(N2, E, 10, 0);
+        l.on_follower_subscribe(N3, E, 10, 0);
+        assert!(l.tick(1_000).is_empty(), "idle, both have everything");
+        l.on_appended(12, 1_000);
+        l.on_local_durable(12, 1_000);
+        l.on_follower_ack(N2, E, 12, 1_050);
+        assert!(l.tick(1_100).is_empty());
+        assert_eq!(
+            l.tick(1_101),
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: BTreeSet::from([N1, N2])
+            }]
+        );
+        assert!(l.tick(5_000).is_empty(), "one proposal at a time");
+        assert_eq!(
+            l.on_isr_committed(&[N1, N2], 5_000),
+            vec![LeaderOutput::HighWatermark(12)]
+        );
+    }
+
+    #[test]
+    fn resigning_fails_every_waiter_and_reads_above_the_hw_are_empty() {
+        let mut l = leader(&[N1], 1);
+        l.on_appended(20, 0);
+        assert!(l.wait(AckId(7), 20).is_empty());
+        assert_eq!(
+            l.resign(),
+            vec![LeaderOutput::Ack {
+                id: AckId(7),
+                result: AckResult::NotLeader
+            }]
+        );
+        assert_eq!(consumer_read_bound(15, 5, 10, 20), ReadBound::Empty);
+        assert_eq!(consumer_read_bound(20, 5, 10, 20), ReadBound::Empty);
+        assert_eq!(consumer_read_bound(21, 5, 10, 20), ReadBound::OutOfRange);
+        assert_eq!(consumer_read_bound(4, 5, 10, 20), ReadBound::OutOfRange);
+        assert_eq!(consumer_read_bound(5, 5, 10, 20), ReadBound::Upto(10));
     }
 }
