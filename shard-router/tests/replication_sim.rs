@@ -856,7 +856,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Any interleaving of produces, deliveries, flushes, lost messages and
     /// time: the HW never goes back, acks=all answers only when every ISR
