@@ -540,6 +540,76 @@ mod tests {
         assert_eq!(Message::decode(body), Err(WireError::TrailingBytes(1)));
     }
 
+    fn message() -> impl proptest::strategy::Strategy<Value = Message> {
+        use proptest::prelude::*;
+        let tp = ("[a-z._-]{0,20}", any::<i32>())
+            .prop_map(|(topic, partition)| PartitionRef { topic, partition });
+        prop_oneof![
+            (any::<u16>(), any::<i32>(), any::<u16>()).prop_map(|(v, n, s)| Message::Hello {
+                version: v,
+                node: NodeId(n),
+                shard: ShardId(s)
+            }),
+            (tp.clone(), any::<i32>(), any::<i32>()).prop_map(|(tp, e, r)| {
+                Message::EpochQuery {
+                    tp,
+                    leader_epoch: e,
+                    requested_epoch: r,
+                }
+            }),
+            (tp.clone(), any::<(i32, i32, i16, i32, i64)>()).prop_map(|(tp, (e, r, c, x, o))| {
+                Message::EpochAnswer {
+                    tp,
+                    leader_epoch: e,
+                    requested_epoch: r,
+                    error_code: c,
+                    epoch: x,
+                    end_offset: o,
+                }
+            }),
+            (
+                tp.clone(),
+                any::<i32>(),
+                any::<i64>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(tp, e, hw, r)| Message::Batches {
+                    tp,
+                    leader_epoch: e,
+                    high_watermark: hw,
+                    records: Bytes::from(r),
+                }),
+            (tp.clone(), any::<i32>(), any::<i64>()).prop_map(|(tp, e, o)| Message::Ack {
+                tp,
+                leader_epoch: e,
+                log_end: o
+            }),
+            (tp, any::<i32>(), any::<i16>()).prop_map(|(tp, e, c)| Message::Refused {
+                tp,
+                leader_epoch: e,
+                error_code: c
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_round_trips(m in message()) {
+            let mut b = BytesMut::new();
+            m.encode(&mut b).expect("encode");
+            proptest::prop_assert_eq!(decode_frame(&mut b), Ok(Some(m)));
+        }
+
+        /// Arbitrary bytes give a message or a typed error, never a panic,
+        /// and a frame length is never trusted beyond the bytes present.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = Message::decode(Bytes::from(bytes.clone()));
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = decode_frame(&mut buf) {}
+        }
+    }
+
     #[test]
     fn a_topic_name_over_the_limit_is_not_encoded() {
         let mut b = BytesMut::new();
