@@ -28,6 +28,17 @@ pub enum AppendError {
     Closed,
 }
 
+/// Why a batch copied from the leader was refused (nothing was written).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaAppendError {
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error("replica batch at offset {base_offset} does not start at the log end {log_end}")]
+    NotAtLogEnd { base_offset: i64, log_end: i64 },
+    #[error("replica batch of leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    EpochGoesBack { epoch: i32, latest: i32 },
+}
+
 /// An I/O failure of the log, or an append that failed after it was accepted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {

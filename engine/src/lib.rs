@@ -18,6 +18,6 @@ pub mod timestamp;
 pub mod truncate;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
-pub use error::{AppendError, LogError};
+pub use error::{AppendError, LogError, ReplicaAppendError};
 pub use log::{Appended, PartitionLog, ReadResult};
 pub use tail_cache::CacheBudget;

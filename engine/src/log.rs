@@ -17,7 +17,7 @@ use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use sluice_records::{BatchHeader, TimestampType as RecordTimestampType, ValidateOptions};
 
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
-use crate::error::{AppendError, LogError};
+use crate::error::{AppendError, LogError, ReplicaAppendError};
 use crate::producers::{BatchMeta, ProducerStates, SequenceCheck};
 use crate::segment::{Segment, SegmentState};
 use crate::storage::{align_down, align_up, Storage, StorageFile, BLOCK_SIZE};
@@ -343,6 +343,114 @@ impl<S: Storage> PartitionLog<S> {
             max_timestamp = header.max_timestamp;
         }
         let stored = stored.freeze();
+        self.store(
+            stored,
+            base_offset,
+            last_offset,
+            max_timestamp,
+            leader_epoch,
+            idempotent.then_some(&header),
+            now_ms,
+        );
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            duplicate: false,
+        })
+    }
+
+    /// Appends a batch copied from the partition leader (replication), as the
+    /// leader stored it: its base offset must be the log end, and its offsets,
+    /// leader epoch and timestamps are kept. The batch is validated (CRC, layout)
+    /// but producer sequences are not checked, only recorded: the leader already
+    /// judged them, and the follower must hold the same producer state to take
+    /// over as leader.
+    pub fn append_replica(
+        &mut self,
+        batch: &[u8],
+        now_ms: i64,
+    ) -> Result<Appended, ReplicaAppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned(reason.clone()).into());
+        }
+        if self.closed {
+            return Err(AppendError::Closed.into());
+        }
+        let opts = ValidateOptions {
+            // The leader accepted it (its limit may differ); it is our own data now.
+            max_batch_bytes: batch.len().max(self.config.max_message_bytes as usize),
+            from_client: false,
+            ..ValidateOptions::default()
+        };
+        let header = sluice_records::validate(batch, &opts).map_err(AppendError::from)?;
+        if header.base_offset != self.next_offset {
+            return Err(ReplicaAppendError::NotAtLogEnd {
+                base_offset: header.base_offset,
+                log_end: self.next_offset,
+            });
+        }
+        if self
+            .leader_epoch_cache
+            .last()
+            .is_some_and(|&(e, _)| header.partition_leader_epoch < e)
+        {
+            return Err(ReplicaAppendError::EpochGoesBack {
+                epoch: header.partition_leader_epoch,
+                latest: self.leader_epoch_cache.last().map_or(-1, |&(e, _)| e),
+            });
+        }
+        let len = batch.len() as u64;
+        let roll = {
+            let segment_bytes = self.config.segment_bytes;
+            let segment_ms = self.config.segment_ms;
+            let active = self.active();
+            active.size > 0
+                && (active.size + len > segment_bytes || now_ms - active.created_ms >= segment_ms)
+        };
+        if roll {
+            self.roll(now_ms);
+        }
+        let base_offset = header.base_offset;
+        let last_offset = header.last_offset();
+        let idempotent = header.producer_id >= 0 && header.base_sequence >= 0;
+        self.store(
+            Bytes::copy_from_slice(batch),
+            base_offset,
+            last_offset,
+            header.max_timestamp,
+            header.partition_leader_epoch,
+            idempotent.then_some(&header),
+            now_ms,
+        );
+        let log_append_time_ms = if header.timestamp_type() == RecordTimestampType::LogAppendTime {
+            header.max_timestamp
+        } else {
+            -1
+        };
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            duplicate: false,
+        })
+    }
+
+    /// Queues an accepted batch (offsets and header fields final) in the active
+    /// segment, and records its leader epoch and producer state.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        stored: Bytes,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+        leader_epoch: i32,
+        producer: Option<&BatchHeader>,
+        now_ms: i64,
+    ) {
+        debug_assert_eq!(base_offset, self.next_offset, "offsets are dense");
+        let len = stored.len() as u64;
         let interval = self.config.index_interval_bytes;
         let active = self.active();
         let position = active.size;
@@ -364,7 +472,7 @@ impl<S: Storage> PartitionLog<S> {
         {
             self.leader_epoch_cache.push((leader_epoch, base_offset));
         }
-        if idempotent {
+        if let Some(header) = producer {
             let meta = BatchMeta {
                 first_seq: header.base_sequence,
                 last_seq: header.base_sequence.wrapping_add(header.record_count - 1),
@@ -379,12 +487,6 @@ impl<S: Storage> PartitionLog<S> {
             );
         }
         self.tail.push(base_offset, last_offset, stored);
-        Ok(Appended {
-            base_offset,
-            last_offset,
-            log_append_time_ms,
-            duplicate: false,
-        })
     }
 
     fn roll(&mut self, now_ms: i64) {

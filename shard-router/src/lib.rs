@@ -5,6 +5,10 @@
 //!   host (locked memory, io_uring, CPUs), and stops them on SIGTERM/SIGINT.
 //! - [`Router`] calls another shard: bounded channels, FIFO per sender.
 //! - [`partition_shard`] / [`key_shard`] say which shard owns what.
+//! - [`replication`]: the partition replication protocol as pure state
+//!   machines (leader: ISR, high watermark, `acks=all`; follower: KIP-101
+//!   truncation, the batch stream) and its wire format. It owns no sockets,
+//!   clocks or logs: the owning shard drives it and does the I/O.
 //!
 //! Nothing here shares mutable state between cores behind a lock: a shard's
 //! state lives in an `Rc` on its own executor, and other cores reach it only
@@ -18,6 +22,7 @@ mod latch;
 mod listen;
 mod mesh;
 mod placement;
+pub mod replication;
 mod shard;
 mod sys;
 
