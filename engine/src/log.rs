@@ -233,11 +233,11 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// True when appended data awaits a write or a sync this policy wants.
+    /// False while no job may start (see [`PartitionLog::prepare_flush`]):
+    /// a flusher that retried then would spin, and a spinning task keeps
+    /// glommio from reaping the completions of the jobs in flight.
     pub fn needs_flush(&self, now_ms: i64) -> bool {
-        if self.exclusive
-            || self.jobs_in_flight >= MAX_FLUSH_JOBS_IN_FLIGHT
-            || self.poisoned.is_some()
-        {
+        if !self.job_may_start() {
             return false;
         }
         // Only the unsealed suffix can hold unwritten data: stop at the first
@@ -552,6 +552,30 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
+    /// Whether a flush job may start now: not poisoned, no exclusive job or
+    /// truncation in flight, fewer than [`MAX_FLUSH_JOBS_IN_FLIGHT`] jobs, and
+    /// none at all when the next job must run alone.
+    fn job_may_start(&self) -> bool {
+        self.poisoned.is_none()
+            && !self.exclusive
+            && self.jobs_in_flight < MAX_FLUSH_JOBS_IN_FLIGHT
+            && (self.jobs_in_flight == 0 || !self.next_job_is_exclusive())
+    }
+
+    /// Creating, sealing (trim + fdatasync + index files) and snapshots are
+    /// ordered against every other write of the log by running alone.
+    fn next_job_is_exclusive(&self) -> bool {
+        self.snapshot_due.is_some()
+            || self
+                .segments
+                .values()
+                .rev()
+                .take_while(|s| s.state != SegmentState::Sealed)
+                .any(|s| {
+                    s.state == SegmentState::Sealing || (s.file.is_none() && !s.pending.is_empty())
+                })
+    }
+
     /// A flush job, a truncation or a cleaner's file swap is in flight.
     pub(crate) fn flush_busy(&self) -> bool {
         self.jobs_in_flight > 0 || self.exclusive || self.swapping
@@ -606,26 +630,10 @@ impl<S: Storage> PartitionLog<S> {
     /// jobs per log are in flight, except that a job that creates or seals a
     /// segment file or writes a snapshot runs alone.
     pub fn prepare_flush(&mut self, now_ms: i64, force_sync: bool) -> Option<FlushJob<S::File>> {
-        if self.poisoned.is_some()
-            || self.exclusive
-            || self.jobs_in_flight >= MAX_FLUSH_JOBS_IN_FLIGHT
-        {
+        if !self.job_may_start() {
             return None;
         }
-        // Creating, sealing (trim + fdatasync + index files) and snapshots are
-        // ordered against every other write of the log by running alone.
-        let exclusive = self.snapshot_due.is_some()
-            || self
-                .segments
-                .values()
-                .rev()
-                .take_while(|s| s.state != SegmentState::Sealed)
-                .any(|s| {
-                    s.state == SegmentState::Sealing || (s.file.is_none() && !s.pending.is_empty())
-                });
-        if exclusive && self.jobs_in_flight > 0 {
-            return None;
-        }
+        let exclusive = self.next_job_is_exclusive();
         let mut writes = Vec::new();
         // Sealed segments form a prefix (segments seal in order): walk the
         // unsealed suffix only, newest first, so a flush is O(1) in the segment count.

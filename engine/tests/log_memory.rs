@@ -985,3 +985,39 @@ fn a_failed_job_voids_the_jobs_after_it() {
         assert_eq!(read_all(&log, 0).await.expect("read"), expected);
     });
 }
+
+/// Regression: with a job in flight and a roll pending (its job must run
+/// alone), `needs_flush` said yes while `prepare_flush` refused, so the
+/// broker's flusher started empty rounds in a loop; the spinning task kept
+/// glommio from reaping the in-flight job's completion and the shard hung
+/// (flush=always, W1 in perf/compare.sh).
+#[test]
+fn needs_flush_is_false_while_no_job_may_start() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_segments()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 0, 3);
+        assert!(flush(&log, NOW, false).await);
+        append(&log, 1, 3);
+        let job = log.borrow_mut().prepare_flush(NOW, false).expect("a job");
+        log.borrow_mut().force_roll(NOW);
+        append(&log, 2, 3);
+        assert!(
+            log.borrow_mut().prepare_flush(NOW, false).is_none(),
+            "the seal and the new file wait for the job in flight"
+        );
+        assert!(
+            !log.borrow().needs_flush(NOW),
+            "so nothing is to be done until it ends"
+        );
+        run_jobs_newest_first(&log, &storage, vec![job]).await;
+        assert!(log.borrow().needs_flush(NOW), "now the roll can go");
+        while flush(&log, NOW, false).await {}
+        assert_eq!(log.borrow().visible_offset(), 9);
+        assert_eq!(read_all(&log, 0).await.expect("read").len(), 9);
+    });
+}
