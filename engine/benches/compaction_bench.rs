@@ -9,7 +9,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use engine::cleaner::{clean, CleanStats, CleanerOptions, NoPace, Pace};
+use engine::cleaner::{clean, CleanStats, CleanerOptions, NoPace, RatePace};
 use engine::log::{flush, PartitionLog};
 use engine::storage::dma::{prime_device, DmaStorage};
 use engine::{CacheBudget, CleanupPolicy, FlushPolicy, LogConfig};
@@ -63,44 +63,6 @@ async fn fill(log: &Log, seq: &mut u64) {
     log.borrow_mut().force_roll(NOW);
     while flush(log, NOW, false).await {}
 }
-
-/// The shard's pacing of the cleaner (as `net`'s): an optional rate limit,
-/// a task-queue yield after every batch, a short park after every
-/// millisecond of work.
-struct BenchPace {
-    bytes_per_second: u64,
-    start: Instant,
-    bytes: u64,
-    last_park: Instant,
-}
-
-impl Pace for BenchPace {
-    async fn pace(&mut self, bytes: u64) {
-        self.bytes += bytes;
-        if self.bytes_per_second > 0 {
-            let allowed = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
-            let elapsed = self.start.elapsed();
-            if allowed > elapsed {
-                glommio::timer::sleep(allowed - elapsed).await;
-            }
-        }
-        // Let the data path run. Yielding the task queue is not enough: I/O
-        // completions (a produce's fdatasync) are reaped only when the
-        // executor runs out of runnable tasks, so after a millisecond of work
-        // the cleaner parks briefly.
-        if self.last_park.elapsed() >= CLEANER_WORK_SLICE {
-            glommio::timer::sleep(CLEANER_PARK).await;
-            self.last_park = std::time::Instant::now();
-        } else {
-            glommio::executor().yield_task_queue_now().await;
-        }
-    }
-}
-
-/// The longest the cleaner works between two parks.
-const CLEANER_WORK_SLICE: Duration = Duration::from_millis(1);
-/// How long it parks: long enough for the executor to poll for I/O.
-const CLEANER_PARK: Duration = Duration::from_micros(50);
 
 /// On-CPU time of this process so far, all its threads, from
 /// `/proc/self/task/*/schedstat`: on a loaded machine the wall-clock figures
@@ -182,12 +144,7 @@ async fn with_cleaner(compacted: &Log, other: &Log, rate: u64, name: &str) {
     let (log, done) = (compacted.clone(), stop.clone());
     let cleaner = glommio::spawn_local_into(
         async move {
-            let mut pace = BenchPace {
-                bytes_per_second: rate,
-                start: Instant::now(),
-                bytes: 0,
-                last_park: Instant::now(),
-            };
+            let mut pace = RatePace::new(rate);
             let input = log.borrow().size_bytes();
             let (t, cpu) = (Instant::now(), cpu_time());
             let s = clean(&log, NOW, true, &CleanerOptions::default(), &mut pace)

@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_records::{BatchFilter, BatchHeader, Filtered};
@@ -95,6 +96,60 @@ pub struct NoPace;
 impl Pace for NoPace {
     async fn pace(&mut self, _bytes: u64) {}
 }
+
+/// How a shard paces its cleaner (the broker and the benchmark use it): at
+/// most `bytes_per_second` (0: no limit), and a yield to other tasks whenever
+/// the cleaner's time slice is used up.
+pub struct RatePace {
+    bytes_per_second: u64,
+    window_start: Instant,
+    window_bytes: u64,
+    last_park: Instant,
+}
+
+impl RatePace {
+    pub fn new(bytes_per_second: u64) -> Self {
+        RatePace {
+            bytes_per_second,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            last_park: Instant::now(),
+        }
+    }
+}
+
+impl Pace for RatePace {
+    async fn pace(&mut self, bytes: u64) {
+        if self.bytes_per_second > 0 {
+            self.window_bytes += bytes;
+            let allowed =
+                Duration::from_secs_f64(self.window_bytes as f64 / self.bytes_per_second as f64);
+            let elapsed = self.window_start.elapsed();
+            if allowed > elapsed {
+                glommio::timer::sleep(allowed - elapsed).await;
+            }
+            if self.window_start.elapsed() > Duration::from_secs(1) {
+                self.window_start = Instant::now();
+                self.window_bytes = 0;
+            }
+        }
+        // Let the data path run. Yielding the task queue is not enough: I/O
+        // completions (a produce's fdatasync) are reaped only when the
+        // executor runs out of runnable tasks, so after a millisecond of work
+        // the cleaner parks briefly.
+        if self.last_park.elapsed() >= CLEANER_WORK_SLICE {
+            glommio::timer::sleep(CLEANER_PARK).await;
+            self.last_park = Instant::now();
+        } else {
+            glommio::executor().yield_task_queue_now().await;
+        }
+    }
+}
+
+/// The longest the cleaner works between two parks.
+const CLEANER_WORK_SLICE: Duration = Duration::from_millis(1);
+/// How long it parks: long enough for the executor to poll for I/O.
+const CLEANER_PARK: Duration = Duration::from_micros(50);
 
 /// How much of a compacted log awaits the cleaner.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use engine::cleaner::{CleanerOptions, Pace};
+use engine::cleaner::{CleanerOptions, RatePace};
 use engine::log::{delete_dropped_files, flush_all, PartitionLog};
 use engine::storage::dma::DmaStorage;
 use engine::storage::{read_file, write_file_atomic};
@@ -32,59 +32,6 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// The CPU shares of the log cleaner's task queue (the default queue has 1000).
 pub const CLEANER_SHARES: usize = 100;
-
-/// Paces the cleaner: at most `bytes_per_second` (0: no limit), and a yield
-/// to other tasks whenever the cleaner's time slice is used up.
-struct RatePace {
-    bytes_per_second: u64,
-    window_start: std::time::Instant,
-    window_bytes: u64,
-    last_park: std::time::Instant,
-}
-
-impl RatePace {
-    fn new(bytes_per_second: u64) -> Self {
-        RatePace {
-            bytes_per_second,
-            window_start: std::time::Instant::now(),
-            window_bytes: 0,
-            last_park: std::time::Instant::now(),
-        }
-    }
-}
-
-impl Pace for RatePace {
-    async fn pace(&mut self, bytes: u64) {
-        if self.bytes_per_second > 0 {
-            self.window_bytes += bytes;
-            let allowed =
-                Duration::from_secs_f64(self.window_bytes as f64 / self.bytes_per_second as f64);
-            let elapsed = self.window_start.elapsed();
-            if allowed > elapsed {
-                glommio::timer::sleep(allowed - elapsed).await;
-            }
-            if self.window_start.elapsed() > Duration::from_secs(1) {
-                self.window_start = std::time::Instant::now();
-                self.window_bytes = 0;
-            }
-        }
-        // Let the data path run. Yielding the task queue is not enough: I/O
-        // completions (a produce's fdatasync) are reaped only when the
-        // executor runs out of runnable tasks, so after a millisecond of work
-        // the cleaner parks briefly.
-        if self.last_park.elapsed() >= CLEANER_WORK_SLICE {
-            glommio::timer::sleep(CLEANER_PARK).await;
-            self.last_park = std::time::Instant::now();
-        } else {
-            glommio::executor().yield_task_queue_now().await;
-        }
-    }
-}
-
-/// The longest the cleaner works between two parks.
-const CLEANER_WORK_SLICE: Duration = Duration::from_millis(1);
-/// How long it parks: long enough for the executor to poll for I/O.
-const CLEANER_PARK: Duration = Duration::from_micros(50);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
