@@ -92,9 +92,13 @@ pub struct PartitionLog<S: Storage> {
     /// the log alone: no other job starts meanwhile.
     pub(crate) exclusive: bool,
     /// Resolves once the newest job in flight has been applied: the next job
-    /// waits for it before rewriting a block that job wrote, and before being
-    /// applied itself.
+    /// waits for it before being applied itself.
     pub(crate) last_job: Option<Shared<oneshot::Receiver<()>>>,
+    /// Resolves once the writes of the newest job in flight, and of every job
+    /// before it, have completed: the next job waits for it before rewriting a
+    /// block an earlier job wrote and before its `fdatasync` (a sync issued
+    /// while an earlier write is still in flight need not cover that write).
+    pub(crate) last_job_written: Option<Shared<oneshot::Receiver<()>>>,
     /// Bumped when unwritten appends are taken back: jobs prepared before are
     /// void, their outcome is dropped.
     pub(crate) flush_generation: u64,
@@ -144,6 +148,7 @@ impl<S: Storage> PartitionLog<S> {
             jobs_in_flight: 0,
             exclusive: false,
             last_job: None,
+            last_job_written: None,
             flush_generation: 0,
             flush_watchers: Vec::new(),
             poisoned: None,
@@ -597,6 +602,7 @@ impl<S: Storage> PartitionLog<S> {
             return;
         }
         self.last_job = None;
+        self.last_job_written = None;
         for w in self.flush_watchers.drain(..) {
             let _ = w.send(());
         }
@@ -705,24 +711,50 @@ impl<S: Storage> PartitionLog<S> {
         if writes.is_empty() && !sync && snapshot.is_none() {
             return None;
         }
-        let prev = if self.jobs_in_flight > 0 {
-            self.last_job.clone()
+        // A job that syncs covers every file written since the last sync, also
+        // those it does not write itself (an earlier job wrote them).
+        let mut sync_also = Vec::new();
+        for seg in self
+            .segments
+            .values_mut()
+            .rev()
+            .take_while(|s| s.state != SegmentState::Sealed)
+        {
+            let in_job = writes.iter().any(|w| w.base_offset == seg.base_offset);
+            if sync || seg.state == SegmentState::Sealing {
+                if seg.unsynced && !in_job {
+                    if let Some(file) = &seg.file {
+                        sync_also.push((seg.path.clone(), file.clone()));
+                    }
+                }
+                seg.unsynced = false;
+            } else if in_job {
+                seg.unsynced = true;
+            }
+        }
+        let (prev, prev_written) = if self.jobs_in_flight > 0 {
+            (self.last_job.clone(), self.last_job_written.clone())
         } else {
-            None
+            (None, None)
         };
         let (done, applied) = oneshot::channel();
         self.last_job = Some(applied.shared());
+        let (written, written_rx) = oneshot::channel();
+        self.last_job_written = Some(written_rx.shared());
         self.jobs_in_flight += 1;
         self.exclusive = exclusive;
         Some(FlushJob {
             dir: self.dir.clone(),
             writes,
             sync,
+            sync_also,
             end_offset,
             snapshot,
             order: JobOrder {
                 prev,
                 done,
+                prev_written,
+                written: Some(written),
                 generation: self.flush_generation,
                 exclusive,
             },
@@ -822,6 +854,15 @@ impl<S: Storage> PartitionLog<S> {
             }
             Err(FlushError::Retriable(err)) => {
                 tracing::warn!(dir = %self.dir.display(), error = %err, "write failed; unwritten appends are taken back");
+                // The failed job may have been the one to sync what earlier jobs wrote.
+                for seg in self
+                    .segments
+                    .values_mut()
+                    .rev()
+                    .take_while(|s| s.state != SegmentState::Sealed)
+                {
+                    seg.unsynced |= seg.file.is_some();
+                }
                 self.take_back_unwritten(written_before, &err);
             }
         }
@@ -1106,6 +1147,8 @@ pub struct FlushJob<F: StorageFile> {
     dir: PathBuf,
     writes: Vec<SegmentWrite<F>>,
     sync: bool,
+    /// Files this job does not write but must sync (earlier jobs wrote them).
+    sync_also: Vec<(PathBuf, Rc<F>)>,
     end_offset: i64,
     snapshot: Option<(PathBuf, Vec<u8>)>,
     order: JobOrder,
@@ -1117,6 +1160,12 @@ pub(crate) struct JobOrder {
     prev: Option<Shared<oneshot::Receiver<()>>>,
     /// Sent once this job has been applied.
     done: oneshot::Sender<()>,
+    /// Resolves when the writes of every job prepared before this one have
+    /// completed (or failed).
+    prev_written: Option<Shared<oneshot::Receiver<()>>>,
+    /// Sent (or dropped) once this job's writes and those of every earlier
+    /// job have completed.
+    written: Option<oneshot::Sender<()>>,
     generation: u64,
     exclusive: bool,
 }
@@ -1166,9 +1215,10 @@ impl<F: StorageFile> FlushJob<F> {
             dir,
             writes,
             sync,
+            sync_also,
             end_offset: _,
             snapshot,
-            order,
+            mut order,
         } = self;
         let mut opened = Vec::new();
         let mut outcome_written = Vec::new();
@@ -1184,121 +1234,54 @@ impl<F: StorageFile> FlushJob<F> {
             result: Err(e),
             order,
         };
-        let prev = order.prev.clone();
+        let prev_written = order.prev_written.take();
+        let written_tx = order.written.take();
 
-        // Open (create) files first: a new segment's file.
-        let mut files = Vec::with_capacity(writes.len());
         let mut created = false;
-        for w in &writes {
-            match &w.file {
-                Some(f) => files.push(f.clone()),
-                None => match storage.create(&w.path).await {
-                    Ok(f) => {
-                        let f = Rc::new(f);
-                        opened.push((w.base_offset, f.clone()));
-                        files.push(f);
-                        created = true;
-                    }
-                    Err(e) => {
-                        let err = LogError::io("create", &w.path, &e);
-                        let e = if err.is_no_space() {
-                            FlushError::Retriable(err)
-                        } else {
-                            FlushError::Fatal(err)
-                        };
-                        return fail(opened, written_before, e, order);
-                    }
-                },
-            }
+        let phase = write_all(
+            storage,
+            &writes,
+            prev_written.clone(),
+            &mut opened,
+            &mut created,
+        )
+        .await;
+        // This job's writes are done (or failed, with none left in flight);
+        // the next job learns it once every earlier job's writes are done too.
+        if let Some(earlier) = prev_written {
+            let _ = earlier.await;
         }
+        drop(written_tx);
+        let (files, allocated) = match phase {
+            Ok(done) => done,
+            Err(e) => return fail(opened, written_before, e, order),
+        };
 
-        let io = writes.iter().zip(&files).map(|(w, file)| {
-            let prev = prev.clone();
-            async move {
-                let mut allocated = 0;
-                if let Some(to) = w.preallocate_to {
-                    file.preallocate(to)
-                        .await
-                        .map_err(|e| LogError::io("fallocate", &w.path, &e))?;
-                    allocated = to;
-                }
-                // Large, aligned pieces, all in flight together: the disk gets a
-                // queue of writes instead of one at a time.
-                let end = align_up(w.new_written);
-                let mut source = PieceCursor::new(
-                    std::iter::once(w.tail.as_slice())
-                        .chain(w.chunks.iter().map(|c| c.as_ref()))
-                        .collect(),
-                );
-                // The first block holds bytes an earlier job wrote (or is
-                // writing): its rewrite waits for that job, so the two writes of
-                // the block cannot reach the disk in the wrong order. The blocks
-                // after it are this job's alone and go out at once.
-                let mut wait_first = if w.tail.is_empty() { None } else { prev };
-                let mut pieces = Vec::new();
-                let mut pos = w.write_pos;
-                while pos < end {
-                    let max = if wait_first.is_some() {
-                        BLOCK_SIZE
-                    } else {
-                        WRITE_PIECE_BYTES
-                    };
-                    let len = (end - pos).min(max);
-                    // Every byte is overwritten below (data, then zero padding to
-                    // the block end): no need to zero the buffer first.
-                    let mut buf = file.alloc_for_overwrite(len as usize);
-                    let dst = buf.as_mut();
-                    let copied = source.fill(dst);
-                    dst[copied..].fill(0);
-                    let wait = wait_first.take();
-                    pieces.push(async move {
-                        if let Some(earlier) = wait {
-                            let _ = earlier.await;
-                        }
-                        file.write_at(buf, pos).await
-                    });
-                    pos += len;
-                }
-                debug_assert!(source.is_empty());
-                for r in futures::future::join_all(pieces).await {
-                    r.map_err(|e| LogError::io("write", &w.path, &e))?;
-                }
-                Ok::<u64, LogError>(allocated)
-            }
-        });
-        let results = futures::future::join_all(io).await;
-        let mut allocated = Vec::with_capacity(results.len());
-        for r in results {
-            match r {
-                Ok(a) => allocated.push(a),
-                Err(err) => {
-                    let e = if err.is_no_space() {
-                        FlushError::Retriable(err)
-                    } else {
-                        FlushError::Fatal(err)
-                    };
-                    return fail(opened, written_before, e, order);
-                }
-            }
-        }
-
-        // One fdatasync per written file, all in flight together.
+        // One fdatasync per written file (and per file earlier jobs wrote
+        // without syncing), all in flight together, after every earlier
+        // job's writes have completed (awaited above).
         let must_sync = |w: &SegmentWrite<F>| sync || w.seal.is_some();
-        let syncs =
-            writes
-                .iter()
-                .zip(&files)
-                .filter(|(w, _)| must_sync(w))
-                .map(|(w, file)| async move {
-                    if let Some(seal) = &w.seal {
-                        file.truncate(seal.final_len)
-                            .await
-                            .map_err(|e| LogError::io("truncate", &w.path, &e))?;
-                    }
-                    file.fdatasync()
+        let syncs = writes
+            .iter()
+            .zip(&files)
+            .filter(|(w, _)| must_sync(w))
+            .map(|(w, file)| (&w.path, file, w.seal.as_ref()))
+            .chain(
+                sync_also
+                    .iter()
+                    .filter(|_| sync)
+                    .map(|(path, file)| (path, file, None)),
+            )
+            .map(|(path, file, seal)| async move {
+                if let Some(seal) = seal {
+                    file.truncate(seal.final_len)
                         .await
-                        .map_err(|e| LogError::io("fdatasync", &w.path, &e))
-                });
+                        .map_err(|e| LogError::io("truncate", path, &e))?;
+                }
+                file.fdatasync()
+                    .await
+                    .map_err(|e| LogError::io("fdatasync", path, &e))
+            });
         for r in futures::future::join_all(syncs).await {
             if let Err(err) = r {
                 return fail(opened, written_before, FlushError::Fatal(err), order);
@@ -1358,6 +1341,102 @@ impl<F: StorageFile> FlushJob<F> {
             order,
         }
     }
+}
+
+/// Opens (creates) the files of a job and submits all its writes; returns
+/// the files and the space allocated ahead per write.
+async fn write_all<S: Storage>(
+    storage: &S,
+    writes: &[SegmentWrite<S::File>],
+    prev_written: Option<Shared<oneshot::Receiver<()>>>,
+    opened: &mut Vec<(i64, Rc<S::File>)>,
+    created: &mut bool,
+) -> Result<(Vec<Rc<S::File>>, Vec<u64>), FlushError> {
+    let as_flush_error = |err: LogError| {
+        if err.is_no_space() {
+            FlushError::Retriable(err)
+        } else {
+            FlushError::Fatal(err)
+        }
+    };
+    // Open (create) files first: a new segment's file.
+    let mut files = Vec::with_capacity(writes.len());
+    for w in writes {
+        match &w.file {
+            Some(f) => files.push(f.clone()),
+            None => {
+                let f = storage
+                    .create(&w.path)
+                    .await
+                    .map_err(|e| as_flush_error(LogError::io("create", &w.path, &e)))?;
+                let f = Rc::new(f);
+                opened.push((w.base_offset, f.clone()));
+                files.push(f);
+                *created = true;
+            }
+        }
+    }
+    let io = writes.iter().zip(&files).map(|(w, file)| {
+        let prev = prev_written.clone();
+        async move {
+            let mut allocated = 0;
+            if let Some(to) = w.preallocate_to {
+                file.preallocate(to)
+                    .await
+                    .map_err(|e| LogError::io("fallocate", &w.path, &e))?;
+                allocated = to;
+            }
+            // Large, aligned pieces, all in flight together: the disk gets a
+            // queue of writes instead of one at a time.
+            let end = align_up(w.new_written);
+            let mut source = PieceCursor::new(
+                std::iter::once(w.tail.as_slice())
+                    .chain(w.chunks.iter().map(|c| c.as_ref()))
+                    .collect(),
+            );
+            // The first block holds bytes an earlier job wrote (or is
+            // writing): its rewrite waits for the earlier jobs' writes (not
+            // their syncs), so the two writes of the block cannot reach the
+            // disk in the wrong order. The blocks after it are this job's
+            // alone and go out at once.
+            let mut wait_first = if w.tail.is_empty() { None } else { prev };
+            let mut pieces = Vec::new();
+            let mut pos = w.write_pos;
+            while pos < end {
+                let max = if wait_first.is_some() {
+                    BLOCK_SIZE
+                } else {
+                    WRITE_PIECE_BYTES
+                };
+                let len = (end - pos).min(max);
+                // Every byte is overwritten below (data, then zero padding to
+                // the block end): no need to zero the buffer first.
+                let mut buf = file.alloc_for_overwrite(len as usize);
+                let dst = buf.as_mut();
+                let copied = source.fill(dst);
+                dst[copied..].fill(0);
+                let wait = wait_first.take();
+                pieces.push(async move {
+                    if let Some(earlier) = wait {
+                        let _ = earlier.await;
+                    }
+                    file.write_at(buf, pos).await
+                });
+                pos += len;
+            }
+            debug_assert!(source.is_empty());
+            for r in futures::future::join_all(pieces).await {
+                r.map_err(|e| LogError::io("write", &w.path, &e))?;
+            }
+            Ok::<u64, LogError>(allocated)
+        }
+    });
+    let results = futures::future::join_all(io).await;
+    let mut allocated = Vec::with_capacity(results.len());
+    for r in results {
+        allocated.push(r.map_err(as_flush_error)?);
+    }
+    Ok((files, allocated))
 }
 
 /// How a read is served.

@@ -58,6 +58,10 @@ pub struct Segment<F: StorageFile> {
     pub max_timestamp: i64,
     pub created_ms: i64,
     pub state: SegmentState,
+    /// The file holds writes (completed or in flight) that no `fdatasync` has
+    /// covered yet: the next job that syncs must sync this file too, even when
+    /// it writes nothing to it.
+    pub unsynced: bool,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -78,6 +82,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp: -1,
             created_ms: now_ms,
             state: SegmentState::Active,
+            unsynced: false,
         }
     }
 

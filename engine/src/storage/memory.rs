@@ -49,6 +49,12 @@ struct Fs {
     /// Directory operations (create, rename, remove, sync_dir) count as
     /// operations too, so a crash can fall between two renames.
     count_dir_ops: bool,
+    /// Writes starting below this position stay in flight (parked before they
+    /// land) until [`MemStorage::release_writes`]: tests order completions.
+    hold_writes_below: Option<u64>,
+    /// Bumped by every release; a held write lands once it moved.
+    releases: u64,
+    held: Vec<std::task::Waker>,
 }
 
 impl Fs {
@@ -121,6 +127,22 @@ impl MemStorage {
 
     pub fn fail_fsync(&self, fail: bool) {
         self.fs.borrow_mut().fail_fsync = fail;
+    }
+
+    /// From now on, writes at positions below `limit` stay in flight until
+    /// [`MemStorage::release_writes`] (as a slow disk would keep them).
+    pub fn hold_writes_below(&self, limit: u64) {
+        self.fs.borrow_mut().hold_writes_below = Some(limit);
+    }
+
+    /// Lets every held write land, and stops holding new ones.
+    pub fn release_writes(&self) {
+        let mut fs = self.fs.borrow_mut();
+        fs.hold_writes_below = None;
+        fs.releases += 1;
+        for w in fs.held.drain(..) {
+            w.wake();
+        }
     }
 
     pub fn set_capacity(&self, capacity_bytes: Option<u64>) {
@@ -302,6 +324,24 @@ impl StorageFile for MemFile {
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         if pos % BLOCK_SIZE != 0 || buf.len() as u64 % BLOCK_SIZE != 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let held = {
+            let fs = self.fs.borrow();
+            fs.hold_writes_below
+                .is_some_and(|limit| pos < limit)
+                .then_some(fs.releases)
+        };
+        if let Some(seen) = held {
+            std::future::poll_fn(|cx| {
+                let mut fs = self.fs.borrow_mut();
+                if fs.releases > seen {
+                    std::task::Poll::Ready(())
+                } else {
+                    fs.held.push(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
         }
         let mut fs = self.fs.borrow_mut();
         let end = pos as usize + buf.len();
