@@ -24,11 +24,38 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Brokers registered by hand here never heartbeat: a session that outlives
+/// the test keeps them unfenced.
+const NO_FENCING_MS: u64 = 3_600_000;
+
 fn start(node: i32, voters: &BTreeMap<NodeId, String>, dir: &Path) -> Controller {
+    start_with(node, voters, dir, 1_000, NO_FENCING_MS)
+}
+
+fn start_with(
+    node: i32,
+    voters: &BTreeMap<NodeId, String>,
+    dir: &Path,
+    heartbeat_ms: u64,
+    session_ms: u64,
+) -> Controller {
     let addr: SocketAddr = voters[&NodeId(node)].parse().expect("addr");
     let listener = TcpListener::bind(addr).expect("bind controller port");
-    let config = ControllerConfig::new(NodeId(node), voters.clone(), dir.join(format!("c{node}")));
+    let mut config =
+        ControllerConfig::new(NodeId(node), voters.clone(), dir.join(format!("c{node}")));
+    config.broker_heartbeat_interval_ms = heartbeat_ms;
+    config.broker_session_timeout_ms = session_ms;
     Controller::start(config, listener).expect("start controller")
+}
+
+fn registration(node: i32) -> BrokerRegistration {
+    BrokerRegistration {
+        node: NodeId(node),
+        host: "127.0.0.1".into(),
+        port: 9092 + node as u16,
+        shards: 2,
+        replication_ports: Vec::new(),
+    }
 }
 
 fn free_addrs(n: usize) -> BTreeMap<NodeId, String> {
@@ -49,13 +76,7 @@ fn free_addrs(n: usize) -> BTreeMap<NodeId, String> {
 }
 
 fn register(node: i32) -> Command {
-    Command::RegisterBroker(BrokerRegistration {
-        node: NodeId(node),
-        host: "127.0.0.1".into(),
-        port: 9092 + node as u16,
-        shards: 2,
-        replication_ports: Vec::new(),
-    })
+    Command::RegisterBroker(registration(node))
 }
 
 fn create(name: &str) -> Command {
@@ -183,4 +204,91 @@ fn node_outside_the_voters_is_refused() {
         err.to_string().contains("not among the controller voters"),
         "{err}"
     );
+}
+
+/// Heartbeat timings for the fencing test: short, so it runs in seconds.
+const HEARTBEAT_MS: u64 = 100;
+const SESSION_MS: u64 = 1_000;
+
+#[test]
+fn a_silent_broker_is_fenced_its_leaderships_move_and_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let voters = free_addrs(3);
+    let mut nodes: BTreeMap<i32, Controller> = (1..=3)
+        .map(|n| {
+            let c = start_with(n, &voters, dir.path(), HEARTBEAT_MS, SESSION_MS);
+            c.handle()
+                .spawn_registration(registration(n))
+                .expect("registration thread");
+            (n, c)
+        })
+        .collect();
+    wait_for("three registered brokers", || {
+        nodes.values().all(|c| c.metadata().brokers.len() == 3)
+    });
+    block_on(nodes[&1].write(create("t"))).expect("create");
+    let led_by = |c: &Controller, n: i32| {
+        c.metadata().topics["t"]
+            .partitions
+            .iter()
+            .filter(|p| p.leader == Some(NodeId(n)))
+            .count()
+    };
+    // Brokers that heartbeat stay unfenced across several sessions.
+    std::thread::sleep(Duration::from_millis(3 * SESSION_MS));
+    for c in nodes.values() {
+        assert!(
+            c.metadata().brokers.values().all(|b| !b.fenced),
+            "a heartbeating broker was fenced"
+        );
+    }
+    // Pick a broker that leads a partition and is not the controller leader
+    // (stopping the controller leader also costs an election: tested below
+    // by the restart of a voter either way).
+    let leader = agreed_leader(&nodes.values().collect::<Vec<_>>()).expect("a leader");
+    let victim = (1..=3)
+        .find(|&n| NodeId(n) != leader && led_by(&nodes[&1], n) > 0)
+        .expect("a broker that leads a partition");
+    // Its node stops: controller and heartbeats.
+    nodes.remove(&victim).expect("victim").shutdown();
+    let observer = (1..=3).find(|&n| nodes.contains_key(&n)).expect("a node");
+    wait_for("the silent broker to be fenced", || {
+        nodes[&observer].metadata().brokers[&NodeId(victim)].fenced
+    });
+    let m = nodes[&observer].metadata();
+    for p in &m.topics["t"].partitions {
+        assert_ne!(p.leader, Some(NodeId(victim)), "{p:?}");
+        assert!(!p.isr.contains(&NodeId(victim)), "{p:?}");
+        assert!(p.leader.is_some(), "an in-sync replica took over: {p:?}");
+    }
+    for n in nodes.keys() {
+        assert!(
+            !m.brokers[&NodeId(*n)].fenced,
+            "live broker {n} stays unfenced"
+        );
+    }
+    // The node comes back: it registers again and is unfenced.
+    let back = start_with(victim, &voters, dir.path(), HEARTBEAT_MS, SESSION_MS);
+    back.handle()
+        .spawn_registration(registration(victim))
+        .expect("registration thread");
+    nodes.insert(victim, back);
+    wait_for("the returning broker to be unfenced", || {
+        !nodes[&observer].metadata().brokers[&NodeId(victim)].fenced
+    });
+    for (_, c) in nodes {
+        c.shutdown();
+    }
+}
+
+#[test]
+fn a_session_no_longer_than_the_heartbeat_interval_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let voters = free_addrs(1);
+    let listener = TcpListener::bind(&voters[&NodeId(1)]).expect("bind");
+    let mut config = ControllerConfig::new(NodeId(1), voters, dir.path().join("c1"));
+    config.broker_heartbeat_interval_ms = 2_000;
+    config.broker_session_timeout_ms = 2_000;
+    let err = Controller::start(config, listener).err().expect("refused");
+    assert!(err.to_string().contains("session timeout"), "{err}");
 }

@@ -110,6 +110,10 @@ pub struct ServeConfig {
     /// `controller_voters`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller_listen: Option<String>,
+    /// How often the broker heartbeats to the controller leader, in ms.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker silent this long is fenced, its leaderships move, in ms.
+    pub broker_session_timeout_ms: u64,
     /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -199,6 +203,9 @@ impl Default for ServeConfig {
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             controller_voters: None,
             controller_listen: None,
+            broker_heartbeat_interval_ms:
+                shard_router::controller::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
+            broker_session_timeout_ms: shard_router::controller::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -349,6 +356,23 @@ impl ServeConfig {
                     &format!("must be between 1 and {MAX_SHARDS}"),
                 ));
             }
+        }
+        if self.broker_heartbeat_interval_ms == 0 {
+            return Err(invalid(
+                "broker_heartbeat_interval_ms",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return Err(invalid(
+                "broker_session_timeout_ms",
+                self.broker_session_timeout_ms.to_string(),
+                &format!(
+                    "must be longer than broker_heartbeat_interval_ms ({})",
+                    self.broker_heartbeat_interval_ms
+                ),
+            ));
         }
         if self.node_id < 0 {
             return Err(invalid(

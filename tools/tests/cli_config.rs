@@ -114,6 +114,24 @@ fn bad_config_is_refused_with_exit_2_naming_the_key() {
         "group_min_session_timeout_ms = 10000\ngroup_max_session_timeout_ms = 5000\n",
     );
     sluice(&["serve", "--config", &minmax], None).fails(2, &["group_max_session_timeout_ms"]);
+    sluice(
+        &[
+            "serve",
+            "--print-config",
+            "--broker-heartbeat-interval-ms",
+            "3000",
+            "--broker-session-timeout-ms",
+            "3000",
+        ],
+        None,
+    )
+    .fails(
+        2,
+        &[
+            "broker_session_timeout_ms = \"3000\"",
+            "longer than broker_heartbeat_interval_ms",
+        ],
+    );
     sluice_env(
         &["serve", "--print-config", "--node-id", "4"],
         None,

@@ -33,6 +33,10 @@ impl Drop for Node {
 }
 
 fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr) -> Node {
+    start_with(dir, id, voters, kafka, &[])
+}
+
+fn start_with(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
     let data = dir.join(format!("n{id}"));
     std::fs::create_dir_all(&data).expect("node dir");
     let log = data.join("broker.log");
@@ -53,7 +57,8 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr) -> Node {
         voters,
     ]
     .map(String::from);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
     let child = sluice_command(&args)
         .env("SLUICE_LOG", "info")
         .stdout(out.try_clone().expect("clone log"))
@@ -87,11 +92,18 @@ fn client(addr: SocketAddr) -> Option<Client> {
 /// A broker as DescribeCluster lists it: id, host, port, fenced.
 type Listed = (i32, String, i32, bool);
 
-/// The brokers DescribeCluster lists, and the controller.
+/// The brokers DescribeCluster (v0: live ones only) lists, and the controller.
 fn describe(addr: SocketAddr) -> Option<(Vec<Listed>, i32)> {
+    describe_at(addr, 0, false)
+}
+
+fn describe_at(addr: SocketAddr, version: i16, include_fenced: bool) -> Option<(Vec<Listed>, i32)> {
     let mut c = client(addr)?;
-    let body = RequestBody::DescribeCluster(DescribeClusterRequest::default());
-    let ResponseBody::DescribeCluster(r) = c.call(0, &body) else {
+    let body = RequestBody::DescribeCluster(DescribeClusterRequest {
+        include_fenced_brokers: include_fenced,
+        ..Default::default()
+    });
+    let ResponseBody::DescribeCluster(r) = c.call(version, &body) else {
         panic!("DescribeCluster answered with another response");
     };
     assert_eq!(r.error_code, 0);
@@ -181,4 +193,80 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
             "Metadata from {addr}"
         );
     }
+}
+
+/// Short heartbeat timings so a silent node is fenced within seconds.
+const FAST_LIVENESS: [&str; 4] = [
+    "--broker-heartbeat-interval-ms",
+    "200",
+    "--broker-session-timeout-ms",
+    "1500",
+];
+
+/// Polls `ok` every 100 ms until it holds, failing with the nodes' logs
+/// after [`FORM_TIMEOUT`].
+fn wait_until(what: &str, nodes: &[Node], mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + FORM_TIMEOUT;
+    while !ok() {
+        assert!(
+            Instant::now() < until,
+            "gave up waiting for {what}:\n{}",
+            logs(nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_node_is_fenced_and_unfenced_when_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=3u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = (1..=3u8)
+        .map(|n| format!("{n}@127.0.0.{n}:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Node> = (1..=3u8)
+        .map(|n| {
+            start_with(
+                dir.path(),
+                n,
+                &voters,
+                kafka[usize::from(n) - 1],
+                &FAST_LIVENESS,
+            )
+        })
+        .collect();
+    let listed = |addr: SocketAddr| describe_at(addr, 2, true).map(|(b, _)| b);
+    let fenced_ids = |b: &[Listed]| -> Vec<i32> { b.iter().filter(|l| l.3).map(|l| l.0).collect() };
+    wait_until("all three brokers registered and live", &nodes, || {
+        listed(kafka[0]).is_some_and(|b| b.len() == 3 && fenced_ids(&b).is_empty())
+    });
+
+    // SIGKILL node 3: no goodbye, its heartbeats just stop.
+    nodes[2].child.kill().expect("kill node 3");
+    nodes[2].child.wait().expect("reap node 3");
+    wait_until("node 3 fenced", &nodes[..2], || {
+        listed(kafka[0]).is_some_and(|b| fenced_ids(&b) == vec![3])
+    });
+    let live: Vec<i32> = metadata_brokers(kafka[1]).iter().map(|b| b.0).collect();
+    assert_eq!(live, vec![1, 2], "Metadata lists live brokers only");
+    let v0: Vec<i32> = describe(kafka[1])
+        .expect("describe")
+        .0
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(
+        v0,
+        vec![1, 2],
+        "DescribeCluster without include_fenced_brokers"
+    );
+
+    // It comes back on the same data dir: registered again, live again.
+    nodes[2] = start_with(dir.path(), 3, &voters, kafka[2], &FAST_LIVENESS);
+    wait_until("node 3 live again", &nodes, || {
+        listed(kafka[0]).is_some_and(|b| b.len() == 3 && fenced_ids(&b).is_empty())
+    });
 }

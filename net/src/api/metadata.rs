@@ -151,7 +151,9 @@ fn controller_leader(controller: &ControllerHandle) -> i32 {
     controller.quorum().leader.map_or(-1, |n| n.0)
 }
 
-pub fn describe_cluster(state: &ShardState) -> DescribeClusterResponse {
+/// Fenced brokers are listed only when asked for (DescribeCluster v2's
+/// `include_fenced_brokers`), as Kafka does.
+pub fn describe_cluster(state: &ShardState, include_fenced: bool) -> DescribeClusterResponse {
     let cfg = &state.config;
     let (brokers, controller_id) = match &cfg.controller {
         Some(controller) => (
@@ -159,6 +161,7 @@ pub fn describe_cluster(state: &ShardState) -> DescribeClusterResponse {
                 .metadata()
                 .brokers
                 .values()
+                .filter(|b| include_fenced || !b.fenced)
                 .map(|b| DescribeClusterBroker {
                     broker_id: b.registration.node.0,
                     host: b.registration.host.clone(),

@@ -241,9 +241,9 @@ async fn handle(
         RequestBody::DescribeConfigs(req) => {
             ResponseBody::DescribeConfigs(admin::describe_configs(state, req))
         }
-        RequestBody::DescribeCluster(_) => {
-            ResponseBody::DescribeCluster(metadata::describe_cluster(state))
-        }
+        RequestBody::DescribeCluster(req) => ResponseBody::DescribeCluster(
+            metadata::describe_cluster(state, req.include_fenced_brokers),
+        ),
         RequestBody::InitProducerId(req) => {
             ResponseBody::InitProducerId(producer_id::handle(state, req).await)
         }

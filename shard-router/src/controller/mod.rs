@@ -2,7 +2,8 @@
 //!
 //! - [`metadata`]: the pure state machine the Raft log is applied to.
 //! - `store`: the Raft log, vote and snapshots on disk.
-//! - `network`: Raft RPCs and forwarded commands over TCP.
+//! - `network`: Raft RPCs, forwarded commands and heartbeats over TCP.
+//! - `liveness`: broker heartbeats and fencing after the session timeout.
 //! - [`Controller`]: a handle to one controller node, which runs on a
 //!   dedicated thread with its own tokio runtime (openraft needs tokio;
 //!   glommio executors cannot poll tokio I/O). Shards reach it through the
@@ -10,6 +11,7 @@
 //!   replaced on every change; `tokio::sync` channels need no tokio runtime
 //!   on the receiving side, so they work from glommio too.
 
+mod liveness;
 pub mod metadata;
 mod network;
 mod node;
@@ -24,6 +26,7 @@ pub use metadata::{
 };
 pub use node::{
     Controller, ControllerConfig, ControllerError, ControllerHandle, QuorumInfo, VoterInfo,
+    DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS, DEFAULT_BROKER_SESSION_TIMEOUT_MS,
 };
 pub use store::{LogStore, StateMachineStore};
 

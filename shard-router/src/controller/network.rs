@@ -22,7 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::metadata::Command;
+use super::node::Job;
 use super::{Raft, RaftNodeId, TypeConfig, WriteError, WriteResult};
+use crate::ids::NodeId;
 
 /// Largest frame read from a peer (a snapshot chunk is far smaller).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -37,6 +39,8 @@ pub(crate) enum Request {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// Apply a command; only the leader accepts it.
     Write(Command),
+    /// A broker's heartbeat, sent to the leader.
+    Heartbeat(NodeId),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,6 +51,7 @@ pub(crate) enum Reply {
         Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>,
     ),
     Write(WriteResult),
+    Heartbeat(Result<(), WriteError>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -226,7 +231,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
 }
 
 /// Accept peers until the task is dropped; each connection gets a task.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+pub(crate) async fn serve(listener: TcpListener, raft: Raft, jobs: tokio::sync::mpsc::Sender<Job>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -237,8 +242,9 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
             }
         };
         let raft = raft.clone();
+        let jobs = jobs.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft).await {
+            if let Err(e) = serve_connection(stream, raft, jobs).await {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, error = %e, "controller connection closed");
                 }
@@ -247,7 +253,11 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft) -> io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft,
+    jobs: tokio::sync::mpsc::Sender<Job>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     loop {
         let request: Request = read_frame(&mut stream).await?;
@@ -256,6 +266,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> io::Result<()> {
             Request::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
             Request::Snapshot(rpc) => Reply::Snapshot(raft.install_snapshot(rpc).await),
             Request::Write(command) => Reply::Write(write_local(&raft, command).await),
+            Request::Heartbeat(node) => Reply::Heartbeat(local_heartbeat(&jobs, node).await),
         };
         write_frame(&mut stream, &reply).await?;
     }
@@ -285,6 +296,38 @@ pub(crate) async fn forward(addr: &str, command: Command) -> WriteResult {
     let mut client = PeerClient::new(addr.to_string());
     match client.call(&Request::Write(command), FORWARD_TIMEOUT).await {
         Ok(Reply::Write(result)) => result,
+        Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
+        Err(CallError::Connect(e) | CallError::Io(e)) => {
+            Err(WriteError::Unavailable(format!("{addr}: {e}")))
+        }
+    }
+}
+
+/// Hands a heartbeat another controller forwarded to this node's tracker.
+async fn local_heartbeat(
+    jobs: &tokio::sync::mpsc::Sender<Job>,
+    node: NodeId,
+) -> Result<(), WriteError> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let stopped = || WriteError::Unavailable("controller stopped".into());
+    jobs.send(Job::Heartbeat {
+        node,
+        forwarded: true,
+        reply,
+    })
+    .await
+    .map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())?
+}
+
+/// Send `node`'s heartbeat to the controller leader at `addr`.
+pub(crate) async fn forward_heartbeat(addr: &str, node: NodeId) -> Result<(), WriteError> {
+    let mut client = PeerClient::new(addr.to_string());
+    match client
+        .call(&Request::Heartbeat(node), FORWARD_TIMEOUT)
+        .await
+    {
+        Ok(Reply::Heartbeat(result)) => result,
         Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
         Err(CallError::Connect(e) | CallError::Io(e)) => {
             Err(WriteError::Unavailable(format!("{addr}: {e}")))

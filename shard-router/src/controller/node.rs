@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::metadata::{BrokerRegistration, ClusterMetadata, Command};
+use super::liveness::Liveness;
+use super::metadata::{BrokerRegistration, ClusterMetadata, Command, MetadataError};
 use super::network::{self, NetworkFactory};
 use super::store::{LogStore, StateMachineStore};
 use super::{Raft, RaftNodeId, WriteError, WriteResult};
@@ -39,7 +40,17 @@ pub struct ControllerConfig {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// How often this node's broker heartbeats to the controller leader
+    /// (Kafka's `broker.heartbeat.interval.ms`).
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker without a heartbeat for this long is fenced and its
+    /// leaderships move (Kafka's `broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
 }
+
+/// Kafka's defaults.
+pub const DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
 
 impl ControllerConfig {
     /// Timings that suit a LAN: heartbeats every 100 ms, elections after
@@ -52,6 +63,8 @@ impl ControllerConfig {
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
+            broker_heartbeat_interval_ms: DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
+            broker_session_timeout_ms: DEFAULT_BROKER_SESSION_TIMEOUT_MS,
         }
     }
 }
@@ -90,8 +103,15 @@ pub struct VoterInfo {
     pub matched_index: Option<u64>,
 }
 
-enum Job {
+pub(crate) enum Job {
     Write(Command, oneshot::Sender<WriteResult>),
+    /// A broker's heartbeat; `forwarded` when another controller sent it
+    /// here as the leader (it is not forwarded again).
+    Heartbeat {
+        node: NodeId,
+        forwarded: bool,
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
 }
 
 /// A running controller node. Dropping it stops the node.
@@ -110,6 +130,7 @@ pub struct ControllerHandle {
     jobs: mpsc::Sender<Job>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     metrics: watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>,
+    broker_heartbeat_interval: Duration,
 }
 
 impl std::fmt::Debug for ControllerHandle {
@@ -134,6 +155,15 @@ impl Controller {
         listener: std::net::TcpListener,
     ) -> Result<Controller, ControllerError> {
         let me = raft_id(config.node_id)?;
+        if config.broker_heartbeat_interval_ms == 0
+            || config.broker_session_timeout_ms <= config.broker_heartbeat_interval_ms
+        {
+            return Err(ControllerError::Config(format!(
+                "the broker session timeout ({} ms) must be longer than the heartbeat \
+                 interval ({} ms), which must be positive",
+                config.broker_session_timeout_ms, config.broker_heartbeat_interval_ms
+            )));
+        }
         if !config.voters.contains_key(&config.node_id) {
             return Err(ControllerError::Config(format!(
                 "{} is not among the controller voters {:?}",
@@ -169,6 +199,9 @@ impl Controller {
             .map_err(|e| ControllerError::Config(format!("controller listener: {e}")))?;
 
         let (jobs_tx, jobs_rx) = mpsc::channel(CONTROLLER_QUEUE_JOBS);
+        let loop_jobs = jobs_tx.clone();
+        let loop_metadata = metadata.clone();
+        let session_timeout_ms = config.broker_session_timeout_ms;
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -191,7 +224,12 @@ impl Controller {
                     log,
                     state,
                     listener,
-                    jobs_rx,
+                    Queue {
+                        tx: loop_jobs,
+                        rx: jobs_rx,
+                    },
+                    loop_metadata,
+                    session_timeout_ms,
                     stop_rx,
                     ready_tx,
                 ));
@@ -214,6 +252,9 @@ impl Controller {
                 jobs: jobs_tx,
                 metadata,
                 metrics,
+                broker_heartbeat_interval: Duration::from_millis(
+                    config.broker_heartbeat_interval_ms,
+                ),
             },
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -279,6 +320,22 @@ impl ControllerHandle {
             .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
     }
 
+    /// Tell the controller leader that `node`'s broker is alive (through
+    /// this node's controller, which forwards it to the leader).
+    pub async fn heartbeat(&self, node: NodeId) -> Result<(), WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Heartbeat {
+                node,
+                forwarded: false,
+                reply,
+            })
+            .await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
+    }
+
     /// The metadata as applied on this node.
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
@@ -315,8 +372,10 @@ impl ControllerHandle {
     }
 
     /// Register this broker, retrying every [`REGISTER_RETRY`] until the
-    /// controller accepts or refuses it, on a thread of its own (so no shard
-    /// waits for the cluster to form). The thread ends with the node.
+    /// controller accepts or refuses it, then heartbeat every broker
+    /// heartbeat interval (registering again if the controller has
+    /// forgotten the broker), on a thread of its own (so no shard waits for
+    /// the cluster to form). The thread ends with the node.
     pub fn spawn_registration(
         &self,
         registration: BrokerRegistration,
@@ -324,28 +383,67 @@ impl ControllerHandle {
         let handle = self.clone();
         std::thread::Builder::new()
             .name(format!("register-{}", registration.node.0))
-            .spawn(move || loop {
-                match futures::executor::block_on(
-                    handle.write(Command::RegisterBroker(registration.clone())),
-                ) {
-                    Ok(outcome) => {
-                        tracing::info!(?outcome, "broker registered with the controller");
-                        return;
-                    }
-                    Err(WriteError::Refused(e)) => {
-                        tracing::error!(error = %e, "the controller refused this broker's registration");
-                        return;
-                    }
-                    Err(e) if handle.jobs.is_closed() => {
-                        tracing::debug!(error = %e, "controller stopped before registration");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, "broker registration pending; retrying");
-                        std::thread::sleep(REGISTER_RETRY);
-                    }
+            .spawn(move || {
+                while handle.register(&registration) {
+                    handle.heartbeat_until_forgotten(registration.node);
                 }
             })
+    }
+
+    /// Registers, retrying; false when the node stopped or was refused.
+    fn register(&self, registration: &BrokerRegistration) -> bool {
+        loop {
+            match futures::executor::block_on(
+                self.write(Command::RegisterBroker(registration.clone())),
+            ) {
+                Ok(outcome) => {
+                    tracing::info!(?outcome, "broker registered with the controller");
+                    return true;
+                }
+                Err(WriteError::Refused(e)) => {
+                    tracing::error!(error = %e, "the controller refused this broker's registration");
+                    return false;
+                }
+                Err(e) if self.jobs.is_closed() => {
+                    tracing::debug!(error = %e, "controller stopped before registration");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "broker registration pending; retrying");
+                    std::thread::sleep(REGISTER_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Heartbeats until the node stops (returns) or the controller no
+    /// longer knows the broker (returns, to register again).
+    fn heartbeat_until_forgotten(&self, node: NodeId) {
+        let mut failing = false;
+        loop {
+            std::thread::sleep(self.broker_heartbeat_interval);
+            if self.jobs.is_closed() {
+                return;
+            }
+            match futures::executor::block_on(self.heartbeat(node)) {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("broker heartbeats reach the controller again");
+                    }
+                    failing = false;
+                }
+                Err(WriteError::Refused(MetadataError::UnknownBroker(_))) => {
+                    tracing::warn!("the controller does not know this broker; registering again");
+                    return;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "broker heartbeat failed; retrying");
+                    }
+                    failing = true;
+                }
+            }
+        }
     }
 }
 
@@ -357,6 +455,13 @@ impl Drop for Controller {
 
 type Metrics = watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>;
 
+/// The controller thread's job queue: its receiver, and a sender the Raft
+/// server hands forwarded heartbeats to.
+struct Queue {
+    tx: mpsc::Sender<Job>,
+    rx: mpsc::Receiver<Job>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     me: RaftNodeId,
@@ -365,10 +470,16 @@ async fn run(
     log: LogStore,
     state: StateMachineStore,
     listener: std::net::TcpListener,
-    mut jobs: mpsc::Receiver<Job>,
+    queue: Queue,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    session_timeout_ms: u64,
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::SyncSender<Result<Metrics, ControllerError>>,
 ) {
+    let Queue {
+        tx: jobs_tx,
+        rx: mut jobs,
+    } = queue;
     let raft = match Raft::new(me, config, NetworkFactory, log, state).await {
         Ok(r) => r,
         Err(e) => {
@@ -398,11 +509,50 @@ async fn run(
             return;
         }
     }
-    let server = tokio::spawn(network::serve(listener, raft.clone()));
+    let server = tokio::spawn(network::serve(listener, raft.clone(), jobs_tx));
     let _ = ready.send(Ok(raft.metrics()));
+
+    let started = tokio::time::Instant::now();
+    let now_ms = || started.elapsed().as_millis() as u64;
+    let mut liveness = Liveness::new(session_timeout_ms);
+    let mut led_term = None;
+    // Fence and unfence writes report back here when they end.
+    let (settled_tx, mut settled) = mpsc::unbounded_channel::<NodeId>();
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        (session_timeout_ms / 10).clamp(10, 250),
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            node = settled.recv() => {
+                if let Some(node) = node {
+                    liveness.settled(node);
+                }
+            }
+            _ = tick.tick() => {
+                let (leading, term) = {
+                    let m = raft.metrics();
+                    let m = m.borrow();
+                    (m.state == ServerState::Leader, m.current_term)
+                };
+                if leading && led_term != Some(term) {
+                    liveness.lead(now_ms());
+                    led_term = Some(term);
+                } else if !leading && liveness.is_leading() {
+                    liveness.follow();
+                    led_term = None;
+                }
+                let current = metadata.borrow().clone();
+                for command in liveness.due(now_ms(), &current) {
+                    tracing::warn!(
+                        ?command,
+                        session_timeout_ms,
+                        "no heartbeat from a broker within the session timeout: fencing it"
+                    );
+                    spawn_liveness_write(&raft, command, &settled_tx);
+                }
+            }
             job = jobs.recv() => match job {
                 None => break,
                 Some(Job::Write(command, reply)) => {
@@ -411,6 +561,31 @@ async fn run(
                         let _ = reply.send(write_anywhere(&raft, command).await);
                     });
                 }
+                Some(Job::Heartbeat { node, forwarded, reply }) => {
+                    if liveness.is_leading() {
+                        let current = metadata.borrow().clone();
+                        if !current.brokers.contains_key(&node) {
+                            let _ = reply.send(Err(WriteError::Refused(
+                                MetadataError::UnknownBroker(node),
+                            )));
+                            continue;
+                        }
+                        if let Some(command) = liveness.heartbeat(node, now_ms(), &current) {
+                            tracing::info!(?command, "a fenced broker heartbeats again: unfencing it");
+                            spawn_liveness_write(&raft, command, &settled_tx);
+                        }
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let leader = leader_addr(&raft);
+                        tokio::spawn(async move {
+                            let result = match leader {
+                                Some(addr) if !forwarded => network::forward_heartbeat(&addr, node).await,
+                                _ => Err(WriteError::NotLeader { leader: None, leader_addr: None }),
+                            };
+                            let _ = reply.send(result);
+                        });
+                    }
+                }
             },
         }
     }
@@ -418,6 +593,38 @@ async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "controller shutdown");
     }
+}
+
+/// The address of the Raft leader, when it is known and is another node.
+fn leader_addr(raft: &Raft) -> Option<String> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let leader = m.current_leader?;
+    if leader == m.id {
+        return None;
+    }
+    m.membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
+}
+
+/// Writes a fence or unfence on the leader; reports the broker settled when
+/// the write ends, whatever its result.
+fn spawn_liveness_write(raft: &Raft, command: Command, settled: &mpsc::UnboundedSender<NodeId>) {
+    let node = match &command {
+        Command::FenceBroker { node } | Command::UnfenceBroker { node } => *node,
+        _ => return,
+    };
+    let raft = raft.clone();
+    let settled = settled.clone();
+    tokio::spawn(async move {
+        match network::write_local(&raft, command).await {
+            Ok(outcome) => tracing::info!(?outcome, node = node.0, "broker liveness applied"),
+            Err(e) => tracing::warn!(error = %e, node = node.0, "broker liveness write failed"),
+        }
+        let _ = settled.send(node);
+    });
 }
 
 /// Write locally if leader, else forward to the leader; retry while there

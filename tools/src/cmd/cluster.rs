@@ -18,18 +18,20 @@ pub struct ClusterArgs {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Show the cluster id, the controller, every broker and topic counts.
+    /// Show the cluster id, the controller, every broker (fenced ones too,
+    /// marked) and topic counts.
     Describe,
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut s = Session::connect(&args.client)?;
     let ClusterCommand::Describe = args.command;
-    // (id, host:port, rack)
-    let mut brokers: Vec<(i32, String, Option<String>)>;
+    // (id, host:port, rack, fenced)
+    let mut brokers: Vec<(i32, String, Option<String>, bool)>;
     let (cluster_id, controller) = if s.supports(ApiKey::DescribeCluster) {
         let body = RequestBody::DescribeCluster(DescribeClusterRequest {
             endpoint_type: 1,
+            include_fenced_brokers: true,
             ..DescribeClusterRequest::default()
         });
         let ResponseBody::DescribeCluster(r) = s.call(None, &body)? else {
@@ -50,6 +52,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     b.broker_id,
                     format!("{}:{}", b.host, b.port),
                     b.rack.clone(),
+                    b.is_fenced,
                 )
             })
             .collect();
@@ -59,7 +62,14 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         brokers = m
             .brokers
             .iter()
-            .map(|b| (b.node_id, format!("{}:{}", b.host, b.port), b.rack.clone()))
+            .map(|b| {
+                (
+                    b.node_id,
+                    format!("{}:{}", b.host, b.port),
+                    b.rack.clone(),
+                    false,
+                )
+            })
             .collect();
         (m.cluster_id.clone(), m.controller_id)
     };
@@ -74,9 +84,13 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         topics.iter().filter(|t| t.internal).count()
     );
     println!("Brokers: {}", brokers.len());
-    println!("{:>8}  {:<30}  RACK", "ID", "HOST:PORT");
-    for (id, addr, rack) in brokers {
-        println!("{id:>8}  {addr:<30}  {}", rack.as_deref().unwrap_or("-"));
+    println!("{:>8}  {:<30}  {:<8}  RACK", "ID", "HOST:PORT", "STATE");
+    for (id, addr, rack, fenced) in brokers {
+        let state = if fenced { "fenced" } else { "live" };
+        println!(
+            "{id:>8}  {addr:<30}  {state:<8}  {}",
+            rack.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

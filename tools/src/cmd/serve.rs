@@ -156,6 +156,15 @@ pub struct ServeArgs {
     /// controller_listen, default unset (this node's entry in controller_voters).
     #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "ADDR")]
     controller_listen: Option<String>,
+    /// How often this broker heartbeats to the controller leader, in ms (Kafka's
+    /// broker.heartbeat.interval.ms). Key broker_heartbeat_interval_ms, default 2000.
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// A broker without a heartbeat for this long is fenced and its partition
+    /// leaderships move to in-sync replicas, in ms (Kafka's broker.session.timeout.ms).
+    /// Key broker_session_timeout_ms, default 9000.
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    broker_session_timeout_ms: Option<u64>,
     /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
     /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
     /// default empty.
@@ -245,6 +254,14 @@ impl ServeArgs {
         if self.controller_listen.is_some() {
             c.controller_listen = self.controller_listen.clone();
         }
+        set(
+            &mut c.broker_heartbeat_interval_ms,
+            &self.broker_heartbeat_interval_ms,
+        );
+        set(
+            &mut c.broker_session_timeout_ms,
+            &self.broker_session_timeout_ms,
+        );
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
         }
@@ -406,7 +423,10 @@ fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Optio
         .into_iter()
         .map(|(id, addr)| (NodeId(id), addr))
         .collect();
-    let config = ControllerConfig::new(NodeId(c.node_id), voters, cfg.data_dir.join("controller"));
+    let mut config =
+        ControllerConfig::new(NodeId(c.node_id), voters, cfg.data_dir.join("controller"));
+    config.broker_heartbeat_interval_ms = c.broker_heartbeat_interval_ms;
+    config.broker_session_timeout_ms = c.broker_session_timeout_ms;
     let controller = Controller::start(config, listener).context("starting the controller")?;
     tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
     Ok(Some(controller))
