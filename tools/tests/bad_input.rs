@@ -187,6 +187,22 @@ fn unknown_api_keys_and_versions() {
     assert!(r.api_keys.iter().any(|k| k.api_key == 18));
     // The connection stays usable: the client retries with a version it shares.
     assert_eq!(client.api_versions().error_code, 0);
+
+    // DescribeQuorum on a single node (no controller quorum): a clear error.
+    let body = RequestBody::DescribeQuorum(
+        sluice_codec::describe_quorum_request::DescribeQuorumRequest::default(),
+    );
+    let ResponseBody::DescribeQuorum(r) = client.call(2, &body) else {
+        panic!("not DescribeQuorum")
+    };
+    assert_eq!(r.error_code, ErrorCode::INVALID_REQUEST.0);
+    assert!(
+        r.error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("single node")),
+        "{:?}",
+        r.error_message
+    );
     broker.assert_serving();
 }
 

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, sluice_command, Client};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::describe_quorum_request::{
+    DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
+};
+use sluice_codec::describe_quorum_response::PartitionData;
 use sluice_codec::metadata_request::MetadataRequest;
 use sluice_codec::{RequestBody, ResponseBody};
 
@@ -193,6 +197,57 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
             "Metadata from {addr}"
         );
     }
+
+    // DescribeQuorum: every node names the same leader and the three voters;
+    // the leader knows how far each voter's log reaches.
+    let until = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let answers: Vec<_> = kafka.iter().map(|a| describe_quorum(*a)).collect();
+        let leaders: Vec<i32> = answers.iter().map(|q| q.leader_id).collect();
+        let agreed = leaders.iter().all(|l| *l == leaders[0] && *l > 0);
+        if agreed {
+            for q in &answers {
+                let mut voters: Vec<i32> = q.current_voters.iter().map(|v| v.replica_id).collect();
+                voters.sort();
+                assert_eq!(voters, vec![1, 2, 3]);
+                assert!(q.leader_epoch > 0);
+            }
+            let from_leader = &answers[leaders[0] as usize - 1];
+            assert!(
+                from_leader
+                    .current_voters
+                    .iter()
+                    .all(|v| v.log_end_offset >= 0),
+                "{from_leader:?}"
+            );
+            assert!(from_leader.high_watermark > 0, "{from_leader:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "DescribeQuorum never agreed: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// DescribeQuorum v2 of `__cluster_metadata` partition 0 from `addr`.
+fn describe_quorum(addr: SocketAddr) -> PartitionData {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::DescribeQuorum(DescribeQuorumRequest {
+        topics: vec![QuorumTopic {
+            topic_name: "__cluster_metadata".into(),
+            partitions: vec![QuorumPartition { partition_index: 0 }],
+        }],
+    });
+    let ResponseBody::DescribeQuorum(r) = c.call(2, &body) else {
+        panic!("DescribeQuorum answered with another response");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(r.nodes.len(), 3, "{r:?}");
+    let p = r.topics[0].partitions[0].clone();
+    assert_eq!(p.error_code, 0, "{p:?}");
+    p
 }
 
 /// Short heartbeat timings so a silent node is fenced within seconds.

@@ -25,6 +25,7 @@ pub mod delete_records;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -55,6 +56,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
@@ -240,6 +242,9 @@ async fn handle(
         }
         RequestBody::DescribeConfigs(req) => {
             ResponseBody::DescribeConfigs(admin::describe_configs(state, req))
+        }
+        RequestBody::DescribeQuorum(req) => {
+            ResponseBody::DescribeQuorum(describe_quorum::handle(state, req))
         }
         RequestBody::DescribeCluster(req) => ResponseBody::DescribeCluster(
             metadata::describe_cluster(state, req.include_fenced_brokers),

@@ -99,6 +99,8 @@ pub struct QuorumInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VoterInfo {
     pub node: NodeId,
+    /// The voter's controller address (`host:port`).
+    pub addr: String,
     /// Highest entry known replicated to the voter (leader only).
     pub matched_index: Option<u64>,
 }
@@ -354,6 +356,12 @@ impl ControllerHandle {
             .into_iter()
             .map(|id| VoterInfo {
                 node: NodeId(id as i32),
+                addr: m
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
                 matched_index: m
                     .replication
                     .as_ref()
