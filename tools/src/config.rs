@@ -110,6 +110,10 @@ pub struct ServeConfig {
     /// `controller_voters`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller_listen: Option<String>,
+    /// Replication port of shard 0 (shard N: this + N); 0 picks free ports.
+    pub replication_port: u16,
+    /// Kafka's `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
     /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -199,6 +203,8 @@ impl Default for ServeConfig {
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             controller_voters: None,
             controller_listen: None,
+            replication_port: broker.replication_port,
+            replica_lag_time_max_ms: broker.replica_lag_time_max_ms as u64,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -411,6 +417,13 @@ impl ServeConfig {
                 "log_cleaner_dedupe_buffer_bytes",
                 self.log_cleaner_dedupe_buffer_bytes.to_string(),
                 "must be between 1 KiB and 1 TiB",
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.replica_lag_time_max_ms) {
+            return Err(invalid(
+                "replica_lag_time_max_ms",
+                self.replica_lag_time_max_ms.to_string(),
+                "must be between 100 ms and a day",
             ));
         }
         if self.retention_check_interval_ms == 0 {
