@@ -114,6 +114,9 @@ pub struct PartitionLog<S: Storage> {
     /// new active segment's base offset by the next flush.
     pub(crate) snapshot_due: Option<i64>,
     pub(crate) leader_epoch_cache: Vec<(i32, i64)>,
+    /// The leader-epoch cache changed since its checkpoint was written
+    /// (see [`crate::recovery::checkpoint_leader_epochs`]).
+    pub(crate) leader_epochs_dirty: bool,
     /// Files of dropped segments, deleted by [`delete_dropped_files`].
     pub(crate) pending_deletes: Vec<PathBuf>,
     /// Set by a clean close: appends are refused, as the clean-shutdown marker
@@ -159,6 +162,7 @@ impl<S: Storage> PartitionLog<S> {
             last_sync_ms: 0,
             snapshot_due: None,
             leader_epoch_cache: Vec::new(),
+            leader_epochs_dirty: false,
             pending_deletes: Vec::new(),
             closed: false,
             read_ahead: None,
@@ -235,6 +239,11 @@ impl<S: Storage> PartitionLog<S> {
     /// Offsets of the (leader epoch, start offset) pairs seen in appended batches.
     pub fn leader_epochs(&self) -> &[(i32, i64)] {
         &self.leader_epoch_cache
+    }
+
+    /// The leader-epoch cache has changes its checkpoint file lacks.
+    pub fn leader_epochs_dirty(&self) -> bool {
+        self.leader_epochs_dirty
     }
 
     /// True when appended data awaits a write or a sync this policy wants.
@@ -476,6 +485,7 @@ impl<S: Storage> PartitionLog<S> {
             .is_none_or(|&(e, _)| e < leader_epoch)
         {
             self.leader_epoch_cache.push((leader_epoch, base_offset));
+            self.leader_epochs_dirty = true;
         }
         if let Some(header) = producer {
             let meta = BatchMeta {
@@ -905,7 +915,9 @@ impl<S: Storage> PartitionLog<S> {
         self.next_offset = keep;
         self.tail.truncate_from(keep);
         self.producers.truncate_to(keep);
+        let epochs = self.leader_epoch_cache.len();
         self.leader_epoch_cache.retain(|&(_, start)| start < keep);
+        self.leader_epochs_dirty |= self.leader_epoch_cache.len() != epochs;
         self.snapshot_due = None;
         self.fail_waiters_above(keep, err);
     }

@@ -20,6 +20,9 @@ use crate::tail_cache::CacheBudget;
 
 const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// Kafka's name and format for the leader-epoch cache: a text file of a
+/// version line (0), a count line, then one "epoch start_offset" line each.
+pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
 /// A small file of our own: the body, then its CRC-32 (IEEE).
@@ -217,6 +220,7 @@ pub async fn open<S: Storage>(
             && parse_file_name(name, "timeindex").is_none()
             && name != CLEAN_SHUTDOWN
             && name != LOG_START_CHECKPOINT
+            && name != LEADER_EPOCH_CHECKPOINT
             && !crate::cleaner::is_cleaner_file(name)
         {
             tracing::warn!(file = %dir.join(name).display(), "ignoring a foreign file in a partition directory");
@@ -248,6 +252,21 @@ pub async fn open<S: Storage>(
         .and_then(|d| check_crc(&d).and_then(read_i64s::<1>))
         .map(|[o]| o);
 
+    let epochs_path = dir.join(LEADER_EPOCH_CHECKPOINT);
+    let mut epochs = match read_file(&storage, &epochs_path)
+        .await
+        .map_err(|e| LogError::io("read", &epochs_path, &e))?
+    {
+        Some(data) => match decode_leader_epochs(&data) {
+            Some(entries) => entries,
+            None => {
+                tracing::warn!(file = %epochs_path.display(), "unreadable leader-epoch checkpoint; rebuilding what the scanned segments hold");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+
     let mut log = PartitionLog::empty(storage.clone(), dir.clone(), config, budget);
     log.first_dirty_offset = first_dirty_offset;
     if bases.is_empty() {
@@ -259,6 +278,8 @@ pub async fn open<S: Storage>(
         log.durable_offset = base;
         log.visible_offset = base;
         log.last_sync_ms = now_ms;
+        epochs.retain(|&(_, start)| start < base);
+        log.leader_epoch_cache = epochs;
         return Ok(log);
     }
 
@@ -290,6 +311,9 @@ pub async fn open<S: Storage>(
 
     let interval = log.config.index_interval_bytes;
     let mut segments = BTreeMap::new();
+    // Epochs of the batches scanned (the segments recovery reads): they fill
+    // in what the checkpoint missed (a crash before it was written).
+    let mut scanned_epochs: Vec<(i32, i64)> = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(file_name(base, "log"));
         let file = storage
@@ -327,6 +351,7 @@ pub async fn open<S: Storage>(
                         if h.base_offset >= replay_from {
                             record_producer(&mut producers, h);
                         }
+                        note_epoch(&mut scanned_epochs, h);
                     })
                     .await?;
                 }
@@ -336,6 +361,7 @@ pub async fn open<S: Storage>(
                     if h.base_offset >= replay_from {
                         record_producer(&mut producers, h);
                     }
+                    note_epoch(&mut scanned_epochs, h);
                 })
                 .await?;
                 if let Some(reason) = &scan.stopped {
@@ -442,6 +468,17 @@ pub async fn open<S: Storage>(
             .map_err(|e| LogError::io("write", &start_path, &e))?;
     }
     log.next_offset = next;
+    // Batches past the recovered end are gone, and so are their epochs.
+    epochs.retain(|&(_, start)| start < next);
+    scanned_epochs.retain(|&(_, start)| start < next);
+    let from_checkpoint = epochs.len();
+    for (e, start) in scanned_epochs {
+        if epochs.last().is_none_or(|&(last, _)| last < e) {
+            epochs.push((e, start));
+        }
+    }
+    log.leader_epochs_dirty = epochs.len() != from_checkpoint;
+    log.leader_epoch_cache = epochs;
     log.first_dirty_offset = log.first_dirty_offset.min(next);
     log.written_offset = next;
     log.durable_offset = next;
@@ -560,10 +597,82 @@ pub async fn close<S: Storage>(
     write_file_atomic(&storage, &start, &start_body)
         .await
         .map_err(|e| io(&start, e))?;
+    checkpoint_leader_epochs(log).await?;
     let clean = dir.join(CLEAN_SHUTDOWN);
     write_file_atomic(&storage, &clean, &marker)
         .await
         .map_err(|e| io(&clean, e))?;
+    Ok(())
+}
+
+fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
+    if epochs
+        .last()
+        .is_none_or(|&(e, _)| e < h.partition_leader_epoch)
+    {
+        epochs.push((h.partition_leader_epoch, h.base_offset));
+    }
+}
+
+/// Kafka's `leader-epoch-checkpoint` text.
+pub fn encode_leader_epochs(entries: &[(i32, i64)]) -> Vec<u8> {
+    let mut out = format!("0\n{}\n", entries.len());
+    for (e, start) in entries {
+        out.push_str(&format!("{e} {start}\n"));
+    }
+    out.into_bytes()
+}
+
+/// Parses a `leader-epoch-checkpoint`; `None` if it is not one (or its
+/// epochs or offsets do not increase).
+pub fn decode_leader_epochs(data: &[u8]) -> Option<Vec<(i32, i64)>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let count: usize = lines.next()?.trim().parse().ok()?;
+    let mut out: Vec<(i32, i64)> = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let mut parts = lines.next()?.split_whitespace();
+        let e: i32 = parts.next()?.parse().ok()?;
+        let start: i64 = parts.next()?.parse().ok()?;
+        if parts.next().is_some() || out.last().is_some_and(|&(pe, ps)| pe >= e || ps > start) {
+            return None;
+        }
+        out.push((e, start));
+    }
+    if lines.any(|l| !l.trim().is_empty()) {
+        return None;
+    }
+    Some(out)
+}
+
+/// Writes the leader-epoch cache to `leader-epoch-checkpoint` (atomically)
+/// if it changed since the last write. Replication calls it when a new epoch
+/// starts, before acknowledging that epoch's first batch; truncation calls it
+/// after the cut. Recovery loads it and adds the epochs of the batches it
+/// scans.
+pub async fn checkpoint_leader_epochs<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+) -> Result<(), LogError> {
+    let (storage, path, body) = {
+        let mut l = log.borrow_mut();
+        if !l.leader_epochs_dirty {
+            return Ok(());
+        }
+        l.leader_epochs_dirty = false;
+        (
+            l.storage.clone(),
+            l.dir.join(LEADER_EPOCH_CHECKPOINT),
+            encode_leader_epochs(&l.leader_epoch_cache),
+        )
+    };
+    let written = write_file_atomic(&storage, &path, &body).await;
+    if let Err(e) = written {
+        log.borrow_mut().leader_epochs_dirty = true;
+        return Err(LogError::io("write", &path, &e));
+    }
     Ok(())
 }
 

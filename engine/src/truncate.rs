@@ -147,15 +147,19 @@ pub async fn truncate_to<S: Storage>(
     };
 
     let io = cut_files(&storage, &dir, &plan, &removed, position, offset).await;
-    let mut l = log.borrow_mut();
-    l.end_flush();
-    if let Err(err) = io {
-        tracing::error!(dir = %l.dir.display(), error = %err, "log poisoned: truncation failed midway");
-        l.poisoned = Some(err.to_string());
-        return Err(err);
+    {
+        let mut l = log.borrow_mut();
+        l.end_flush();
+        if let Err(err) = io {
+            tracing::error!(dir = %l.dir.display(), error = %err, "log poisoned: truncation failed midway");
+            l.poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        tracing::info!(dir = %l.dir.display(), offset, "log truncated");
     }
-    tracing::info!(dir = %l.dir.display(), offset, "log truncated");
-    Ok(())
+    // Kafka truncates its leader-epoch-checkpoint with the log: a restart
+    // must not bring back an epoch whose batches were cut.
+    crate::recovery::checkpoint_leader_epochs(log).await
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -238,7 +242,9 @@ impl<S: Storage> PartitionLog<S> {
         // Offsets at or past the cut will be written anew: they are dirty.
         self.first_dirty_offset = self.first_dirty_offset.min(offset);
         self.producers.truncate_to(offset);
+        let epochs = self.leader_epoch_cache.len();
         self.leader_epoch_cache.retain(|&(_, start)| start < offset);
+        self.leader_epochs_dirty |= self.leader_epoch_cache.len() != epochs;
         self.snapshot_due = self.snapshot_due.filter(|&b| b <= offset);
         // Bytes read ahead may be from before the cut.
         self.read_ahead = None;

@@ -52,6 +52,13 @@ pub struct BrokerConfig {
     /// The cluster controller, when this node is part of a cluster: Metadata
     /// and DescribeCluster then list the brokers registered with it.
     pub controller: Option<shard_router::controller::ControllerHandle>,
+    /// The replication port of shard 0; shard N listens on this + N. 0: each
+    /// shard takes a free port (the ports reach peers through the broker's
+    /// registration with the controller). Only used in a cluster.
+    pub replication_port: u16,
+    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up
+    /// with the leader for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +87,8 @@ impl Default for BrokerConfig {
             log_cleaner_dedupe_buffer_bytes: 32 << 20,
             log_cleaner_io_max_bytes_per_second: 100 << 20,
             controller: None,
+            replication_port: 0,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod groups;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod topics;

@@ -67,6 +67,10 @@ pub struct ShardState {
     pub groups: RefCell<crate::groups::Coordinator>,
     /// This shard's counters and histograms (see `metrics`).
     pub metrics: Rc<crate::metrics::ShardMetrics>,
+    /// Replicated partitions this shard holds, and its role in each.
+    pub replicas: crate::replication::Replicas,
+    /// The port this shard's replication listener is bound to (0: none).
+    pub replication_port: Cell<u16>,
 }
 
 impl ShardState {
@@ -99,6 +103,8 @@ impl ShardState {
             connections: Cell::new(0),
             drained: Cell::new(false),
             metrics: Rc::default(),
+            replicas: crate::replication::Replicas::default(),
+            replication_port: Cell::new(0),
         }
     }
 
@@ -106,8 +112,29 @@ impl ShardState {
         self.topics.borrow().clone()
     }
 
+    /// The shard of this node that owns the partition: for a replicated
+    /// topic, the shard the controller placed this node's replica on
+    /// (shard 0 when this node holds none: it answers that the partition is
+    /// not here); else by hash.
     pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
-        partition_shard(topic, partition, self.shards)
+        let topics = self.topics.borrow();
+        match topics.get(topic) {
+            Some(meta) if meta.is_replicated() => ShardId(
+                meta.replica_shard(partition, self.config.node_id)
+                    .filter(|&s| s < self.shards)
+                    .unwrap_or(0),
+            ),
+            _ => partition_shard(topic, partition, self.shards),
+        }
+    }
+
+    /// Whether this shard holds partition `partition` of `meta`.
+    fn holds(&self, meta: &crate::topics::TopicMeta, partition: i32) -> bool {
+        if meta.is_replicated() {
+            meta.replica_shard(partition, self.config.node_id) == Some(self.shard.0)
+        } else {
+            partition_shard(&meta.name, partition, self.shards) == self.shard
+        }
     }
 
     pub fn log(&self, topic: &str, partition: i32) -> Option<Log> {
@@ -230,7 +257,7 @@ impl ShardState {
         for (name, meta) in &old.topics {
             if table.get(name).is_none_or(|t| t.id != meta.id) {
                 for p in 0..meta.partitions {
-                    if self.owner(name, p) == self.shard {
+                    if self.holds(meta, p) {
                         self.logs.borrow_mut().remove(&(name.clone(), p));
                         engine::recovery::delete(&self.storage, &self.log_dir(name, p)).await?;
                     }
@@ -242,7 +269,7 @@ impl ShardState {
             let cfg = log_config(&meta.configs, &self.config.topic_defaults)
                 .map_err(LogError::InvalidArgument)?;
             for p in 0..meta.partitions {
-                if self.owner(name, p) != self.shard {
+                if !self.holds(meta, p) {
                     continue;
                 }
                 if let Some(log) = self.log(name, p) {
@@ -263,6 +290,11 @@ impl ShardState {
             }
         }
         *self.topics.borrow_mut() = table;
+        if let Some(controller) = &self.config.controller {
+            // New replicated partitions take their roles now, not at the
+            // next metadata change.
+            crate::replication::sync(self, &controller.metadata());
+        }
         Ok(())
     }
 

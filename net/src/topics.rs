@@ -26,6 +26,28 @@ pub struct TopicMeta {
     /// Internal topics (`__consumer_offsets`) are flagged in Metadata.
     #[serde(default)]
     pub internal: bool,
+    /// A replicated topic (created through the cluster controller): the
+    /// replicas of each partition as (node, shard), preferred leader first,
+    /// as the controller placed them. Empty for a topic of this node alone,
+    /// whose partitions go to shards by hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Vec<(i32, u16)>>,
+}
+
+impl TopicMeta {
+    pub fn is_replicated(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    /// The shard of `node` holding a replica of `partition`, if any.
+    pub fn replica_shard(&self, partition: i32, node: i32) -> Option<u16> {
+        let p = usize::try_from(partition).ok()?;
+        self.replicas
+            .get(p)?
+            .iter()
+            .find(|&&(n, _)| n == node)
+            .map(|&(_, s)| s)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ pub use env::{
 };
 pub use error::{BoxError, RouterError, StartError};
 pub use ids::{NodeId, ShardId};
-pub use listen::bind_shared;
+pub use listen::{bind_exclusive, bind_shared};
 pub use mesh::{Reply, Router, DEFAULT_CHANNEL_CAPACITY_JOBS};
 pub use placement::{fnv1a_32, key_shard, partition_shard};
 pub use shard::{run, RuntimeConfig, ShardCtx, ShardResult, Shutdown};

@@ -113,3 +113,13 @@ pub fn probe_io_uring() -> io::Result<()> {
     unsafe { libc::close(fd as libc::c_int) };
     Ok(())
 }
+
+/// Hands a bound, listening std socket to glommio (which has no safe
+/// conversion; `TcpListener::bind` would set `SO_REUSEPORT`).
+pub(crate) fn glommio_listener(listener: std::net::TcpListener) -> glommio::net::TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket that nothing else owns
+    // (`into_raw_fd` gave up ownership).
+    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}

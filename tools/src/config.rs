@@ -114,6 +114,10 @@ pub struct ServeConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// A broker silent this long is fenced, its leaderships move, in ms.
     pub broker_session_timeout_ms: u64,
+    /// Replication port of shard 0 (shard N: this + N); 0 picks free ports.
+    pub replication_port: u16,
+    /// Kafka's `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
     /// Broker-wide topic config defaults, by Kafka name (`"retention.ms"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -206,6 +210,8 @@ impl Default for ServeConfig {
             broker_heartbeat_interval_ms:
                 shard_router::controller::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             broker_session_timeout_ms: shard_router::controller::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+            replication_port: broker.replication_port,
+            replica_lag_time_max_ms: broker.replica_lag_time_max_ms as u64,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -435,6 +441,13 @@ impl ServeConfig {
                 "log_cleaner_dedupe_buffer_bytes",
                 self.log_cleaner_dedupe_buffer_bytes.to_string(),
                 "must be between 1 KiB and 1 TiB",
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.replica_lag_time_max_ms) {
+            return Err(invalid(
+                "replica_lag_time_max_ms",
+                self.replica_lag_time_max_ms.to_string(),
+                "must be between 100 ms and a day",
             ));
         }
         if self.retention_check_interval_ms == 0 {

@@ -1,6 +1,8 @@
 //! Three `sluice serve` processes on 127.0.0.1, .2 and .3 form a cluster
 //! through their controllers: each registers, and DescribeCluster and
-//! Metadata from any node list all three brokers.
+//! Metadata from any node list all three brokers. A topic with replication
+//! factor 3 is produced with acks=all on its leader and copied to both
+//! followers.
 
 mod common;
 
@@ -10,13 +12,20 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, sluice_command, Client};
+use bytes::Bytes;
+use common::{
+    batch, free_port, produce_request, records_of, single_produce_answer, sluice_command, Client,
+    PRODUCE_VERSION,
+};
+use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use sluice_codec::create_topics_response::CreatableTopicResult;
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::describe_quorum_request::{
     DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
 };
 use sluice_codec::describe_quorum_response::PartitionData;
-use sluice_codec::metadata_request::MetadataRequest;
+use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{RequestBody, ResponseBody};
 
 /// Bound on waiting for the cluster to form; a broken build fails instead of
@@ -36,11 +45,7 @@ impl Drop for Node {
     }
 }
 
-fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr) -> Node {
-    start_with(dir, id, voters, kafka, &[])
-}
-
-fn start_with(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
+fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
     let data = dir.join(format!("n{id}"));
     std::fs::create_dir_all(&data).expect("node dir");
     let log = data.join("broker.log");
@@ -138,9 +143,10 @@ fn metadata_brokers(addr: SocketAddr) -> Vec<(i32, String, i32)> {
     brokers
 }
 
-#[test]
-fn three_nodes_register_and_every_node_lists_all_brokers() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Three nodes on 127.0.0.1-3, started and waited for until each lists all
+/// three brokers; returns the nodes, their Kafka addresses, what
+/// DescribeCluster must list, and the controller each node named.
+fn form_cluster(dir: &Path, extra: &[&str]) -> (Vec<Node>, Vec<SocketAddr>, Vec<Listed>, Vec<i32>) {
     let kafka: Vec<SocketAddr> = (1..=3u8)
         .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
         .collect();
@@ -150,7 +156,7 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
         .join(",");
     let mut nodes: Vec<Node> = Vec::new();
     for n in 1..=3u8 {
-        nodes.push(start(dir.path(), n, &voters, kafka[usize::from(n) - 1]));
+        nodes.push(start(dir, n, &voters, kafka[usize::from(n) - 1], extra));
     }
     let want: Vec<Listed> = kafka
         .iter()
@@ -185,6 +191,13 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    (nodes, kafka, want, controllers)
+}
+
+#[test]
+fn three_nodes_register_and_every_node_lists_all_brokers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_nodes, kafka, want, controllers) = form_cluster(dir.path(), &[]);
     assert!((1..=3).contains(&controllers[0]), "{controllers:?}");
     let metadata_want: Vec<(i32, String, i32)> = want
         .iter()
@@ -284,7 +297,7 @@ fn a_killed_node_is_fenced_and_unfenced_when_it_returns() {
         .join(",");
     let mut nodes: Vec<Node> = (1..=3u8)
         .map(|n| {
-            start_with(
+            start(
                 dir.path(),
                 n,
                 &voters,
@@ -320,8 +333,163 @@ fn a_killed_node_is_fenced_and_unfenced_when_it_returns() {
     );
 
     // It comes back on the same data dir: registered again, live again.
-    nodes[2] = start_with(dir.path(), 3, &voters, kafka[2], &FAST_LIVENESS);
+    nodes[2] = start(dir.path(), 3, &voters, kafka[2], &FAST_LIVENESS);
     wait_until("node 3 live again", &nodes, || {
         listed(kafka[0]).is_some_and(|b| b.len() == 3 && fenced_ids(&b).is_empty())
     });
+}
+
+/// (leader, replicas, ISR) of partition 0 of `topic` in Metadata from `addr`.
+fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+    let mut c = client(addr)?;
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let t = r.topics.first()?;
+    let p = t.partitions.first()?;
+    if t.error_code != 0 || p.error_code != 0 || p.leader_id < 0 {
+        return None;
+    }
+    let mut replicas = p.replica_nodes.clone();
+    replicas.sort_unstable();
+    let mut isr = p.isr_nodes.clone();
+    isr.sort_unstable();
+    Some((p.leader_id, replicas, isr))
+}
+
+fn create_replicated(addr: SocketAddr, topic: &str, rf: i16) -> CreatableTopicResult {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    let body = RequestBody::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            num_partitions: 1,
+            replication_factor: rf,
+            ..Default::default()
+        }],
+        timeout_ms: 15_000,
+        validate_only: false,
+    });
+    match c.call(5, &body) {
+        ResponseBody::CreateTopics(mut r) => r.topics.remove(0),
+        other => panic!("not a CreateTopics response: {other:?}"),
+    }
+}
+
+fn produce_to(addr: SocketAddr, topic: &str, records: Bytes) -> PartitionProduceResponse {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    match c.call(PRODUCE_VERSION, &produce_request(topic, 0, records)) {
+        ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
+        other => panic!("not a Produce response: {other:?}"),
+    }
+}
+
+/// The bytes of the first segment of `topic`-0 in node `id`'s data dir.
+fn segment_bytes(dir: &Path, id: i32, topic: &str) -> Vec<u8> {
+    let path = dir
+        .join(format!("n{id}"))
+        .join("data")
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_follower() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, kafka, _, _) = form_cluster(dir.path(), &[]);
+    let topic = "replicated";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(
+        created.error_code,
+        0,
+        "{:?}\n{}",
+        created.error_message,
+        logs(&nodes)
+    );
+    assert_eq!(created.replication_factor, 3);
+
+    // Every node lists the placement; the leader is one of the three, and the
+    // ISR is all of them.
+    let until = Instant::now() + FORM_TIMEOUT;
+    let leader = loop {
+        let states: Vec<_> = kafka.iter().map(|a| partition_state(*a, topic)).collect();
+        if let Some(Some((leader, replicas, isr))) = states.first() {
+            if states.iter().all(|s| s.as_ref() == states[0].as_ref()) {
+                assert_eq!(replicas, &[1, 2, 3]);
+                assert_eq!(isr, &[1, 2, 3]);
+                break *leader;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no leader listed:\n{}",
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let leader_addr = kafka[usize::try_from(leader - 1).expect("node id")];
+    let follower_ids: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+
+    // acks=all: each answer comes once every in-sync replica has the batch.
+    // The first produces may meet a leader whose followers have not
+    // subscribed yet; they wait, bounded by the client timeout.
+    let mut produced = Vec::new();
+    for i in 0..20u32 {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let answer = produce_to(
+            leader_addr,
+            topic,
+            batch(&[(key.as_bytes(), value.as_bytes())]),
+        );
+        assert_eq!(
+            answer.error_code,
+            0,
+            "produce {i}: {:?}\n{}",
+            answer.error_message,
+            logs(&nodes)
+        );
+        assert_eq!(answer.base_offset, i64::from(i));
+        produced.push((i64::from(i), key.into_bytes(), value.into_bytes()));
+    }
+
+    // Consumed back from the leader: all of it, and the latest offset is the
+    // high watermark (everything, as acks=all waited for it).
+    let mut c = client(leader_addr).expect("connect");
+    let fetched = c.fetch(topic, 0, 0);
+    assert_eq!(fetched.error_code, 0);
+    assert_eq!(fetched.high_watermark, 20);
+    assert_eq!(records_of(&fetched.records), produced);
+    assert_eq!(c.latest_offset(topic, 0), 20);
+
+    // The followers hold the same batches, byte for byte (leader epoch
+    // included), on disk: each acknowledged its durable end before the
+    // produces above were answered.
+    let leader_bytes = segment_bytes(dir.path(), leader, topic);
+    let stored: usize = fetched.records.as_ref().map_or(0, |r| r.contiguous().len());
+    assert!(stored > 0 && leader_bytes.len() >= stored);
+    for &f in &follower_ids {
+        let bytes = segment_bytes(dir.path(), f, topic);
+        assert!(
+            bytes.len() >= stored && bytes[..stored] == leader_bytes[..stored],
+            "follower {f} differs from the leader {leader}"
+        );
+    }
+
+    // A follower neither takes produces nor serves fetches.
+    let follower_addr = kafka[usize::try_from(follower_ids[0] - 1).expect("node id")];
+    let refused = produce_to(follower_addr, topic, batch(&[(b"k", b"v")]));
+    assert_eq!(refused.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    let mut c = client(follower_addr).expect("connect");
+    assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
+    drop(nodes);
 }

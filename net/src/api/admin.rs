@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use shard_router::controller::{Command, ControllerHandle, MetadataError, WriteError};
 use shard_router::ShardId;
 use sluice_codec::create_partitions_request::CreatePartitionsRequest;
 use sluice_codec::create_partitions_response::{
@@ -89,7 +90,7 @@ pub async fn create(
                         return Err((ErrorCode::INVALID_PARTITIONS.0, format!("partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {}", t.partitions)));
                     }
                     log_config(&t.configs, &s.config.topic_defaults).map_err(|m| (ErrorCode::INVALID_CONFIG.0, m))?;
-                    let meta = TopicMeta { name: t.name.clone(), id: Uuid::new_v4(), partitions: t.partitions, configs: t.configs, internal: t.name.starts_with("__") };
+                    let meta = TopicMeta { name: t.name.clone(), id: Uuid::new_v4(), partitions: t.partitions, configs: t.configs, internal: t.name.starts_with("__"), replicas: Vec::new() };
                     if !validate_only {
                         table.topics.insert(t.name.clone(), meta.clone());
                     }
@@ -103,6 +104,109 @@ pub async fn create(
     match outcome {
         Ok(results) => results,
         Err(e) => names.into_iter().map(|n| (n, Err(e.clone()))).collect(),
+    }
+}
+
+/// How long CreateTopics waits for a topic the controller created to reach
+/// this node's topic table (so the client can use it at once).
+const REPLICATED_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A topic with replication factor > 1 in a cluster: the controller places
+/// its replicas; every node then installs it from the metadata
+/// (`replication::run`). `min.insync.replicas` defaults to 2 when there are
+/// three replicas or more, so that acks=all means two fsynced copies.
+async fn create_replicated(
+    state: &Rc<ShardState>,
+    controller: &ControllerHandle,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    mut configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicMeta, AdminError> {
+    validate_topic_name(name).map_err(|m| (ErrorCode::INVALID_TOPIC_EXCEPTION.0, m))?;
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+        return Err((
+            ErrorCode::INVALID_PARTITIONS.0,
+            format!(
+                "partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {partitions}"
+            ),
+        ));
+    }
+    if replication_factor >= 3 && !configs.contains_key("min.insync.replicas") {
+        configs.insert("min.insync.replicas".into(), "2".into());
+    }
+    log_config(&configs, &state.config.topic_defaults)
+        .map_err(|m| (ErrorCode::INVALID_CONFIG.0, m))?;
+    if state.topics().get(name).is_some() {
+        return Err((
+            ErrorCode::TOPIC_ALREADY_EXISTS.0,
+            format!("topic {name} already exists"),
+        ));
+    }
+    let live = controller.metadata().live_brokers().count();
+    if usize::try_from(replication_factor).unwrap_or(0) > live {
+        return Err((
+            ErrorCode::INVALID_REPLICATION_FACTOR.0,
+            format!(
+                "replication factor {replication_factor} is larger than the {live} live brokers"
+            ),
+        ));
+    }
+    let id = Uuid::new_v4();
+    let meta = TopicMeta {
+        name: name.to_string(),
+        id,
+        partitions,
+        configs: configs.clone(),
+        internal: name.starts_with("__"),
+        replicas: vec![Vec::new(); usize::try_from(partitions).unwrap_or(0)],
+    };
+    if validate_only {
+        return Ok(meta);
+    }
+    let command = Command::CreateTopic {
+        name: name.to_string(),
+        topic_id: *id.as_bytes(),
+        partitions,
+        replication_factor,
+        configs,
+    };
+    match controller.write(command).await {
+        Ok(_) => {}
+        // A forwarded write retried after a lost reply applies twice.
+        Err(WriteError::Refused(MetadataError::TopicExists(_)))
+            if controller
+                .metadata()
+                .topics
+                .get(name)
+                .is_some_and(|t| t.topic_id == *id.as_bytes()) => {}
+        Err(WriteError::Refused(e)) => {
+            let code = match &e {
+                MetadataError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
+                MetadataError::InvalidTopicName(_) => ErrorCode::INVALID_TOPIC_EXCEPTION,
+                MetadataError::InvalidPartitions { .. } => ErrorCode::INVALID_PARTITIONS,
+                MetadataError::InvalidReplicationFactor { .. } => {
+                    ErrorCode::INVALID_REPLICATION_FACTOR
+                }
+                _ => ErrorCode::UNKNOWN_SERVER_ERROR,
+            };
+            return Err((code.0, e.to_string()));
+        }
+        Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
+    }
+    let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
+    loop {
+        if let Some(m) = state.topics().get(name).filter(|m| m.id == id) {
+            return Ok(m.clone());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err((
+                ErrorCode::REQUEST_TIMED_OUT.0,
+                format!("topic {name} was created but has not reached this broker yet"),
+            ));
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -123,6 +227,27 @@ pub async fn create_topics(
         } else {
             t.num_partitions
         };
+        if t.replication_factor > 1 && t.assignments.is_empty() {
+            if let Some(controller) = &state.config.controller {
+                let configs = t
+                    .configs
+                    .into_iter()
+                    .filter_map(|c| Some((c.name, c.value?)))
+                    .collect();
+                let r = create_replicated(
+                    state,
+                    controller,
+                    &t.name,
+                    partitions,
+                    t.replication_factor,
+                    configs,
+                    req.validate_only,
+                )
+                .await;
+                early.push((t.name, r));
+                continue;
+            }
+        }
         let bad_rf = t.replication_factor != -1 && t.replication_factor != 1;
         let bad_assignment = t.assignments.iter().any(|a| a.broker_ids != [node]);
         if bad_rf || bad_assignment {
@@ -154,7 +279,7 @@ pub async fn create_topics(
                     name,
                     topic_id: meta.id,
                     num_partitions: meta.partitions,
-                    replication_factor: 1,
+                    replication_factor: meta.replicas.first().map_or(1, |r| r.len() as i16),
                     ..Default::default()
                 },
                 Err((code, msg)) => CreatableTopicResult {

@@ -176,6 +176,7 @@ mod tests {
                     partitions,
                     configs: BTreeMap::new(),
                     internal: false,
+                    replicas: Vec::new(),
                 },
             );
         }

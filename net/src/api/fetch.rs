@@ -14,7 +14,9 @@ use sluice_codec::fetch_response::{FetchResponse, FetchableTopicResponse, Partit
 use sluice_codec::{ErrorCode, Records};
 use uuid::Uuid;
 
+use crate::replication::{self, ConsumerView};
 use crate::state::{now_ms, ShardState};
+use shard_router::replication::{consumer_read_bound, ReadBound};
 
 /// The longest long poll honoured, whatever the client asks.
 const MAX_WAIT_MS: i32 = 30_000;
@@ -44,6 +46,18 @@ async fn read_on_shard(
     offset: i64,
     max_bytes: usize,
 ) -> Got {
+    let leading = match replication::consumer_view(&s, &topic, partition) {
+        ConsumerView::Local => None,
+        ConsumerView::Leader(l) => Some(l),
+        ConsumerView::NotLeader => {
+            return Got {
+                error: ErrorCode::NOT_LEADER_OR_FOLLOWER.0,
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            }
+        }
+    };
     let Some(log) = s.log(&topic, partition) else {
         return Got {
             error: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
@@ -52,12 +66,52 @@ async fn read_on_shard(
             ..Default::default()
         };
     };
+    if let Some(l) = &leading {
+        // Consumers see only committed data: up to the high watermark. A
+        // fetch between it and the log end is answered empty, not out of
+        // range (after a failover the new leader's may trail what was read).
+        let hw = l.borrow().state.high_watermark();
+        let (start, end) = {
+            let lg = log.borrow();
+            (lg.log_start_offset(), lg.log_end_offset())
+        };
+        match consumer_read_bound(offset, start, hw.min(end), end) {
+            ReadBound::OutOfRange => {
+                return Got {
+                    error: ErrorCode::OFFSET_OUT_OF_RANGE.0,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    ..Default::default()
+                }
+            }
+            ReadBound::Empty => {
+                return Got {
+                    error: 0,
+                    records: Vec::new(),
+                    high_watermark: hw,
+                    log_start_offset: start,
+                }
+            }
+            ReadBound::Upto(_) => {}
+        }
+    }
     match engine::log::read(&log, offset, max_bytes).await {
-        Ok(r) => Got {
-            error: 0,
-            records: r.chunks,
-            high_watermark: r.high_watermark,
-            log_start_offset: r.log_start_offset,
+        Ok(r) => match &leading {
+            None => Got {
+                error: 0,
+                records: r.chunks,
+                high_watermark: r.high_watermark,
+                log_start_offset: r.log_start_offset,
+            },
+            Some(l) => {
+                let hw = l.borrow().state.high_watermark();
+                Got {
+                    error: 0,
+                    records: replication::cut_at(r.chunks, hw),
+                    high_watermark: hw,
+                    log_start_offset: r.log_start_offset,
+                }
+            }
         },
         Err(e) => {
             let l = log.borrow();
@@ -89,6 +143,17 @@ async fn wait_on_shard(
     let Some(log) = s.log(&topic, partition) else {
         return;
     };
+    if let ConsumerView::Leader(l) = replication::consumer_view(&s, &topic, partition) {
+        // Replicated: new data for consumers is a move of the high watermark.
+        if l.borrow().state.high_watermark() > offset {
+            return;
+        }
+        let changed = l.borrow_mut().changed();
+        let timeout = glommio::timer::sleep(Duration::from_millis(wait_ms));
+        futures::pin_mut!(changed, timeout);
+        futures::future::select(changed, timeout).await;
+        return;
+    }
     if log.borrow().visible_offset() > offset {
         return;
     }

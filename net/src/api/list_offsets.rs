@@ -24,10 +24,18 @@ async fn lookup(s: Rc<ShardState>, topic: String, partition: i32, timestamp: i64
     let Some(log) = s.log(&topic, partition) else {
         return Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let (start, hw) = {
+    let (start, mut hw) = {
         let l = log.borrow();
         (l.log_start_offset(), l.visible_offset())
     };
+    match crate::replication::consumer_view(&s, &topic, partition) {
+        crate::replication::ConsumerView::Local => {}
+        // Replicated: the latest offset consumers can read is the high watermark.
+        crate::replication::ConsumerView::Leader(l) => hw = l.borrow().state.high_watermark(),
+        crate::replication::ConsumerView::NotLeader => {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER)
+        }
+    }
     match timestamp {
         LATEST => Ok((-1, hw)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, start)),

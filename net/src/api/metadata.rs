@@ -22,6 +22,9 @@ const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 fn topic_entry(state: &ShardState, meta: &TopicMeta) -> MetadataResponseTopic {
     let node = state.config.node_id;
+    if let (true, Some(controller)) = (meta.is_replicated(), &state.config.controller) {
+        return replicated_entry(&controller.metadata(), meta);
+    }
     MetadataResponseTopic {
         error_code: 0,
         name: Some(meta.name.clone()),
@@ -36,6 +39,51 @@ fn topic_entry(state: &ShardState, meta: &TopicMeta) -> MetadataResponseTopic {
                 replica_nodes: vec![node],
                 isr_nodes: vec![node],
                 offline_replicas: vec![],
+            })
+            .collect(),
+        topic_authorized_operations: OPS_NOT_REQUESTED,
+    }
+}
+
+/// A replicated topic as the controller has it: leader, epoch, replicas,
+/// ISR and offline replicas per partition.
+fn replicated_entry(
+    cluster: &shard_router::controller::ClusterMetadata,
+    meta: &TopicMeta,
+) -> MetadataResponseTopic {
+    let partitions = cluster
+        .topics
+        .get(&meta.name)
+        .filter(|t| t.topic_id == *meta.id.as_bytes());
+    MetadataResponseTopic {
+        error_code: 0,
+        name: Some(meta.name.clone()),
+        topic_id: meta.id,
+        is_internal: meta.internal,
+        partitions: (0..meta.partitions)
+            .map(|p| {
+                let Some(ps) = partitions.and_then(|t| t.partitions.get(p as usize)) else {
+                    return MetadataResponsePartition {
+                        error_code: ErrorCode::LEADER_NOT_AVAILABLE.0,
+                        partition_index: p,
+                        leader_id: -1,
+                        leader_epoch: -1,
+                        ..Default::default()
+                    };
+                };
+                MetadataResponsePartition {
+                    error_code: if ps.leader.is_some() {
+                        0
+                    } else {
+                        ErrorCode::LEADER_NOT_AVAILABLE.0
+                    },
+                    partition_index: p,
+                    leader_id: ps.leader_id(),
+                    leader_epoch: ps.leader_epoch,
+                    replica_nodes: ps.replicas.iter().map(|r| r.node.0).collect(),
+                    isr_nodes: ps.isr.iter().map(|n| n.0).collect(),
+                    offline_replicas: cluster.offline_replicas(ps).iter().map(|n| n.0).collect(),
+                }
             })
             .collect(),
         topic_authorized_operations: OPS_NOT_REQUESTED,

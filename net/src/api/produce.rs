@@ -14,7 +14,9 @@ use sluice_codec::produce_response::{
 };
 use sluice_codec::ErrorCode;
 
+use crate::replication::{self, produce_gate, ProduceGate};
 use crate::state::{now_ms, ShardState};
+use shard_router::replication::AckResult;
 
 fn failed(index: i32, code: ErrorCode, message: impl Into<String>) -> PartitionProduceResponse {
     PartitionProduceResponse {
@@ -53,6 +55,7 @@ pub async fn enqueue(
 ) -> LocalBoxFuture<'static, ProduceResponse> {
     let table = state.topics();
     let transactional = req.transactional_id.is_some();
+    let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let meta = if version >= 13 {
@@ -87,7 +90,8 @@ pub async fn enqueue(
                     let records = records.contiguous();
                     let (topic, index) = (m.name.clone(), p.index);
                     let owner = state.owner(&topic, index);
-                    let job = move |s: &Rc<ShardState>| append_on_shard(s, topic, index, records);
+                    let job =
+                        move |s: &Rc<ShardState>| append_on_shard(s, topic, index, records, acks);
                     match state.router.submit(owner, job).await {
                         Ok(reply) => Slot::Pending(index, reply),
                         Err(e) => {
@@ -134,9 +138,19 @@ fn append_on_shard(
     topic: String,
     index: i32,
     records: Bytes,
+    acks: i16,
 ) -> LocalBoxFuture<'static, PartitionProduceResponse> {
     let ready =
         |r| -> LocalBoxFuture<'static, PartitionProduceResponse> { Box::pin(async move { r }) };
+    let gate = match s.topics().get(&topic) {
+        Some(meta) => produce_gate(s, meta, index, acks),
+        None => ProduceGate::Local,
+    };
+    let leading = match gate {
+        ProduceGate::Local => None,
+        ProduceGate::Leader(l) => Some(l),
+        ProduceGate::Refused(code, msg) => return ready(failed(index, code, msg)),
+    };
     let Some(log) = s.log(&topic, index) else {
         return ready(failed(
             index,
@@ -161,7 +175,9 @@ fn append_on_shard(
         (None, _) => return ready(failed(index, ErrorCode::CORRUPT_MESSAGE, "empty records")),
     };
     let records = sluice_records::BatchHeader::parse(&batch).map_or(0, |h| h.record_count);
-    let appended = log.borrow_mut().append(&batch, 0, now_ms());
+    // Replicated partitions stamp the leader epoch on each batch.
+    let epoch = leading.as_ref().map_or(0, |l| l.borrow().state.epoch().0);
+    let appended = log.borrow_mut().append(&batch, epoch, now_ms());
     match appended {
         Err(e) => ready(failed(index, append_error_code(&e), e.to_string())),
         Ok(a) => {
@@ -170,13 +186,45 @@ fn append_on_shard(
                     .appended(&topic, batch.len(), u64::try_from(records).unwrap_or(0));
                 s.mark_dirty(&log);
             }
+            if let Some(l) = &leading {
+                replication::on_leader_appended(l, log.borrow().log_end_offset());
+            }
             let visible = log.borrow_mut().wait_visible(a.last_offset + 1);
             let log = log.clone();
             let metrics = s.metrics.clone();
             let started = std::time::Instant::now();
+            let s = s.clone();
             Box::pin(async move {
-                let visible = visible.await;
+                let mut visible = visible.await;
                 metrics.produce_durable(started.elapsed());
+                if let (Some(l), Ok(())) = (&leading, &visible) {
+                    let tp = (topic.clone(), index);
+                    // The first batch of a new epoch: its start goes to the
+                    // leader-epoch checkpoint before it is acknowledged.
+                    visible = engine::recovery::checkpoint_leader_epochs(&log).await;
+                    let durable = log.borrow().visible_offset();
+                    replication::on_leader_durable(&s, &tp, l, durable);
+                    if visible.is_ok() && acks == -1 {
+                        let committed = replication::wait_committed(&s, &tp, l, a.last_offset + 1);
+                        match committed.await.unwrap_or(AckResult::NotLeader) {
+                            AckResult::Committed => {}
+                            AckResult::NotEnoughReplicasAfterAppend => {
+                                return failed(
+                                    index,
+                                    ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                                    "the ISR shrank below min.insync.replicas",
+                                )
+                            }
+                            AckResult::NotLeader => {
+                                return failed(
+                                    index,
+                                    ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                                    "leadership moved before the batch was committed",
+                                )
+                            }
+                        }
+                    }
+                }
                 match visible {
                     Ok(()) => PartitionProduceResponse {
                         index,

@@ -5,6 +5,7 @@
 //! `crate::config` and docs/configuration.md.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +14,7 @@ use clap::Args;
 use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
 use shard_router::controller::{BrokerRegistration, Controller, ControllerConfig};
-use shard_router::{NodeId, RuntimeConfig, ShardCtx};
+use shard_router::{NodeId, RuntimeConfig, ShardCtx, ShardId};
 
 use crate::cmd::config::usage_error;
 use crate::config::{parse_topic_default, ServeConfig, DEFAULT_METRICS_LISTEN};
@@ -165,6 +166,16 @@ pub struct ServeArgs {
     /// Key broker_session_timeout_ms, default 9000.
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
     broker_session_timeout_ms: Option<u64>,
+    /// Replication port of shard 0 in a cluster; shard N listens on this + N, on the
+    /// listen address. 0 picks a free port per shard (peers learn it from the
+    /// controller). Key replication_port, default 0.
+    #[arg(long, env = "SLUICE_REPLICATION_PORT", value_name = "PORT")]
+    replication_port: Option<u16>,
+    /// How long a follower may go without catching up with its leader before it
+    /// leaves the in-sync replicas, in ms (Kafka's replica.lag.time.max.ms). Key
+    /// replica_lag_time_max_ms, default 30000.
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
+    replica_lag_time_max_ms: Option<u64>,
     /// A broker-wide topic config default, NAME=VALUE (e.g. retention.ms=86400000);
     /// repeat it, or comma-separate in the variable. Key topic_defaults (a table),
     /// default empty.
@@ -262,6 +273,11 @@ impl ServeArgs {
             &mut c.broker_session_timeout_ms,
             &self.broker_session_timeout_ms,
         );
+        set(&mut c.replication_port, &self.replication_port);
+        set(
+            &mut c.replica_lag_time_max_ms,
+            &self.replica_lag_time_max_ms,
+        );
         for (k, v) in &self.topic_defaults {
             c.topic_defaults.insert(k.clone(), v.clone());
         }
@@ -333,6 +349,9 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         log_cleaner_backoff_ms: c.log_cleaner_backoff_ms,
         log_cleaner_dedupe_buffer_bytes: c.log_cleaner_dedupe_buffer_bytes,
         log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
+        replication_port: c.replication_port,
+        replica_lag_time_max_ms: i64::try_from(c.replica_lag_time_max_ms)
+            .expect("validate() bounds replica_lag_time_max_ms"),
         ..BrokerConfig::default()
     };
     let controller = start_controller(&c, &cfg)?;
@@ -352,6 +371,23 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         let scrapes = scrapes.clone();
         async move {
             let listener = shard_router::bind_shared(cfg.listen)?;
+            // In a cluster each shard has a replication port of its own.
+            let replication = match &cfg.controller {
+                Some(_) => {
+                    let port = match cfg.replication_port {
+                        0 => 0,
+                        p => p.checked_add(ctx.shard().0).ok_or_else(|| {
+                            format!(
+                                "replication_port {p} + shard {} is past 65535",
+                                ctx.shard().0
+                            )
+                        })?,
+                    };
+                    let addr = std::net::SocketAddr::new(cfg.listen.ip(), port);
+                    Some(shard_router::bind_exclusive(addr)?)
+                }
+                None => None,
+            };
             let state = ShardState::new(
                 ctx.shard(),
                 ctx.shards(),
@@ -360,6 +396,10 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
                 ctx.shutdown_signal(),
             );
             let state = ctx.install_state(state);
+            if let Some(l) = &replication {
+                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                state.replication_port.set(port);
+            }
             state.start().await?;
             glommio::spawn_local(state.clone().run_flusher()).detach();
             glommio::spawn_local(state.clone().run_housekeeping()).detach();
@@ -377,13 +417,29 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
                 Err(e) => return Err(format!("cannot start the log cleaner: {e}").into()),
             }
             state.wait_all_started().await;
+            if let Some(l) = replication {
+                glommio::spawn_local(net::replication::serve(state.clone(), l)).detach();
+                glommio::spawn_local(net::replication::run(state.clone())).detach();
+            }
             if let (Some(controller), 0) = (&state.config.controller, ctx.shard().0) {
+                let mut replication_ports = Vec::with_capacity(usize::from(ctx.shards()));
+                for shard in 0..ctx.shards() {
+                    let port = state
+                        .router
+                        .call(ShardId(shard), |s: &Rc<ShardState>| {
+                            let port = s.replication_port.get();
+                            Box::pin(async move { port })
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    replication_ports.push(port);
+                }
                 let registration = BrokerRegistration {
                     node: NodeId(state.config.node_id),
                     host: state.config.advertised_host.clone(),
                     port: state.config.advertised_port,
                     shards: ctx.shards(),
-                    replication_ports: Vec::new(),
+                    replication_ports,
                 };
                 controller.spawn_registration(registration)?;
             }

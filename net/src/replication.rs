@@ -1,0 +1,1173 @@
+//! Replication driven by the broker: the I/O around `shard_router::replication`'s
+//! state machines.
+//!
+//! - Every shard listens on its own replication port ([`serve`]); a
+//!   follower's owning shard connects straight to the leader's owning shard,
+//!   one connection per partition, so no byte crosses a core on either side.
+//! - The leader's shard keeps a [`LeaderState`] per partition it leads
+//!   ([`Leading`]): produce appends with the partition's leader epoch, waits
+//!   for the high watermark when `acks=all`, and refuses `acks=all` while the
+//!   ISR is below `min.insync.replicas`. One sender task per subscribed
+//!   follower streams batches (only what the leader's flush policy has made
+//!   durable) and high watermark updates.
+//! - The follower's shard runs a [`FollowerState`] in a task ([`follow`]):
+//!   epoch query, truncation, subscribe, then `append_replica` and an `Ack`
+//!   of its durable end after each flush.
+//! - Roles follow the controller's metadata ([`sync`]): who leads, in which
+//!   epoch, with which ISR. ISR changes the leader wants (followers caught
+//!   up, or lagging past `replica.lag.time.max.ms`, see [`tick`]) go to the
+//!   controller as `AlterIsr`; the leader applies them when the metadata
+//!   comes back.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::{mpsc, oneshot};
+use futures::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
+use glommio::net::{TcpListener, TcpStream};
+use shard_router::controller::{ClusterMetadata, Command};
+use shard_router::replication::wire::{decode_frame, Message, PartitionRef, PROTOCOL_VERSION};
+use shard_router::replication::{
+    epochs, AckId, AckResult, FollowerAction, FollowerState, LeaderConfig, LeaderEpoch,
+    LeaderOutput, LeaderState,
+};
+use shard_router::{NodeId, ShardId};
+use sluice_codec::ErrorCode;
+
+use crate::state::{now_ms, Log, ShardState};
+use crate::topics::{config_value, TopicMeta};
+
+/// (topic, partition).
+pub type Tp = (String, i32);
+
+/// Most record bytes in one `Batches` message.
+const MAX_SEND_BYTES: usize = 1 << 20;
+/// Frames queued for one connection's writer before senders wait.
+const WRITE_QUEUE_FRAMES: usize = 64;
+/// How long a follower waits for a connection to its leader.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before a follower connects again after a failure.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Reads time out this often so tasks notice a role change or shutdown.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// This shard leads the partition.
+pub struct Leading {
+    pub state: LeaderState,
+    pub partition_epoch: i32,
+    waiters: HashMap<u64, oneshot::Sender<AckResult>>,
+    next_ack: u64,
+    /// Tasks to wake when data becomes durable, the high watermark moves or
+    /// a follower subscribes (senders, long polls).
+    wake: Vec<oneshot::Sender<()>>,
+}
+
+impl Leading {
+    /// Resolves on the next wake-up.
+    pub fn changed(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let (tx, rx) = oneshot::channel();
+        self.wake.push(tx);
+        async move {
+            let _ = rx.await;
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.wake.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// This shard follows the partition's leader.
+pub struct Following {
+    pub leader: NodeId,
+    pub epoch: i32,
+    pub high_watermark: Cell<i64>,
+    stopped: Cell<bool>,
+}
+
+enum Role {
+    Leader(Rc<RefCell<Leading>>),
+    Follower(Rc<Following>),
+}
+
+/// A shard's replicated partitions and its role in each.
+#[derive(Default)]
+pub struct Replicas {
+    roles: RefCell<HashMap<Tp, Role>>,
+    /// The last high watermark known per partition (kept across roles).
+    high_watermarks: RefCell<HashMap<Tp, i64>>,
+}
+
+impl Replicas {
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<Rc<RefCell<Leading>>> {
+        match self.roles.borrow().get(&(topic.to_string(), partition)) {
+            Some(Role::Leader(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn follower(&self, topic: &str, partition: i32) -> Option<Rc<Following>> {
+        match self.roles.borrow().get(&(topic.to_string(), partition)) {
+            Some(Role::Follower(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    fn known_high_watermark(&self, tp: &Tp) -> i64 {
+        self.high_watermarks.borrow().get(tp).copied().unwrap_or(0)
+    }
+
+    fn note_high_watermark(&self, tp: &Tp, hw: i64) {
+        self.high_watermarks.borrow_mut().insert(tp.clone(), hw);
+    }
+
+    fn stop(role: Role) -> Vec<(u64, oneshot::Sender<AckResult>)> {
+        match role {
+            Role::Follower(f) => {
+                f.stopped.set(true);
+                Vec::new()
+            }
+            Role::Leader(l) => {
+                let mut l = l.borrow_mut();
+                let _ = l.state.resign();
+                l.wake_all();
+                l.waiters.drain().collect()
+            }
+        }
+    }
+}
+
+/// How a produce to a partition of a replicated topic goes.
+pub enum ProduceGate {
+    /// Not replicated: the single-node path.
+    Local,
+    /// This shard leads: append with this epoch.
+    Leader(Rc<RefCell<Leading>>),
+    /// Refused with this error.
+    Refused(ErrorCode, String),
+}
+
+pub fn produce_gate(s: &ShardState, meta: &TopicMeta, partition: i32, acks: i16) -> ProduceGate {
+    if !meta.is_replicated() {
+        return ProduceGate::Local;
+    }
+    let Some(leading) = s.replicas.leader(&meta.name, partition) else {
+        return ProduceGate::Refused(
+            ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            format!(
+                "node {} does not lead {}-{partition}",
+                s.config.node_id, meta.name
+            ),
+        );
+    };
+    if let Err(e) = leading.borrow().state.check_produce(acks == -1) {
+        return ProduceGate::Refused(ErrorCode::NOT_ENOUGH_REPLICAS, e.to_string());
+    }
+    ProduceGate::Leader(leading)
+}
+
+/// After a leader's append was assigned offsets up to `log_end`.
+pub fn on_leader_appended(leading: &Rc<RefCell<Leading>>, log_end: i64) {
+    leading.borrow_mut().state.on_appended(log_end, now_ms());
+}
+
+/// After the leader's flush policy is met up to `durable_end`: the high
+/// watermark may move; followers get the data.
+pub fn on_leader_durable(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    leading: &Rc<RefCell<Leading>>,
+    durable_end: i64,
+) {
+    let out = {
+        let mut l = leading.borrow_mut();
+        let end = durable_end.min(l.state.log_end());
+        let out = l.state.on_local_durable(end, now_ms());
+        l.wake_all();
+        out
+    };
+    handle_outputs(s, tp, leading, out);
+}
+
+/// Waits until the high watermark passes `end_offset` (`acks=all`).
+pub fn wait_committed(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    leading: &Rc<RefCell<Leading>>,
+    end_offset: i64,
+) -> oneshot::Receiver<AckResult> {
+    let (tx, rx) = oneshot::channel();
+    let out = {
+        let mut l = leading.borrow_mut();
+        let id = l.next_ack;
+        l.next_ack += 1;
+        l.waiters.insert(id, tx);
+        l.state.wait(AckId(id), end_offset)
+    };
+    handle_outputs(s, tp, leading, out);
+    rx
+}
+
+fn handle_outputs(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    leading: &Rc<RefCell<Leading>>,
+    out: Vec<LeaderOutput>,
+) {
+    for o in out {
+        match o {
+            LeaderOutput::Ack { id, result } => {
+                if let Some(tx) = leading.borrow_mut().waiters.remove(&id.0) {
+                    let _ = tx.send(result);
+                }
+            }
+            LeaderOutput::HighWatermark(hw) => {
+                s.replicas.note_high_watermark(tp, hw);
+                leading.borrow_mut().wake_all();
+            }
+            LeaderOutput::ProposeIsr { epoch, isr } => {
+                let Some(controller) = s.config.controller.clone() else {
+                    continue;
+                };
+                let command = Command::AlterIsr {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    leader: NodeId(s.config.node_id),
+                    leader_epoch: epoch.0,
+                    isr: isr.iter().copied().collect(),
+                };
+                tracing::info!(
+                    topic = tp.0,
+                    partition = tp.1,
+                    ?isr,
+                    "proposing an ISR change"
+                );
+                let s = s.clone();
+                let tp = tp.clone();
+                let leading = leading.clone();
+                glommio::spawn_local(async move {
+                    let result = controller.write(command).await;
+                    if let Err(e) = result {
+                        // Refused or lost: take the controller's ISR as it is,
+                        // which also clears the pending proposal.
+                        tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "ISR change not applied");
+                        let meta = controller.metadata();
+                        let isr = meta
+                            .topics
+                            .get(&tp.0)
+                            .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
+                            .map(|p| p.isr.clone());
+                        if let Some(isr) = isr {
+                            let out = leading.borrow_mut().state.on_isr_committed(&isr, now_ms());
+                            handle_outputs(&s, &tp, &leading, out);
+                        }
+                    }
+                    // On success the metadata comes back through `sync`.
+                })
+                .detach();
+            }
+        }
+    }
+}
+
+/// The leader config of a partition of `meta`.
+fn leader_config(s: &ShardState, meta: &TopicMeta) -> LeaderConfig {
+    let min_insync_replicas = config_value(
+        &meta.configs,
+        &s.config.topic_defaults,
+        "min.insync.replicas",
+    )
+    .and_then(|v| v.trim().parse::<usize>().ok())
+    .unwrap_or(1)
+    .max(1);
+    LeaderConfig {
+        min_insync_replicas,
+        replica_lag_time_max_ms: s.config.replica_lag_time_max_ms,
+    }
+}
+
+/// Brings this shard's roles in line with the controller's metadata: becomes
+/// leader or follower of the replicated partitions it holds (in their
+/// current leader epoch), applies committed ISR changes, and drops roles of
+/// partitions it no longer holds.
+pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
+    let me = NodeId(s.config.node_id);
+    let table = s.topics();
+    let now = now_ms();
+    let mut seen: Vec<Tp> = Vec::new();
+    for (name, t) in &table.topics {
+        if !t.is_replicated() {
+            continue;
+        }
+        let Some(ct) = meta.topics.get(name) else {
+            continue;
+        };
+        if ct.topic_id != *t.id.as_bytes() {
+            continue;
+        }
+        for (p, ps) in ct.partitions.iter().enumerate() {
+            let p = p as i32;
+            if t.replica_shard(p, me.0) != Some(s.shard.0) {
+                continue;
+            }
+            let Some(log) = s.log(name, p) else {
+                continue;
+            };
+            let tp: Tp = (name.clone(), p);
+            seen.push(tp.clone());
+            let current = s.replicas.roles.borrow_mut().remove(&tp);
+            let role = match (ps.leader, current) {
+                (Some(l), Some(Role::Leader(leading)))
+                    if l == me && leading.borrow().state.epoch().0 == ps.leader_epoch =>
+                {
+                    let changed = leading.borrow().partition_epoch != ps.partition_epoch;
+                    if changed {
+                        let out = {
+                            let mut lg = leading.borrow_mut();
+                            lg.partition_epoch = ps.partition_epoch;
+                            lg.state.on_isr_committed(&ps.isr, now)
+                        };
+                        handle_outputs(s, &tp, &leading, out);
+                    }
+                    Some(Role::Leader(leading))
+                }
+                (Some(l), Some(Role::Follower(f)))
+                    if l != me && f.leader == l && f.epoch == ps.leader_epoch =>
+                {
+                    Some(Role::Follower(f))
+                }
+                (leader, current) => {
+                    if let Some(old) = current {
+                        for (_, tx) in Replicas::stop(old) {
+                            let _ = tx.send(AckResult::NotLeader);
+                        }
+                    }
+                    match leader {
+                        Some(l) if l == me => {
+                            let replicas: Vec<NodeId> =
+                                ps.replicas.iter().map(|r| r.node).collect();
+                            let (log_end, durable) = {
+                                let lg = log.borrow();
+                                (lg.log_end_offset(), lg.visible_offset())
+                            };
+                            let hw = s.replicas.known_high_watermark(&tp);
+                            let state = LeaderState::new(
+                                me,
+                                LeaderEpoch(ps.leader_epoch),
+                                leader_config(s, t),
+                                &replicas,
+                                &ps.isr,
+                                log_end,
+                                durable,
+                                hw,
+                                now,
+                            );
+                            tracing::info!(
+                                topic = name,
+                                partition = p,
+                                epoch = ps.leader_epoch,
+                                "leading"
+                            );
+                            let leading = Rc::new(RefCell::new(Leading {
+                                state,
+                                partition_epoch: ps.partition_epoch,
+                                waiters: HashMap::new(),
+                                next_ack: 0,
+                                wake: Vec::new(),
+                            }));
+                            // A single-replica ISR commits on its own flushes.
+                            on_leader_durable(s, &tp, &leading, durable);
+                            Some(Role::Leader(leading))
+                        }
+                        Some(l) => {
+                            let Some(addr) =
+                                replication_addr(meta, l, ps.replica_on(l).map(|r| r.shard))
+                            else {
+                                // The leader has not registered its ports yet:
+                                // a later metadata change brings them.
+                                continue;
+                            };
+                            tracing::info!(topic = name, partition = p, epoch = ps.leader_epoch, leader = l.0, %addr, "following");
+                            let f = Rc::new(Following {
+                                leader: l,
+                                epoch: ps.leader_epoch,
+                                high_watermark: Cell::new(s.replicas.known_high_watermark(&tp)),
+                                stopped: Cell::new(false),
+                            });
+                            glommio::spawn_local(follow(
+                                s.clone(),
+                                tp.clone(),
+                                log,
+                                f.clone(),
+                                addr,
+                            ))
+                            .detach();
+                            Some(Role::Follower(f))
+                        }
+                        None => None,
+                    }
+                }
+            };
+            if let Some(role) = role {
+                s.replicas.roles.borrow_mut().insert(tp, role);
+            }
+        }
+    }
+    let gone: Vec<Tp> = s
+        .replicas
+        .roles
+        .borrow()
+        .keys()
+        .filter(|k| !seen.contains(k))
+        .cloned()
+        .collect();
+    for tp in gone {
+        if let Some(old) = s.replicas.roles.borrow_mut().remove(&tp) {
+            for (_, tx) in Replicas::stop(old) {
+                let _ = tx.send(AckResult::NotLeader);
+            }
+        }
+    }
+}
+
+fn replication_addr(
+    meta: &ClusterMetadata,
+    node: NodeId,
+    shard: Option<ShardId>,
+) -> Option<SocketAddr> {
+    let b = meta.brokers.get(&node)?;
+    let port = *b
+        .registration
+        .replication_ports
+        .get(usize::from(shard?.0))?;
+    if port == 0 {
+        return None;
+    }
+    let host = &b.registration.host;
+    format!("{host}:{port}").parse().ok().or_else(|| {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()?
+            .next()
+    })
+}
+
+/// Time passes for every partition this shard leads: followers lagging past
+/// `replica.lag.time.max.ms` are proposed out of the ISR.
+pub fn tick(s: &Rc<ShardState>) {
+    let leaders: Vec<(Tp, Rc<RefCell<Leading>>)> = s
+        .replicas
+        .roles
+        .borrow()
+        .iter()
+        .filter_map(|(tp, r)| match r {
+            Role::Leader(l) => Some((tp.clone(), l.clone())),
+            Role::Follower(_) => None,
+        })
+        .collect();
+    let now = now_ms();
+    for (tp, leading) in leaders {
+        let out = leading.borrow_mut().state.tick(now);
+        handle_outputs(s, &tp, &leading, out);
+    }
+}
+
+/// Per shard: follows the controller's metadata (and time, for ISR shrink)
+/// until shutdown.
+pub async fn run(s: Rc<ShardState>) {
+    let Some(controller) = s.config.controller.clone() else {
+        return;
+    };
+    let mut rx = controller.subscribe();
+    let tick_ms = (s.config.replica_lag_time_max_ms / 4).clamp(10, 1000) as u64;
+    loop {
+        if s.shutdown.is_set() {
+            return;
+        }
+        let meta = rx.borrow_and_update().clone();
+        if s.shard.0 == 0 {
+            publish_replicated_topics(&s, &meta).await;
+        }
+        sync(&s, &meta);
+        tick(&s);
+        let changed = rx.changed();
+        let timeout = glommio::timer::sleep(Duration::from_millis(tick_ms));
+        let stop = s.shutdown.wait();
+        futures::pin_mut!(changed, timeout, stop);
+        let woke = futures::future::select(changed, futures::future::select(timeout, stop)).await;
+        if let futures::future::Either::Left((Err(_), _)) = woke {
+            // The controller is gone.
+            return;
+        }
+    }
+}
+
+/// Shard 0: the controller's topics go into this node's topic table (with
+/// their placement), so every shard opens the logs of its replicas; topics
+/// the controller deleted go.
+async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<ClusterMetadata>) {
+    let table = s.topics();
+    let up_to_date = meta.topics.iter().all(|(name, t)| {
+        table
+            .get(name)
+            .is_some_and(|m| m.id.as_bytes() == &t.topic_id || !m.is_replicated())
+    }) && table
+        .topics
+        .values()
+        .filter(|m| m.is_replicated())
+        .all(|m| meta.topics.contains_key(&m.name));
+    if up_to_date {
+        return;
+    }
+    let meta: ClusterMetadata = (**meta).clone();
+    let result = crate::api::admin::on_controller(s, move |_, table| {
+        table
+            .topics
+            .retain(|name, m| !m.is_replicated() || meta.topics.contains_key(name));
+        for (name, t) in &meta.topics {
+            match table.get(name) {
+                Some(m) if m.id.as_bytes() == &t.topic_id => continue,
+                Some(m) if !m.is_replicated() => {
+                    tracing::warn!(topic = name, "a topic of this node alone has the name of a cluster topic; the cluster topic is not served here");
+                    continue;
+                }
+                _ => {}
+            }
+            let replicas = t
+                .partitions
+                .iter()
+                .map(|p| p.replicas.iter().map(|r| (r.node.0, r.shard.0)).collect())
+                .collect();
+            table.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    name: name.clone(),
+                    id: uuid::Uuid::from_bytes(t.topic_id),
+                    partitions: t.partitions.len() as i32,
+                    configs: t.configs.clone(),
+                    internal: name.starts_with("__"),
+                    replicas,
+                },
+            );
+        }
+    })
+    .await;
+    if let Err((code, msg)) = result {
+        tracing::warn!(code, msg, "installing the cluster's topics failed");
+    }
+}
+
+// ---- the wire ----
+
+/// Whole frames off a stream.
+struct FrameReader<R> {
+    stream: R,
+    buf: BytesMut,
+    chunk: Vec<u8>,
+}
+
+impl<R: futures::AsyncRead + Unpin> FrameReader<R> {
+    fn new(stream: R) -> Self {
+        FrameReader {
+            stream,
+            buf: BytesMut::new(),
+            chunk: vec![0; 64 << 10],
+        }
+    }
+
+    /// The next message; `Ok(None)` at the end of the stream. A read timeout
+    /// is an `Err` of kind `TimedOut` and loses nothing buffered.
+    async fn next(&mut self) -> std::io::Result<Option<Message>> {
+        loop {
+            match decode_frame(&mut self.buf) {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+            let n = self.stream.read(&mut self.chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+}
+
+fn encode(m: &Message) -> Bytes {
+    let mut b = BytesMut::new();
+    m.encode(&mut b)
+        .expect("messages we build fit the protocol's limits");
+    b.freeze()
+}
+
+/// A writer task for one connection; frames go through the returned queue.
+fn spawn_writer(mut w: futures::io::WriteHalf<TcpStream>) -> mpsc::Sender<Bytes> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE_FRAMES);
+    glommio::spawn_local(async move {
+        while let Some(frame) = rx.next().await {
+            if w.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = w.close().await;
+    })
+    .detach();
+    tx
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+fn tp_ref(tp: &Tp) -> PartitionRef {
+    PartitionRef {
+        topic: tp.0.clone(),
+        partition: tp.1,
+    }
+}
+
+// ---- the leader's side ----
+
+/// Accepts followers' connections on this shard's replication port.
+pub async fn serve(s: Rc<ShardState>, listener: TcpListener) {
+    loop {
+        let accept = listener.accept();
+        let stop = s.shutdown.wait();
+        futures::pin_mut!(accept, stop);
+        match futures::future::select(accept, stop).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                glommio::spawn_local(leader_conn(s.clone(), stream)).detach();
+            }
+            futures::future::Either::Left((Err(e), _)) => {
+                tracing::warn!(error = %e, "replication accept failed");
+                glommio::timer::sleep(RECONNECT_PAUSE).await;
+            }
+            futures::future::Either::Right(_) => return,
+        }
+    }
+}
+
+async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(POLL_INTERVAL));
+    let (r, w) = stream.split();
+    let mut tx = spawn_writer(w);
+    let mut reader = FrameReader::new(r);
+    let follower = loop {
+        match reader.next().await {
+            Ok(Some(Message::Hello { node, .. })) => break node,
+            Err(e) if is_timeout(&e) && !s.shutdown.is_set() => continue,
+            _ => return,
+        }
+    };
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        node: NodeId(s.config.node_id),
+        shard: s.shard,
+    };
+    if tx.send(encode(&hello)).await.is_err() {
+        return;
+    }
+    let mut senders: HashMap<Tp, Rc<Cell<bool>>> = HashMap::new();
+    loop {
+        let msg = match reader.next().await {
+            Ok(Some(m)) => m,
+            Err(e) if is_timeout(&e) && !s.shutdown.is_set() => continue,
+            Ok(None) | Err(_) => break,
+        };
+        match msg {
+            Message::EpochQuery {
+                tp,
+                leader_epoch,
+                requested_epoch,
+            } => {
+                let key: Tp = (tp.topic.clone(), tp.partition);
+                let answer = match (
+                    s.replicas.leader(&tp.topic, tp.partition),
+                    s.log(&tp.topic, tp.partition),
+                ) {
+                    (Some(l), Some(log)) => {
+                        let epoch = l.borrow().state.epoch().0;
+                        if epoch == leader_epoch {
+                            let lg = log.borrow();
+                            let end = lg.log_end_offset();
+                            let cache = epochs::with_current_epoch(lg.leader_epochs(), epoch, end);
+                            let (e, o) = epochs::end_offset_for(&cache, requested_epoch, end);
+                            (0, e, o)
+                        } else if leader_epoch < epoch {
+                            (ErrorCode::FENCED_LEADER_EPOCH.0, -1, -1)
+                        } else {
+                            (ErrorCode::UNKNOWN_LEADER_EPOCH.0, -1, -1)
+                        }
+                    }
+                    _ => (ErrorCode::NOT_LEADER_OR_FOLLOWER.0, -1, -1),
+                };
+                let _ = key;
+                let m = Message::EpochAnswer {
+                    tp,
+                    leader_epoch,
+                    requested_epoch,
+                    error_code: answer.0,
+                    epoch: answer.1,
+                    end_offset: answer.2,
+                };
+                if tx.send(encode(&m)).await.is_err() {
+                    break;
+                }
+            }
+            Message::Subscribe {
+                tp,
+                leader_epoch,
+                log_end,
+            } => {
+                let key: Tp = (tp.topic.clone(), tp.partition);
+                let leading = s
+                    .replicas
+                    .leader(&tp.topic, tp.partition)
+                    .filter(|l| l.borrow().state.epoch().0 == leader_epoch);
+                let (Some(leading), Some(log)) = (leading, s.log(&tp.topic, tp.partition)) else {
+                    let m = Message::Refused {
+                        tp,
+                        leader_epoch,
+                        error_code: ErrorCode::NOT_LEADER_OR_FOLLOWER.0,
+                    };
+                    if tx.send(encode(&m)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                };
+                let out = leading.borrow_mut().state.on_follower_subscribe(
+                    follower,
+                    LeaderEpoch(leader_epoch),
+                    log_end,
+                    now_ms(),
+                );
+                handle_outputs(&s, &key, &leading, out);
+                if let Some(old) = senders.remove(&key) {
+                    old.set(true);
+                }
+                let stop = Rc::new(Cell::new(false));
+                senders.insert(key.clone(), stop.clone());
+                glommio::spawn_local(send_loop(
+                    s.clone(),
+                    key,
+                    log,
+                    leading.clone(),
+                    follower,
+                    tx.clone(),
+                    stop,
+                ))
+                .detach();
+                leading.borrow_mut().wake_all();
+            }
+            Message::Ack {
+                tp,
+                leader_epoch,
+                log_end,
+            } => {
+                let key: Tp = (tp.topic.clone(), tp.partition);
+                if let Some(leading) = s.replicas.leader(&tp.topic, tp.partition) {
+                    let out = leading.borrow_mut().state.on_follower_ack(
+                        follower,
+                        LeaderEpoch(leader_epoch),
+                        log_end,
+                        now_ms(),
+                    );
+                    handle_outputs(&s, &key, &leading, out);
+                }
+            }
+            other => {
+                tracing::debug!(?other, "unexpected replication message at a leader");
+            }
+        }
+    }
+    for (key, stop) in senders {
+        stop.set(true);
+        if let Some(leading) = s.replicas.leader(&key.0, key.1) {
+            let mut l = leading.borrow_mut();
+            l.state.on_disconnected(follower);
+            l.wake_all();
+        }
+    }
+}
+
+/// The end offset of the whole batches in `records`.
+fn batches_end(records: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut end = None;
+    while at < records.len() {
+        let h = sluice_records::BatchHeader::parse(&records[at..]).ok()?;
+        end = Some(h.next_offset());
+        at += h.total_len();
+    }
+    end
+}
+
+/// Streams one partition to one follower: durable batches it lacks, and
+/// the high watermark when it moves.
+async fn send_loop(
+    s: Rc<ShardState>,
+    tp: Tp,
+    log: Log,
+    leading: Rc<RefCell<Leading>>,
+    follower: NodeId,
+    mut tx: mpsc::Sender<Bytes>,
+    stop: Rc<Cell<bool>>,
+) {
+    let epoch = leading.borrow().state.epoch().0;
+    let mut sent_hw = -1;
+    loop {
+        let still_leading = s
+            .replicas
+            .leader(&tp.0, tp.1)
+            .is_some_and(|l| Rc::ptr_eq(&l, &leading));
+        if stop.get() || s.shutdown.is_set() || !still_leading {
+            return;
+        }
+        let (next, hw) = {
+            let l = leading.borrow();
+            let next = l
+                .state
+                .to_send()
+                .into_iter()
+                .find(|&(n, _)| n == follower)
+                .map(|(_, o)| o);
+            (next, l.state.high_watermark())
+        };
+        let visible = log.borrow().visible_offset();
+        if let Some(from) = next.filter(|&n| n < visible) {
+            match engine::log::read(&log, from, MAX_SEND_BYTES).await {
+                Ok(r) if !r.chunks.is_empty() => {
+                    let records = if r.chunks.len() == 1 {
+                        r.chunks[0].clone()
+                    } else {
+                        let mut b = BytesMut::with_capacity(r.chunks.iter().map(Bytes::len).sum());
+                        for c in &r.chunks {
+                            b.extend_from_slice(c);
+                        }
+                        b.freeze()
+                    };
+                    let Some(end) = batches_end(&records) else {
+                        tracing::error!(
+                            topic = tp.0,
+                            partition = tp.1,
+                            "stored batches did not parse"
+                        );
+                        return;
+                    };
+                    let m = Message::Batches {
+                        tp: tp_ref(&tp),
+                        leader_epoch: epoch,
+                        high_watermark: hw,
+                        records,
+                    };
+                    if tx.send(encode(&m)).await.is_err() {
+                        return;
+                    }
+                    sent_hw = hw;
+                    leading.borrow_mut().state.on_sent(follower, end);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "reading for a follower failed");
+                    glommio::timer::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+            }
+        } else if hw > sent_hw && next.is_some() {
+            let m = Message::Batches {
+                tp: tp_ref(&tp),
+                leader_epoch: epoch,
+                high_watermark: hw,
+                records: Bytes::new(),
+            };
+            if tx.send(encode(&m)).await.is_err() {
+                return;
+            }
+            sent_hw = hw;
+            continue;
+        }
+        let changed = leading.borrow_mut().changed();
+        let visible_changed = log.borrow_mut().visible_changed();
+        let timeout = glommio::timer::sleep(POLL_INTERVAL);
+        futures::pin_mut!(changed, visible_changed, timeout);
+        futures::future::select(changed, futures::future::select(visible_changed, timeout)).await;
+    }
+}
+
+// ---- the follower's side ----
+
+async fn follow(s: Rc<ShardState>, tp: Tp, log: Log, f: Rc<Following>, addr: SocketAddr) {
+    let mut state: Option<FollowerState> = None;
+    while !f.stopped.get() && !s.shutdown.is_set() {
+        if let Err(e) = follow_once(&s, &tp, &log, &f, addr, &mut state).await {
+            tracing::info!(topic = tp.0, partition = tp.1, leader = f.leader.0, %addr, error = %e, "replication stream ended; reconnecting");
+        }
+        glommio::timer::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+async fn follow_once(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    log: &Log,
+    f: &Rc<Following>,
+    addr: SocketAddr,
+    state: &mut Option<FollowerState>,
+) -> Result<(), String> {
+    let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    stream
+        .set_read_timeout(Some(POLL_INTERVAL))
+        .map_err(|e| e.to_string())?;
+    let (r, w) = stream.split();
+    let mut tx = spawn_writer(w);
+    let mut reader = FrameReader::new(r);
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        node: NodeId(s.config.node_id),
+        shard: s.shard,
+    };
+    tx.send(encode(&hello)).await.map_err(|e| e.to_string())?;
+    let (cache, end) = {
+        let l = log.borrow();
+        (l.leader_epochs().to_vec(), l.log_end_offset())
+    };
+    let actions = match state {
+        Some(st) => st.reconnect(&cache, end),
+        None => {
+            let (st, a) = FollowerState::new(
+                f.leader,
+                LeaderEpoch(f.epoch),
+                &cache,
+                end,
+                f.high_watermark.get(),
+            );
+            *state = Some(st);
+            a
+        }
+    };
+    let st = state.as_mut().expect("set above");
+    run_actions(s, tp, log, f, st, &mut tx, actions).await?;
+    loop {
+        if f.stopped.get() || s.shutdown.is_set() {
+            return Ok(());
+        }
+        let msg = match reader.next().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err("the leader closed the connection".into()),
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let actions = match msg {
+            Message::Hello { .. } => continue,
+            Message::EpochAnswer {
+                leader_epoch,
+                requested_epoch,
+                error_code,
+                epoch,
+                end_offset,
+                ..
+            } => {
+                if error_code != 0 {
+                    return Err(format!("epoch query refused with error {error_code}"));
+                }
+                let (cache, end) = {
+                    let l = log.borrow();
+                    (l.leader_epochs().to_vec(), l.log_end_offset())
+                };
+                st.on_epoch_answer(
+                    f.leader,
+                    LeaderEpoch(leader_epoch),
+                    requested_epoch,
+                    (epoch, end_offset),
+                    &cache,
+                    end,
+                )
+                .map_err(|e| e.to_string())?
+            }
+            Message::Batches {
+                leader_epoch,
+                high_watermark,
+                records,
+                ..
+            } => {
+                let end = log.borrow().log_end_offset();
+                st.on_batches(
+                    f.leader,
+                    LeaderEpoch(leader_epoch),
+                    high_watermark,
+                    records,
+                    end,
+                )
+                .map_err(|e| e.to_string())?
+            }
+            Message::Refused { error_code, .. } => {
+                return Err(format!("the leader refused with error {error_code}"));
+            }
+            other => {
+                tracing::debug!(?other, "unexpected replication message at a follower");
+                continue;
+            }
+        };
+        run_actions(s, tp, log, f, st, &mut tx, actions).await?;
+    }
+}
+
+async fn run_actions(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    log: &Log,
+    f: &Rc<Following>,
+    st: &mut FollowerState,
+    tx: &mut mpsc::Sender<Bytes>,
+    actions: Vec<FollowerAction>,
+) -> Result<(), String> {
+    let epoch = f.epoch;
+    let mut appended = false;
+    for a in actions {
+        match a {
+            FollowerAction::QueryEpoch { requested } => {
+                let m = Message::EpochQuery {
+                    tp: tp_ref(tp),
+                    leader_epoch: epoch,
+                    requested_epoch: requested,
+                };
+                tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+            }
+            FollowerAction::Truncate(offset) => {
+                tracing::info!(
+                    topic = tp.0,
+                    partition = tp.1,
+                    offset,
+                    "truncating divergent history"
+                );
+                engine::log::truncate_to(log, offset)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            FollowerAction::Subscribe { log_end } => {
+                // The leader counts it as durable.
+                s.mark_dirty(log);
+                let durable = log.borrow_mut().wait_visible(log_end);
+                durable.await.map_err(|e| e.to_string())?;
+                let m = Message::Subscribe {
+                    tp: tp_ref(tp),
+                    leader_epoch: epoch,
+                    log_end,
+                };
+                tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+            }
+            FollowerAction::Append(records) => {
+                let mut at = 0;
+                let now = now_ms();
+                while at < records.len() {
+                    let len = sluice_records::BatchHeader::parse(&records[at..])
+                        .map_err(|e| e.to_string())?
+                        .total_len();
+                    log.borrow_mut()
+                        .append_replica(&records[at..at + len], now)
+                        .map_err(|e| e.to_string())?;
+                    at += len;
+                }
+                appended = true;
+                s.mark_dirty(log);
+            }
+            FollowerAction::HighWatermark(hw) => {
+                f.high_watermark.set(hw);
+                s.replicas.note_high_watermark(tp, hw);
+            }
+            FollowerAction::Ack { log_end } => {
+                let m = Message::Ack {
+                    tp: tp_ref(tp),
+                    leader_epoch: epoch,
+                    log_end,
+                };
+                tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    if appended {
+        // A new epoch's first batch: its start goes to the checkpoint before
+        // the leader hears the batch is here.
+        engine::recovery::checkpoint_leader_epochs(log)
+            .await
+            .map_err(|e| e.to_string())?;
+        let end = log.borrow().log_end_offset();
+        let durable = log.borrow_mut().wait_visible(end);
+        durable.await.map_err(|e| e.to_string())?;
+        let visible = log.borrow().visible_offset();
+        for a in st.on_local_durable(visible) {
+            if let FollowerAction::Ack { log_end } = a {
+                let m = Message::Ack {
+                    tp: tp_ref(tp),
+                    leader_epoch: epoch,
+                    log_end,
+                };
+                tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- consumers ----
+
+/// What consumers of a partition may see on this shard.
+pub enum ConsumerView {
+    /// Not replicated: the log's visible offset.
+    Local,
+    /// This shard leads: reads stop at the high watermark.
+    Leader(Rc<RefCell<Leading>>),
+    /// A follower, or not a replica here: `NOT_LEADER_OR_FOLLOWER` (fetching
+    /// from followers, KIP-392, is not offered).
+    NotLeader,
+}
+
+pub fn consumer_view(s: &ShardState, topic: &str, partition: i32) -> ConsumerView {
+    let replicated = s.topics().get(topic).is_some_and(TopicMeta::is_replicated);
+    if !replicated {
+        return ConsumerView::Local;
+    }
+    match s.replicas.leader(topic, partition) {
+        Some(l) => ConsumerView::Leader(l),
+        None => ConsumerView::NotLeader,
+    }
+}
+
+/// Drops the batches at or past `high_watermark` from `chunks` (each chunk
+/// holds whole batches, in offset order).
+pub fn cut_at(chunks: Vec<Bytes>, high_watermark: i64) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let mut at = 0;
+        while at < chunk.len() {
+            let Ok(h) = sluice_records::BatchHeader::parse(&chunk[at..]) else {
+                break;
+            };
+            if h.base_offset >= high_watermark {
+                break;
+            }
+            at += h.total_len();
+        }
+        let whole = at == chunk.len();
+        if at > 0 {
+            out.push(chunk.slice(..at.min(chunk.len())));
+        }
+        if !whole {
+            break;
+        }
+    }
+    out
+}
