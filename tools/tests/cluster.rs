@@ -493,3 +493,103 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
     assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
     drop(nodes);
 }
+
+/// Produces one record with acks=all to the leader Metadata names (a dead
+/// node's address just fails to connect), retrying (bounded) while the
+/// partition has no usable leader yet: NOT_LEADER_OR_FOLLOWER (6) and
+/// NOT_ENOUGH_REPLICAS (19) are refused before the append, so a retry cannot
+/// duplicate. Returns the offset and the node that took it.
+fn produce_acked(
+    kafka: &[SocketAddr],
+    nodes: &[Node],
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+) -> (i64, i32) {
+    let until = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let leader = kafka
+            .iter()
+            .find_map(|a| partition_state(*a, topic))
+            .map(|s| s.0);
+        if let Some(leader) = leader {
+            let addr = kafka[usize::try_from(leader - 1).expect("node id")];
+            let answer = produce_to(addr, topic, batch(&[(key, value)]));
+            match answer.error_code {
+                0 => return (answer.base_offset, leader),
+                6 | 19 => {}
+                code => panic!(
+                    "produce refused with {code}: {:?}\n{}",
+                    answer.error_message,
+                    logs(nodes)
+                ),
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no leader took the produce:\n{}",
+            logs(nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_leader_fails_over_to_an_in_sync_replica_and_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &FAST_LIVENESS);
+    let topic = "failover";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+
+    let mut acked = Vec::new();
+    let mut first_leader = None;
+    for i in 0..20u32 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let (offset, leader) =
+            produce_acked(&kafka, &nodes, topic, key.as_bytes(), value.as_bytes());
+        first_leader.get_or_insert(leader);
+        acked.push((offset, key.into_bytes(), value.into_bytes()));
+    }
+    let old = first_leader.expect("a leader");
+
+    // SIGKILL the leader: no goodbye, its heartbeats stop, the controller
+    // fences it and an in-sync replica takes over in a new leader epoch.
+    let victim = &mut nodes[usize::try_from(old - 1).expect("node id")];
+    victim.child.kill().expect("kill the leader");
+    victim.child.wait().expect("reap the leader");
+    let survivors: Vec<SocketAddr> = (1..=3)
+        .filter(|&n| n != old)
+        .map(|n| kafka[usize::try_from(n - 1).expect("node id")])
+        .collect();
+    let until = Instant::now() + FORM_TIMEOUT;
+    let new = loop {
+        if let Some((leader, _, isr)) = partition_state(survivors[0], topic) {
+            if leader != old {
+                assert!(!isr.contains(&old), "the dead leader left the ISR: {isr:?}");
+                break leader;
+            }
+        }
+        assert!(Instant::now() < until, "no new leader:\n{}", logs(&nodes));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // acks=all goes on with the two replicas left (min.insync.replicas 2).
+    for i in 20..40u32 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let (offset, leader) =
+            produce_acked(&kafka, &nodes, topic, key.as_bytes(), value.as_bytes());
+        assert_eq!(leader, new, "the leader stays put");
+        acked.push((offset, key.into_bytes(), value.into_bytes()));
+    }
+
+    // Every acknowledged record, exactly once and in order, from the new
+    // leader; offsets dense from 0.
+    let mut c = client(kafka[usize::try_from(new - 1).expect("node id")]).expect("connect");
+    let fetched = c.fetch(topic, 0, 0);
+    assert_eq!(fetched.error_code, 0);
+    let got = records_of(&fetched.records);
+    assert_eq!(got, acked, "acknowledged records after the failover");
+    assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+    assert_eq!(fetched.high_watermark, 40);
+}
