@@ -715,7 +715,9 @@ impl<S: Storage> PartitionLog<S> {
         let snapshot = self.snapshot_due.take().map(|offset| {
             (
                 self.dir.join(crate::segment::file_name(offset, "snapshot")),
-                self.producers.encode(),
+                // Recovery reads snapshots only with their CRC: without it
+                // every restart replayed the log from the first segment.
+                crate::recovery::with_crc(&self.producers.encode()),
             )
         });
         if writes.is_empty() && !sync && snapshot.is_none() {

@@ -26,7 +26,7 @@ pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
 /// A small file of our own: the body, then its CRC-32 (IEEE).
-fn with_crc(body: &[u8]) -> Vec<u8> {
+pub(crate) fn with_crc(body: &[u8]) -> Vec<u8> {
     let mut out = body.to_vec();
     out.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
     out

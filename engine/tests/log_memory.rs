@@ -180,6 +180,71 @@ fn idempotent_retries_get_their_original_offsets() {
     });
 }
 
+/// An unclean restart reads the active segment, not the whole log: the
+/// producer snapshot each roll writes lets recovery skip the sealed
+/// segments (only their small index files are read), and idempotence still
+/// holds across the restart.
+#[test]
+fn an_unclean_restart_reads_only_the_active_segment() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        let mk = |seq: i32| {
+            let mut b = sluice_records::BatchBuilder::new(sluice_records::Compression::None);
+            b.producer(42, 0, seq);
+            for i in 0..10 {
+                b.push(
+                    NOW,
+                    Some(b"k"),
+                    Some(format!("{seq}-{i}-{}", "x".repeat(40)).as_bytes()),
+                    &[],
+                );
+            }
+            b.build()
+        };
+        let mut last = None;
+        for n in 0..80 {
+            last = Some(
+                log.borrow_mut()
+                    .append(&mk(n * 10), 0, NOW)
+                    .expect("append"),
+            );
+            flush(&log, NOW, false).await;
+        }
+        let last = last.expect("appended");
+        let segments = log.borrow().segment_count();
+        assert!(segments >= 6, "{segments} segments");
+        drop(log);
+
+        let after = storage.after_crash(CrashKind::ProcessKill);
+        let bases: Vec<i64> = (0..=last.last_offset)
+            .filter(|o| after.exists(&path_of(&format!("{o:020}.log"))))
+            .collect();
+        assert_eq!(bases.len(), segments);
+        let log = open(&after, &cfg).await.expect("reopen");
+        // Sealed segments: only their index files are read, never their data.
+        for base in &bases[..bases.len() - 1] {
+            let read = after.bytes_read(&path_of(&format!("{base:020}.log")));
+            assert_eq!(
+                read, 0,
+                "recovery read {read} bytes of sealed segment {base}"
+            );
+        }
+        let active = path_of(&format!("{:020}.log", bases[bases.len() - 1]));
+        assert!(
+            after.bytes_read(&active) > 0,
+            "the active segment is scanned"
+        );
+        let retry = log
+            .borrow_mut()
+            .append(&mk(79 * 10), 0, NOW)
+            .expect("retry after restart");
+        assert!(retry.duplicate, "the producer state came back");
+        assert_eq!(retry.base_offset, last.base_offset);
+    });
+}
+
 /// The scripted workload of the crash tests: appends with a flush job
 /// prepared after each (several in flight at once), all run and then a final
 /// flush every few batches, segment rolls. Returns the ids of acknowledged batches with their

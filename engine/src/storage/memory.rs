@@ -30,6 +30,8 @@ pub enum CrashKind {
 struct FileData {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// Bytes `read_at` returned from this file.
+    bytes_read: u64,
 }
 
 #[derive(Default)]
@@ -121,6 +123,16 @@ impl MemStorage {
         self.fs.borrow().ops
     }
 
+    /// Bytes the reads of the file at `path` have returned so far (what a
+    /// recovery costs); 0 for a file that does not exist.
+    pub fn bytes_read(&self, path: &Path) -> u64 {
+        self.fs
+            .borrow()
+            .files
+            .get(path)
+            .map_or(0, |f| f.borrow().bytes_read)
+    }
+
     pub fn has_crashed(&self) -> bool {
         self.fs.borrow().crashed
     }
@@ -164,6 +176,7 @@ impl MemStorage {
                 let file = FileData {
                     data: image.clone(),
                     durable: image,
+                    bytes_read: 0,
                 };
                 (p.clone(), Rc::new(RefCell::new(file)))
             })
@@ -201,6 +214,7 @@ impl MemStorage {
         let file = FileData {
             data: content.to_vec(),
             durable: content.to_vec(),
+            bytes_read: 0,
         };
         self.fs
             .borrow_mut()
@@ -373,9 +387,10 @@ impl StorageFile for MemFile {
         if self.fs.borrow().crashed {
             return Err(crashed());
         }
-        let f = self.data.borrow();
+        let mut f = self.data.borrow_mut();
         let start = (pos as usize).min(f.data.len());
         let end = start.saturating_add(len).min(f.data.len());
+        f.bytes_read += (end - start) as u64;
         Ok(Bytes::copy_from_slice(&f.data[start..end]))
     }
 
