@@ -5,10 +5,13 @@
 //! under /work). Prints figures; asserts nothing.
 //!
 //! The runs alternate, round after round: cleaner off; cleaner on with the
-//! pacing of before the data-path deferral (`defer_wait` 0: rate limit and
-//! CPU slices only); cleaner on with the default pacing. A shared VM swings
+//! pacing of before the data-path deferral ("before": `defer_wait` 0, rate
+//! limit and 1 ms CPU slices only); cleaner on with the default pacing. A shared VM swings
 //! from run to run, so the summary gives the median over the rounds.
-//! `SLUICE_BENCH_ROUNDS` sets the number of rounds (default 5).
+//! `SLUICE_BENCH_ROUNDS` sets the number of rounds (default 5). To try other
+//! settings in place of the default pacing: `SLUICE_BENCH_MIN_SHARE_BYTES`
+//! (bytes/s), `SLUICE_BENCH_DEFER_WAIT_US`, `SLUICE_BENCH_CPU_SLICE_US`,
+//! `SLUICE_BENCH_IO_CHUNK_BYTES`.
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -197,7 +200,7 @@ struct Round {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Off,
-    /// Rate limit and CPU slices only, as before the data-path deferral.
+    /// As before the data-path deferral: rate limit and 1 ms CPU slices only.
     NoDefer,
     Default,
 }
@@ -206,7 +209,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Off => "cleaner off",
-            Mode::NoDefer => "cleaner on, no deferral",
+            Mode::NoDefer => "cleaner on, before",
             Mode::Default => "cleaner on, default pacing",
         }
     }
@@ -216,10 +219,45 @@ impl Mode {
             Mode::NoDefer => PaceOptions {
                 defer_wait: Duration::ZERO,
                 min_bytes_per_second: 0,
+                cpu_slice: Duration::from_millis(1),
                 ..PaceOptions::default()
             },
-            _ => PaceOptions::default(),
+            _ => tried_pace(),
         }
+    }
+
+    fn cleaner(self) -> CleanerOptions {
+        match self {
+            Mode::Default => CleanerOptions {
+                io_chunk_bytes: env_or("SLUICE_BENCH_IO_CHUNK_BYTES", 1 << 20) as usize,
+                ..CleanerOptions::default()
+            },
+            _ => CleanerOptions::default(),
+        }
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The default pacing, or the settings to try from the environment.
+fn tried_pace() -> PaceOptions {
+    let d = PaceOptions::default();
+    PaceOptions {
+        min_bytes_per_second: env_or("SLUICE_BENCH_MIN_SHARE_BYTES", d.min_bytes_per_second),
+        defer_wait: Duration::from_micros(env_or(
+            "SLUICE_BENCH_DEFER_WAIT_US",
+            d.defer_wait.as_micros() as u64,
+        )),
+        cpu_slice: Duration::from_micros(env_or(
+            "SLUICE_BENCH_CPU_SLICE_US",
+            d.cpu_slice.as_micros() as u64,
+        )),
+        ..d
     }
 }
 
@@ -248,7 +286,7 @@ async fn round(logs: &Logs, mode: Mode, n: usize) -> Round {
                 let mut pace = RatePace::new(mode.pace());
                 let input = log.borrow().size_bytes();
                 let (t, cpu) = (Instant::now(), cpu_time());
-                let s = clean(&log, NOW, true, &CleanerOptions::default(), &mut pace)
+                let s = clean(&log, NOW, true, &mode.cleaner(), &mut pace)
                     .await
                     .expect("clean")
                     .expect("a pass");
@@ -373,14 +411,16 @@ fn main() {
         .spawn(move || async move {
             std::fs::create_dir_all(&root).expect("bench dir");
             prime_device(&root).await.expect("prime the device");
-            let pace = PaceOptions::default();
+            let pace = tried_pace();
             println!(
-                "compaction bench in {}: {} MiB of updates over {KEYS} keys, {VALUE_BYTES}-byte values, {RECORDS_PER_BATCH} records a batch; default pacing: max {} MiB/s, min share {} MiB/s, defer wait {} us",
+                "compaction bench in {}: {} MiB of updates over {KEYS} keys, {VALUE_BYTES}-byte values, {RECORDS_PER_BATCH} records a batch; \"default pacing\": max {} MiB/s, min share {} MiB/s, defer wait {} us, CPU slice {} us, I/O chunk {} KiB",
                 root.display(),
                 FILL_BYTES >> 20,
                 pace.max_bytes_per_second >> 20,
                 pace.min_bytes_per_second >> 20,
                 pace.defer_wait.as_micros(),
+                pace.cpu_slice.as_micros(),
+                Mode::Default.cleaner().io_chunk_bytes >> 10,
             );
             let compacted_cfg = LogConfig {
                 segment_bytes: 16 << 20,

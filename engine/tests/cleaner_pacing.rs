@@ -148,6 +148,7 @@ fn the_cleaner_waits_for_data_io_unless_its_share_is_due() {
             max_bytes_per_second: 0,
             min_bytes_per_second: 0,
             defer_wait: Duration::from_micros(100),
+            ..PaceOptions::default()
         };
         let pass = spawn_pass(log.clone(), opts, small_chunks.clone(), done.clone());
         // Absence of progress can only be watched for a while.

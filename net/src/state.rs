@@ -497,6 +497,7 @@ pub fn pace_options(config: &BrokerConfig) -> PaceOptions {
         min_bytes_per_second: config.log_cleaner_io_min_bytes_per_second,
         defer_wait: Duration::from_micros(config.log_cleaner_defer_wait_us)
             .min(engine::cleaner::MAX_DEFER_WAIT),
+        ..PaceOptions::default()
     }
 }
 
