@@ -6,7 +6,7 @@
 //! and a synchronous step that applies the result. The free functions at the end
 //! ([`flush`], [`read`], ...) do that dance; shard code calls those.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -1225,6 +1225,7 @@ impl<F: StorageFile> FlushJob<F> {
     /// Writes every dirty segment (all submitted at once), then syncs them
     /// together: one group commit for every append the job holds.
     pub async fn execute<S: Storage<File = F>>(self, storage: &S) -> FlushOutcome<F> {
+        let _in_flight = DataIoGuard::enter();
         let FlushJob {
             dir,
             writes,
@@ -1551,6 +1552,9 @@ impl<F: StorageFile> DiskRead<F> {
         ahead: Option<ReadAhead<F>>,
         last_offset: &mut Option<i64>,
     ) -> Result<(ReadResult, u64), LogError> {
+        // A read issued ahead is not counted until a fetch waits for it here:
+        // it may sit done and unclaimed for as long as the consumer is idle.
+        let _in_flight = DataIoGuard::enter();
         let mut chunks = Vec::new();
         let mut pos = self.position;
         let mut total = 0usize;
@@ -1676,6 +1680,45 @@ impl<F: StorageFile> DiskRead<F> {
             position,
             reason,
         }
+    }
+}
+
+// ---- data-path disk I/O in flight (the cleaner steps aside for it) ----
+
+thread_local! {
+    /// Per thread, and so per shard: a shard is one executor on one thread.
+    static DATA_IO_IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Data-path disk operations (flush jobs: writes, syncs, index files; disk
+/// reads of fetches) in flight on this thread's shard. The log cleaner defers
+/// its own I/O while this is non-zero: glommio 0.9 sends every disk I/O to
+/// the executor's main ring whatever the task queue's latency class, so a
+/// cleaner read or write issued first would queue in front of a produce's
+/// write and `fdatasync`.
+pub fn data_io_in_flight() -> usize {
+    DATA_IO_IN_FLIGHT.with(Cell::get)
+}
+
+/// Counts one data-path disk operation as in flight while it lives (see
+/// [`data_io_in_flight`]). Public so that other data paths of a shard
+/// (replication, tests standing in for a busy disk) can mark theirs.
+#[must_use = "the operation counts as in flight only while the guard lives"]
+pub struct DataIoGuard(());
+
+impl DataIoGuard {
+    pub fn enter() -> Self {
+        DATA_IO_IN_FLIGHT.with(|n| n.set(n.get() + 1));
+        DataIoGuard(())
+    }
+}
+
+impl Drop for DataIoGuard {
+    fn drop(&mut self) {
+        DATA_IO_IN_FLIGHT.with(|n| {
+            debug_assert!(n.get() > 0, "data I/O count underflow");
+            n.set(n.get().saturating_sub(1));
+        });
     }
 }
 

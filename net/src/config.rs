@@ -49,6 +49,13 @@ pub struct BrokerConfig {
     /// Kafka's `log.cleaner.io.max.bytes.per.second`, per shard (reads and
     /// writes together); 0 means no limit.
     pub log_cleaner_io_max_bytes_per_second: u64,
+    /// Per shard: the cleaner's guaranteed I/O share while the shard's data
+    /// path (flushes, fetches from disk) has disk I/O in flight, when it
+    /// otherwise defers its I/O; 0 means it waits for an idle data path.
+    pub log_cleaner_io_min_bytes_per_second: u64,
+    /// How long the cleaner waits before looking again when it defers an I/O
+    /// to the data path's, in µs (at most 500); 0 means it never defers.
+    pub log_cleaner_defer_wait_us: u64,
     /// The cluster controller, when this node is part of a cluster: Metadata
     /// and DescribeCluster then list the brokers registered with it.
     pub controller: Option<shard_router::controller::ControllerHandle>,
@@ -85,7 +92,9 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_bytes: 32 << 20,
-            log_cleaner_io_max_bytes_per_second: 100 << 20,
+            log_cleaner_io_max_bytes_per_second: engine::cleaner::DEFAULT_MAX_BYTES_PER_SECOND,
+            log_cleaner_io_min_bytes_per_second: engine::cleaner::DEFAULT_MIN_BYTES_PER_SECOND,
+            log_cleaner_defer_wait_us: engine::cleaner::DEFAULT_DEFER_WAIT.as_micros() as u64,
             controller: None,
             replication_port: 0,
             replica_lag_time_max_ms: 30_000,

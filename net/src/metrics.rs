@@ -117,6 +117,8 @@ pub struct CleanerMetrics {
     pub max_dirty_ratio: f64,
     /// The longest a dirty record of this shard has waited, at the last check.
     pub max_lag_ms: i64,
+    /// How the cleaner's I/O was paced (live, also during a pass).
+    pub pace: engine::cleaner::PaceStats,
 }
 
 /// One shard's metrics. Only its own shard touches them.
@@ -546,7 +548,7 @@ pub fn render(snaps: &[ShardSnapshot]) -> String {
         histogram(&mut out, name, "", &merged(snaps, get));
     }
 
-    let per_shard: [ShardSeries; 14] = [
+    let per_shard: [ShardSeries; 18] = [
         (
             "sluice_cleaner_passes_total",
             "counter",
@@ -588,6 +590,30 @@ pub fn render(snaps: &[ShardSnapshot]) -> String {
             "gauge",
             "Longest time a record of the shard's compacted logs has waited for the cleaner.",
             |s| s.cleaner.max_lag_ms as f64 / 1000.0,
+        ),
+        (
+            "sluice_cleaner_ios_total",
+            "counter",
+            "Disk reads, writes and syncs the log cleaner issued, by shard.",
+            |s| s.cleaner.pace.ios as f64,
+        ),
+        (
+            "sluice_cleaner_deferred_ios_total",
+            "counter",
+            "Log cleaner I/Os that first waited for the shard's data-path disk I/O, by shard.",
+            |s| s.cleaner.pace.ios_deferred as f64,
+        ),
+        (
+            "sluice_cleaner_deferred_seconds_total",
+            "counter",
+            "Time the log cleaner waited for the shard's data-path disk I/O, by shard.",
+            |s| s.cleaner.pace.deferred.as_secs_f64(),
+        ),
+        (
+            "sluice_cleaner_throttled_seconds_total",
+            "counter",
+            "Time the log cleaner slept to stay under its I/O rate limit, by shard.",
+            |s| s.cleaner.pace.throttled.as_secs_f64(),
         ),
         (
             "sluice_tail_cache_hits_total",

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use engine::cleaner::{CleanerOptions, RatePace};
+use engine::cleaner::{CleanerOptions, Pace, PaceOptions, RatePace};
 use engine::log::{delete_dropped_files, flush_all, PartitionLog};
 use engine::storage::dma::DmaStorage;
 use engine::storage::{read_file, write_file_atomic};
@@ -443,7 +443,10 @@ impl ShardState {
                 .unwrap_or(usize::MAX),
             ..CleanerOptions::default()
         };
-        let mut pace = RatePace::new(self.config.log_cleaner_io_max_bytes_per_second);
+        let mut pace = ShardPace {
+            inner: RatePace::new(pace_options(&self.config)),
+            metrics: self.metrics.clone(),
+        };
         let backoff = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
         let mut idle_since = std::time::Instant::now();
         let mut first = true;
@@ -515,5 +518,44 @@ impl ShardState {
                 tracing::error!(topic, partition, error = %e, "could not close the log cleanly");
             }
         }
+    }
+}
+
+/// The cleaner's pacing from the broker config (the defer wait is capped at
+/// [`engine::cleaner::MAX_DEFER_WAIT`]; the config loader refuses more).
+pub fn pace_options(config: &BrokerConfig) -> PaceOptions {
+    PaceOptions {
+        max_bytes_per_second: config.log_cleaner_io_max_bytes_per_second,
+        min_bytes_per_second: config.log_cleaner_io_min_bytes_per_second,
+        defer_wait: Duration::from_micros(config.log_cleaner_defer_wait_us)
+            .min(engine::cleaner::MAX_DEFER_WAIT),
+        ..PaceOptions::default()
+    }
+}
+
+/// The shard's cleaner pacing, publishing what it does to the shard's
+/// metrics as it goes (a pass may take minutes).
+struct ShardPace {
+    inner: RatePace,
+    metrics: Rc<crate::metrics::ShardMetrics>,
+}
+
+impl ShardPace {
+    fn publish(&self) {
+        let mut m = self.metrics.cleaner.get();
+        m.pace = self.inner.stats();
+        self.metrics.cleaner.set(m);
+    }
+}
+
+impl Pace for ShardPace {
+    async fn before_io(&mut self, bytes: u64) {
+        self.inner.before_io(bytes).await;
+        self.publish();
+    }
+
+    async fn pace(&mut self, bytes: u64) {
+        self.inner.pace(bytes).await;
+        self.publish();
     }
 }

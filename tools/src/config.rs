@@ -99,6 +99,8 @@ pub struct ServeConfig {
     pub log_cleaner_backoff_ms: u64,
     pub log_cleaner_dedupe_buffer_bytes: u64,
     pub log_cleaner_io_max_bytes_per_second: u64,
+    pub log_cleaner_io_min_bytes_per_second: u64,
+    pub log_cleaner_defer_wait_us: u64,
     /// Address of the HTTP endpoint for `/metrics` and `/health`; empty or
     /// `off` disables it.
     pub metrics_listen: String,
@@ -204,6 +206,8 @@ impl Default for ServeConfig {
             log_cleaner_backoff_ms: broker.log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_bytes: broker.log_cleaner_dedupe_buffer_bytes,
             log_cleaner_io_max_bytes_per_second: broker.log_cleaner_io_max_bytes_per_second,
+            log_cleaner_io_min_bytes_per_second: broker.log_cleaner_io_min_bytes_per_second,
+            log_cleaner_defer_wait_us: broker.log_cleaner_defer_wait_us,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             controller_voters: None,
             controller_listen: None,
@@ -448,6 +452,14 @@ impl ServeConfig {
                 "replica_lag_time_max_ms",
                 self.replica_lag_time_max_ms.to_string(),
                 "must be between 100 ms and a day",
+            ));
+        }
+        let max_defer_us = engine::cleaner::MAX_DEFER_WAIT.as_micros() as u64;
+        if self.log_cleaner_defer_wait_us > max_defer_us {
+            return Err(invalid(
+                "log_cleaner_defer_wait_us",
+                self.log_cleaner_defer_wait_us.to_string(),
+                &format!("must be between 0 and {max_defer_us}"),
             ));
         }
         if self.retention_check_interval_ms == 0 {

@@ -105,6 +105,19 @@ fn bad_config_is_refused_with_exit_2_naming_the_key() {
     sluice(&["serve", "--print-config", "--num-partitions", "0"], None)
         .fails(2, &["num_partitions = \"0\""]);
     sluice(
+        &[
+            "serve",
+            "--print-config",
+            "--log-cleaner-defer-wait-us",
+            "501",
+        ],
+        None,
+    )
+    .fails(
+        2,
+        &["log_cleaner_defer_wait_us = \"501\"", "between 0 and 500"],
+    );
+    sluice(
         &["serve", "--print-config", "--topic-default", "retention.ms"],
         None,
     )

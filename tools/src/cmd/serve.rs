@@ -105,6 +105,21 @@ pub struct ServeArgs {
         value_name = "BYTES"
     )]
     log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Guaranteed I/O rate of each shard's log cleaner while the shard's produce
+    /// and fetch disk I/O is in flight (it otherwise defers its I/O to theirs), 0
+    /// to wait for an idle data path. Key log_cleaner_io_min_bytes_per_second,
+    /// default 16777216.
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_IO_MIN_BYTES_PER_SECOND",
+        value_name = "BYTES"
+    )]
+    log_cleaner_io_min_bytes_per_second: Option<u64>,
+    /// How long the log cleaner waits before looking again when it defers an I/O
+    /// to the shard's produce and fetch I/O, in µs (0 to 500; 0: it never
+    /// defers). Key log_cleaner_defer_wait_us, default 200.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_DEFER_WAIT_US", value_name = "US")]
+    log_cleaner_defer_wait_us: Option<u64>,
     /// Partitions of __consumer_offsets when it is created (Kafka's
     /// offsets.topic.num.partitions). Key offsets_topic_partitions, default 50.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
@@ -236,6 +251,14 @@ impl ServeArgs {
             &self.log_cleaner_io_max_bytes_per_second,
         );
         set(
+            &mut c.log_cleaner_io_min_bytes_per_second,
+            &self.log_cleaner_io_min_bytes_per_second,
+        );
+        set(
+            &mut c.log_cleaner_defer_wait_us,
+            &self.log_cleaner_defer_wait_us,
+        );
+        set(
             &mut c.group_initial_rebalance_delay_ms,
             &self.group_initial_rebalance_delay_ms,
         );
@@ -352,6 +375,8 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         replication_port: c.replication_port,
         replica_lag_time_max_ms: i64::try_from(c.replica_lag_time_max_ms)
             .expect("validate() bounds replica_lag_time_max_ms"),
+        log_cleaner_io_min_bytes_per_second: c.log_cleaner_io_min_bytes_per_second,
+        log_cleaner_defer_wait_us: c.log_cleaner_defer_wait_us,
         ..BrokerConfig::default()
     };
     let controller = start_controller(&c, &cfg)?;
