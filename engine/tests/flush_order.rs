@@ -11,8 +11,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use common::*;
-use engine::log::{flush, FlushJob, PartitionLog};
-use engine::storage::memory::{CrashKind, MemFile, MemStorage};
+use engine::log::{flush, PartitionLog};
+use engine::storage::memory::{CrashKind, MemStorage};
 use engine::storage::BLOCK_SIZE;
 use engine::{FlushPolicy, LogConfig};
 use futures::executor::LocalPool;
@@ -31,12 +31,23 @@ fn interval_config() -> LogConfig {
     }
 }
 
-/// Runs a prepared job to its end: I/O, its turn, then applying it.
-async fn run_job(log: Log, storage: MemStorage, job: FlushJob<MemFile>, now_ms: i64) {
-    let end = job.end_offset();
-    let outcome = job.execute(&storage).await;
-    outcome.turn().await;
-    log.borrow_mut().complete_flush(end, outcome, now_ms);
+/// Prepares a flush job at `now_ms` and runs it on `pool` until it waits (on
+/// held writes or on an earlier job); it ends when the pool runs on.
+fn start_job(pool: &mut LocalPool, log: &Log, storage: &MemStorage, now_ms: i64, force_sync: bool) {
+    let job = log
+        .borrow_mut()
+        .prepare_flush(now_ms, force_sync)
+        .expect("a flush job");
+    let (log, storage) = (log.clone(), storage.clone());
+    pool.spawner()
+        .spawn_local(async move {
+            let end = job.end_offset();
+            let outcome = job.execute(&storage).await;
+            outcome.turn().await;
+            log.borrow_mut().complete_flush(end, outcome, now_ms);
+        })
+        .expect("spawn");
+    pool.run_until_stalled();
 }
 
 /// A one-record batch whose length makes the log end at `end_at` when it
@@ -97,11 +108,7 @@ fn a_sync_waits_for_the_writes_of_earlier_jobs() {
         .append(&batch_ending_at(size, a_end), 0, NOW)
         .expect("append A");
     storage.hold_writes_below(a_end);
-    let job_a = log.borrow_mut().prepare_flush(NOW, false).expect("job A");
-    pool.spawner()
-        .spawn_local(run_job(log.clone(), storage.clone(), job_a, NOW))
-        .expect("spawn");
-    pool.run_until_stalled();
+    start_job(&mut pool, &log, &storage, NOW, false);
 
     // Job B: the interval has passed, so it writes the next batch (from the
     // block boundary: nothing of A's to rewrite) and syncs.
@@ -110,11 +117,7 @@ fn a_sync_waits_for_the_writes_of_earlier_jobs() {
         .borrow_mut()
         .append(&batch(2, 3, later), 0, later)
         .expect("append B");
-    let job_b = log.borrow_mut().prepare_flush(later, false).expect("job B");
-    pool.spawner()
-        .spawn_local(run_job(log.clone(), storage.clone(), job_b, later))
-        .expect("spawn");
-    pool.run_until_stalled();
+    start_job(&mut pool, &log, &storage, later, false);
     assert_eq!(log.borrow().durable_offset(), 5, "nothing new applied yet");
 
     storage.release_writes();
@@ -154,19 +157,11 @@ fn a_sync_only_job_waits_for_a_write_still_in_flight() {
         .append(&batch(1, 20, NOW), 0, NOW)
         .expect("append");
     storage.hold_writes_below(u64::MAX);
-    let job_a = log.borrow_mut().prepare_flush(NOW, false).expect("job A");
-    pool.spawner()
-        .spawn_local(run_job(log.clone(), storage.clone(), job_a, NOW))
-        .expect("spawn");
-    pool.run_until_stalled();
+    start_job(&mut pool, &log, &storage, NOW, false);
 
     // A forced sync (as a truncation or a close asks for) while A's write is
     // still in flight.
-    let job_b = log.borrow_mut().prepare_flush(NOW, true).expect("job B");
-    pool.spawner()
-        .spawn_local(run_job(log.clone(), storage.clone(), job_b, NOW))
-        .expect("spawn");
-    pool.run_until_stalled();
+    start_job(&mut pool, &log, &storage, NOW, true);
     assert_eq!(log.borrow().durable_offset(), 5, "nothing new applied yet");
 
     storage.release_writes();
