@@ -15,11 +15,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{
     batch, free_port, produce_request, records_of, single_produce_answer, sluice_command, Client,
-    PRODUCE_VERSION,
+    FETCH_VERSION, PRODUCE_VERSION,
 };
-use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use sluice_codec::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
 use sluice_codec::create_topics_response::CreatableTopicResult;
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use sluice_codec::fetch_response::PartitionData;
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{RequestBody, ResponseBody};
@@ -227,6 +231,15 @@ fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<
 }
 
 fn create_replicated(addr: SocketAddr, topic: &str, rf: i16) -> CreatableTopicResult {
+    create_replicated_with(addr, topic, rf, &[])
+}
+
+fn create_replicated_with(
+    addr: SocketAddr,
+    topic: &str,
+    rf: i16,
+    configs: &[(&str, &str)],
+) -> CreatableTopicResult {
     let mut c = client(addr).expect("connect");
     c.set_timeout(Duration::from_secs(20));
     let body = RequestBody::CreateTopics(CreateTopicsRequest {
@@ -234,6 +247,13 @@ fn create_replicated(addr: SocketAddr, topic: &str, rf: i16) -> CreatableTopicRe
             name: topic.into(),
             num_partitions: 1,
             replication_factor: rf,
+            configs: configs
+                .iter()
+                .map(|(k, v)| CreatableTopicConfig {
+                    name: (*k).into(),
+                    value: Some((*v).into()),
+                })
+                .collect(),
             ..Default::default()
         }],
         timeout_ms: 15_000,
@@ -354,4 +374,133 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
     let mut c = client(follower_addr).expect("connect");
     assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
     drop(nodes);
+}
+
+fn fetch_from(addr: SocketAddr, topic: &str, offset: i64, max_wait_ms: i32) -> PartitionData {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(30));
+    let body = RequestBody::Fetch(FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: offset,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match c.call(FETCH_VERSION, &body) {
+        ResponseBody::Fetch(mut r) => r.responses.remove(0).partitions.remove(0),
+        other => panic!("not a Fetch response: {other:?}"),
+    }
+}
+
+fn produce_acks(
+    addr: SocketAddr,
+    topic: &str,
+    acks: i16,
+    records: Bytes,
+) -> PartitionProduceResponse {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(30));
+    let RequestBody::Produce(mut req) = produce_request(topic, 0, records) else {
+        unreachable!("a produce request")
+    };
+    req.acks = acks;
+    match c.call(PRODUCE_VERSION, &RequestBody::Produce(req)) {
+        ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
+        other => panic!("not a Produce response: {other:?}"),
+    }
+}
+
+#[test]
+fn a_dead_follower_leaves_the_isr_consumers_stop_at_the_high_watermark_and_min_insync_refuses() {
+    const LAG_MS: u64 = 3_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lag = LAG_MS.to_string();
+    let (mut nodes, kafka, _, _) =
+        form_cluster(dir.path(), &["--replica-lag-time-max-ms", lag.as_str()]);
+    let topic = "strict";
+    let created = create_replicated_with(kafka[0], topic, 3, &[("min.insync.replicas", "3")]);
+    assert_eq!(
+        created.error_code,
+        0,
+        "{:?}\n{}",
+        created.error_message,
+        logs(&nodes)
+    );
+    let until = Instant::now() + FORM_TIMEOUT;
+    let leader = loop {
+        if let Some((leader, _, isr)) = partition_state(kafka[0], topic) {
+            if isr.len() == 3 {
+                break leader;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no leader listed:\n{}",
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let leader_addr = kafka[usize::try_from(leader - 1).expect("node id")];
+    for i in 0..5u8 {
+        let a = produce_acks(leader_addr, topic, -1, batch(&[(b"k", &[i])]));
+        assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+    }
+
+    // A follower dies. Until the leader gives up on it (the lag time), the
+    // high watermark stays: an acks=1 produce lands past it, and a fetch
+    // there is empty (not out of range).
+    let victim = (1..=3).find(|&n| n != leader).expect("a follower");
+    let killed_at = Instant::now();
+    let n = &mut nodes[usize::try_from(victim - 1).expect("node id")];
+    let _ = n.child.kill();
+    let _ = n.child.wait();
+    let a = produce_acks(leader_addr, topic, 1, batch(&[(b"k", b"uncommitted")]));
+    assert_eq!(a.error_code, 0);
+    assert_eq!(a.base_offset, 5);
+    let p = fetch_from(leader_addr, topic, 5, 0);
+    if killed_at.elapsed() < Duration::from_millis(LAG_MS) {
+        assert_eq!(
+            p.error_code, 0,
+            "between the HW and the log end: not out of range"
+        );
+        assert_eq!(p.high_watermark, 5);
+        assert!(records_of(&p.records).is_empty(), "nothing above the HW");
+    }
+
+    // A long poll at the high watermark returns once the ISR shrinks and the
+    // high watermark passes the batch.
+    let p = fetch_from(leader_addr, topic, 5, 20_000);
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.high_watermark, 6, "{}", logs(&nodes));
+    let got = records_of(&p.records);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].2, b"uncommitted");
+    let (_, _, isr) = partition_state(leader_addr, topic).expect("metadata");
+    assert_eq!(isr.len(), 2, "{isr:?}");
+    assert!(!isr.contains(&victim));
+
+    // Two in sync, three required: acks=all is refused before the append.
+    let a = produce_acks(leader_addr, topic, -1, batch(&[(b"k", b"refused")]));
+    assert_eq!(
+        a.error_code, 19,
+        "NOT_ENOUGH_REPLICAS: {:?}",
+        a.error_message
+    );
+    let a = produce_acks(
+        leader_addr,
+        topic,
+        1,
+        batch(&[(b"k", b"acks=1 still works")]),
+    );
+    assert_eq!(a.error_code, 0);
+    assert_eq!(a.base_offset, 6, "the refused batch was not appended");
 }
