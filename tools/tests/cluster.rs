@@ -36,6 +36,17 @@ struct Node {
     child: Child,
     kafka: SocketAddr,
     log: std::path::PathBuf,
+    /// How it was started: data dir root, node id, voters, extra flags.
+    started_as: (std::path::PathBuf, u8, String, Vec<String>),
+}
+
+impl Node {
+    /// The same node again, on the same data (after a kill).
+    fn restart(&self) -> Node {
+        let (dir, id, voters, extra) = &self.started_as;
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        start(dir, *id, voters, self.kafka, &extra)
+    }
 }
 
 impl Drop for Node {
@@ -48,7 +59,12 @@ impl Drop for Node {
 fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
     let data = dir.join(format!("n{id}"));
     std::fs::create_dir_all(&data).expect("node dir");
-    let log = data.join("broker.log");
+    let log = data.join(format!("broker-{}.log", std::process::id()));
+    let log = if log.exists() {
+        data.join("broker-restarted.log")
+    } else {
+        log
+    };
     let out = File::create(&log).expect("log file");
     let args = [
         "serve",
@@ -75,7 +91,17 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) ->
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn sluice");
-    Node { child, kafka, log }
+    Node {
+        child,
+        kafka,
+        log,
+        started_as: (
+            dir.to_path_buf(),
+            id,
+            voters.to_string(),
+            extra.iter().map(|s| (*s).to_string()).collect(),
+        ),
+    }
 }
 
 fn logs(nodes: &[Node]) -> String {
@@ -503,4 +529,36 @@ fn a_dead_follower_leaves_the_isr_consumers_stop_at_the_high_watermark_and_min_i
     );
     assert_eq!(a.error_code, 0);
     assert_eq!(a.base_offset, 6, "the refused batch was not appended");
+
+    // The follower comes back on its data: it catches up (epoch query,
+    // subscribe at its log end), rejoins the ISR, and acks=all works again.
+    let i = usize::try_from(victim - 1).expect("node id");
+    let restarted = nodes[i].restart();
+    nodes[i] = restarted;
+    let until = Instant::now() + FORM_TIMEOUT;
+    loop {
+        if partition_state(leader_addr, topic).is_some_and(|(_, _, isr)| isr.len() == 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the restarted follower never rejoined the ISR:\n{}",
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = produce_acks(leader_addr, topic, -1, batch(&[(b"k", b"all three again")]));
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+    assert_eq!(a.base_offset, 7);
+    let leader_bytes = segment_bytes(dir.path(), leader, topic);
+    let victim_bytes = segment_bytes(dir.path(), victim, topic);
+    let stored: usize = fetch_from(leader_addr, topic, 0, 0)
+        .records
+        .as_ref()
+        .map_or(0, |r| r.contiguous().len());
+    assert!(stored > 0);
+    assert!(
+        victim_bytes.len() >= stored && victim_bytes[..stored] == leader_bytes[..stored],
+        "the restarted follower's log differs from the leader's"
+    );
 }
