@@ -399,7 +399,88 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
     assert_eq!(refused.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     let mut c = client(follower_addr).expect("connect");
     assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
-    drop(nodes);
+
+    // SIGTERM stops every node cleanly, replication streams and all.
+    let mut nodes = nodes;
+    for n in nodes.iter_mut() {
+        let pid = n.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+    let until = Instant::now() + FORM_TIMEOUT;
+    for i in 0..nodes.len() {
+        let status = loop {
+            if let Some(status) = nodes[i].child.try_wait().expect("poll") {
+                break status;
+            }
+            assert!(
+                Instant::now() < until,
+                "node {} did not stop after SIGTERM:\n{}",
+                i + 1,
+                logs(&nodes)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "node {} exited with {status}:\n{}",
+            i + 1,
+            logs(&nodes)
+        );
+    }
+}
+
+#[test]
+fn a_replication_port_in_use_by_another_broker_fails_the_start() {
+    // Two single-voter clusters on one host given the same replication
+    // port: the second must refuse to start, not share the port
+    // (SO_REUSEPORT would let the kernel spread followers over both).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let port_arg = port.to_string();
+    let extra = ["--replication-port", port_arg.as_str()];
+    let first_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let first = start(
+        dir.path(),
+        1,
+        &format!("1@127.0.0.1:{}", free_port()),
+        first_addr,
+        &extra,
+    );
+    let until = Instant::now() + FORM_TIMEOUT;
+    while describe(first_addr).is_none_or(|(brokers, _)| brokers.is_empty()) {
+        assert!(
+            Instant::now() < until,
+            "the first broker never served:\n{}",
+            logs(&[])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut second = start(
+        dir.path(),
+        2,
+        &format!("2@127.0.0.1:{}", free_port()),
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        &extra,
+    );
+    let status = loop {
+        if let Some(status) = second.child.try_wait().expect("poll") {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the second broker started on a replication port in use:\n{}",
+            std::fs::read_to_string(&second.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    assert!(log.contains(&port_arg), "the error names the port:\n{log}");
+    drop(first);
 }
 
 fn fetch_from(addr: SocketAddr, topic: &str, offset: i64, max_wait_ms: i32) -> PartitionData {
