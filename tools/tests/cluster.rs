@@ -21,6 +21,7 @@ use sluice_codec::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
 use sluice_codec::create_topics_response::CreatableTopicResult;
+use sluice_codec::delete_topics_request::DeleteTopicsRequest;
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
@@ -239,6 +240,8 @@ fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<
             name: Some(topic.into()),
             ..Default::default()
         }]),
+        // A node without the topic would create one of its own.
+        allow_auto_topic_creation: false,
         ..Default::default()
     });
     let ResponseBody::Metadata(r) = c.call(12, &body) else {
@@ -399,6 +402,44 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
     assert_eq!(refused.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     let mut c = client(follower_addr).expect("connect");
     assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
+
+    // Deleted through a follower: the controller drops it, and every node
+    // its log.
+    let mut c = client(follower_addr).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    let body = RequestBody::DeleteTopics(DeleteTopicsRequest {
+        topic_names: vec![topic.into()],
+        timeout_ms: 15_000,
+        ..Default::default()
+    });
+    match c.call(5, &body) {
+        ResponseBody::DeleteTopics(r) => {
+            assert_eq!(r.responses.len(), 1);
+            assert_eq!(
+                r.responses[0].error_code, 0,
+                "{:?}",
+                r.responses[0].error_message
+            );
+        }
+        other => panic!("not a DeleteTopics response: {other:?}"),
+    }
+    let until = Instant::now() + FORM_TIMEOUT;
+    for id in 1..=3 {
+        let partition_dir = dir
+            .path()
+            .join(format!("n{id}"))
+            .join("data")
+            .join(format!("{topic}-0"));
+        // The log goes first, then the topic from the node's table.
+        while partition_dir.exists() || partition_state(kafka[id - 1], topic).is_some() {
+            assert!(
+                Instant::now() < until,
+                "node {id} kept the deleted topic's log:\n{}",
+                logs(&nodes)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
     // SIGTERM stops every node cleanly, replication streams and all.
     let mut nodes = nodes;
