@@ -61,6 +61,8 @@ pub struct Leading {
     pub partition_epoch: i32,
     waiters: HashMap<u64, oneshot::Sender<AckResult>>,
     next_ack: u64,
+    /// The leader's durable end as last reported (`on_leader_durable`).
+    durable: i64,
     /// Tasks to wake when data becomes durable, the high watermark moves or
     /// a follower subscribes (senders, long polls).
     wake: Vec<oneshot::Sender<()>>,
@@ -70,6 +72,9 @@ impl Leading {
     /// Resolves on the next wake-up.
     pub fn changed(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         let (tx, rx) = oneshot::channel();
+        // Waiters that gave up (a timeout, a closed connection) go, so an
+        // idle partition's list stays bounded.
+        self.wake.retain(|w| !w.is_canceled());
         self.wake.push(tx);
         async move {
             let _ = rx.await;
@@ -188,7 +193,12 @@ pub fn on_leader_durable(
     let out = {
         let mut l = leading.borrow_mut();
         let end = durable_end.min(l.state.log_end());
+        if end <= l.durable {
+            return;
+        }
+        l.durable = end;
         let out = l.state.on_local_durable(end, now_ms());
+        // Senders have new data for their followers.
         l.wake_all();
         out
     };
@@ -379,6 +389,7 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                                 partition_epoch: ps.partition_epoch,
                                 waiters: HashMap::new(),
                                 next_ack: 0,
+                                durable: -1,
                                 wake: Vec::new(),
                             }));
                             // A single-replica ISR commits on its own flushes.
@@ -472,6 +483,12 @@ pub fn tick(s: &Rc<ShardState>) {
         .collect();
     let now = now_ms();
     for (tp, leading) in leaders {
+        // What became durable without a produce waiting for it (acks=0,
+        // a flush interval) counts for the high watermark too.
+        if let Some(log) = s.log(&tp.0, tp.1) {
+            let durable = log.borrow().visible_offset();
+            on_leader_durable(s, &tp, &leading, durable);
+        }
         let out = leading.borrow_mut().state.tick(now);
         handle_outputs(s, &tp, &leading, out);
     }
@@ -896,11 +913,13 @@ async fn send_loop(
             sent_hw = hw;
             continue;
         }
+        // Woken when the leader's data becomes durable (each produce, and
+        // the timer in `tick`), when the high watermark moves, or a follower
+        // subscribes; the timeout covers anything else.
         let changed = leading.borrow_mut().changed();
-        let visible_changed = log.borrow_mut().visible_changed();
         let timeout = glommio::timer::sleep(POLL_INTERVAL);
-        futures::pin_mut!(changed, visible_changed, timeout);
-        futures::future::select(changed, futures::future::select(visible_changed, timeout)).await;
+        futures::pin_mut!(changed, timeout);
+        futures::future::select(changed, timeout).await;
     }
 }
 

@@ -312,6 +312,40 @@ pub async fn delete_topics(
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
+    // Replicated topics are deleted by the controller; every node then drops
+    // them from its table (`replication::run`).
+    let mut targets = targets;
+    let mut replicated_results = Vec::new();
+    if let Some(controller) = &state.config.controller {
+        let table = state.topics();
+        let mut replicated = Vec::new();
+        targets.retain(|(name, id)| {
+            let found = match name {
+                Some(n) => table.get(n),
+                None => table.by_id(*id),
+            };
+            match found {
+                Some(m) if m.is_replicated() => {
+                    replicated.push(m.clone());
+                    false
+                }
+                _ => true,
+            }
+        });
+        for meta in replicated {
+            let result = delete_replicated(state, controller, &meta).await;
+            let (error_code, error_message) = match result {
+                Ok(()) => (0, None),
+                Err((code, msg)) => (code, Some(msg)),
+            };
+            replicated_results.push(DeletableTopicResult {
+                name: Some(meta.name.clone()),
+                topic_id: meta.id,
+                error_code,
+                error_message,
+            });
+        }
+    }
     let asked = targets.clone();
     let outcome = on_controller(state, move |_, table| {
         targets
@@ -357,10 +391,51 @@ pub async fn delete_topics(
             })
             .collect(),
     };
+    let mut responses = responses;
+    responses.extend(replicated_results);
     DeleteTopicsResponse {
         responses,
         ..Default::default()
     }
+}
+
+/// Deletes a replicated topic through the controller and waits (bounded)
+/// until this node has dropped it.
+async fn delete_replicated(
+    state: &Rc<ShardState>,
+    controller: &ControllerHandle,
+    meta: &TopicMeta,
+) -> Result<(), AdminError> {
+    let command = Command::DeleteTopic {
+        name: meta.name.clone(),
+    };
+    match controller.write(command).await {
+        Ok(_) => {}
+        // Already gone (a retried forwarded write applies twice).
+        Err(WriteError::Refused(MetadataError::UnknownTopic(_))) => {}
+        Err(WriteError::Refused(e)) => {
+            return Err((ErrorCode::UNKNOWN_SERVER_ERROR.0, e.to_string()))
+        }
+        Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
+    }
+    let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
+    while state
+        .topics()
+        .get(&meta.name)
+        .is_some_and(|m| m.id == meta.id)
+    {
+        if std::time::Instant::now() >= deadline {
+            return Err((
+                ErrorCode::REQUEST_TIMED_OUT.0,
+                format!(
+                    "topic {} was deleted but this broker still has it",
+                    meta.name
+                ),
+            ));
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 pub async fn create_partitions(
@@ -378,6 +453,13 @@ pub async fn create_partitions(
                     None => Err((
                         ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                         format!("no topic {}", t.name),
+                    )),
+                    Some(meta) if meta.is_replicated() => Err((
+                        ErrorCode::INVALID_REQUEST.0,
+                        format!(
+                            "topic {} is replicated; adding partitions to it is not supported yet",
+                            t.name
+                        ),
                     )),
                     Some(meta) if t.count <= meta.partitions => Err((
                         ErrorCode::INVALID_PARTITIONS.0,

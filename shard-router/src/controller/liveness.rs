@@ -24,6 +24,9 @@ pub struct Liveness {
     /// When this node began to lead; `None` while it does not.
     leading_since_ms: Option<u64>,
     last_heartbeat_ms: BTreeMap<NodeId, u64>,
+    /// The broker epoch each broker had when last seen: a new one is a new
+    /// registration, which counts as a heartbeat.
+    broker_epochs: BTreeMap<NodeId, u64>,
     /// Brokers with a fence or unfence command in flight: no second one
     /// until it settles.
     pending: BTreeSet<NodeId>,
@@ -35,6 +38,7 @@ impl Liveness {
             session_timeout_ms,
             leading_since_ms: None,
             last_heartbeat_ms: BTreeMap::new(),
+            broker_epochs: BTreeMap::new(),
             pending: BTreeSet::new(),
         }
     }
@@ -48,6 +52,7 @@ impl Liveness {
     pub fn lead(&mut self, now_ms: u64) {
         self.leading_since_ms = Some(now_ms);
         self.last_heartbeat_ms.clear();
+        self.broker_epochs.clear();
         self.pending.clear();
     }
 
@@ -55,6 +60,7 @@ impl Liveness {
     pub fn follow(&mut self) {
         self.leading_since_ms = None;
         self.last_heartbeat_ms.clear();
+        self.broker_epochs.clear();
         self.pending.clear();
     }
 
@@ -72,14 +78,21 @@ impl Liveness {
     }
 
     /// The fences due at `now_ms`: every registered, unfenced broker whose
-    /// last heartbeat (or this leadership's start, whichever is later) is
-    /// older than the session timeout.
+    /// last heartbeat (or registration, or this leadership's start,
+    /// whichever is latest) is older than the session timeout.
     pub fn due(&mut self, now_ms: u64, metadata: &ClusterMetadata) -> Vec<Command> {
         let Some(since) = self.leading_since_ms else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (node, broker) in &metadata.brokers {
+            // A broker that registered again (a restart) starts a new session:
+            // without this, a broker back within a session of being fenced
+            // was unfenced by its registration and at once fenced again.
+            let known = self.broker_epochs.insert(*node, broker.broker_epoch);
+            if known.is_some_and(|e| e != broker.broker_epoch) {
+                self.last_heartbeat_ms.insert(*node, now_ms);
+            }
             if broker.fenced || self.pending.contains(node) {
                 continue;
             }
@@ -169,6 +182,39 @@ mod tests {
         assert!(
             l.heartbeat(NodeId(3), TIMEOUT * 5 + 1, &m).is_none(),
             "one unfence in flight"
+        );
+    }
+
+    #[test]
+    fn a_broker_that_registers_again_starts_a_new_session() {
+        let mut m = cluster(&[1, 2]);
+        let mut l = Liveness::new(TIMEOUT);
+        l.lead(0);
+        l.heartbeat(NodeId(2), TIMEOUT, &m);
+        let due = l.due(TIMEOUT + 1, &m);
+        assert_eq!(fenced(&due), vec![1]);
+        m.apply(&due[0]).expect("fence");
+        l.settled(NodeId(1));
+        // It restarts: registering unfences it, before any heartbeat.
+        m.apply(&Command::RegisterBroker(BrokerRegistration {
+            node: NodeId(1),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            shards: 1,
+            replication_ports: Vec::new(),
+        }))
+        .expect("register again");
+        assert!(!m.brokers[&NodeId(1)].fenced);
+        let t = TIMEOUT + 2;
+        assert!(
+            fenced(&l.due(t, &m)).is_empty(),
+            "not fenced again for the silence before its restart"
+        );
+        l.heartbeat(NodeId(2), t + TIMEOUT, &m);
+        assert_eq!(
+            fenced(&l.due(t + TIMEOUT + 1, &m)),
+            vec![1],
+            "its new session times out like any other"
         );
     }
 

@@ -318,6 +318,20 @@ impl LeaderState {
                 isr.remove(&r);
             }
             self.propose(isr, &mut out);
+            return out;
+        }
+        // A caught-up follower outside the ISR (the controller took it out,
+        // e.g. fenced it while it restarted) rejoins even when the partition
+        // is idle and no new ack would come to trigger it. At the tick's
+        // pace, so a refused proposal is not retried in a loop.
+        let outside: Vec<NodeId> = self
+            .followers
+            .keys()
+            .filter(|r| !self.isr.contains(r))
+            .copied()
+            .collect();
+        for r in outside {
+            self.maybe_expand(r, &mut out);
         }
         out
     }
@@ -516,6 +530,27 @@ mod tests {
         );
         l.on_isr_committed(&[N1, N2, N3], 4);
         assert!(l.check_produce(true).is_ok());
+    }
+
+    #[test]
+    fn a_caught_up_follower_taken_out_of_the_isr_rejoins_on_the_tick_while_idle() {
+        let mut l = leader(&[N1, N2, N3], 2);
+        l.on_follower_subscribe(N2, E, 10, 1);
+        l.on_follower_subscribe(N3, E, 10, 1);
+        // The controller takes N3 out (it was fenced while restarting); the
+        // partition is idle, so no ack from N3 comes to trigger a rejoin.
+        l.on_isr_committed(&[N1, N2], 2);
+        assert_eq!(
+            l.tick(3),
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: BTreeSet::from([N1, N2, N3])
+            }]
+        );
+        assert!(l.tick(4).is_empty(), "one proposal in flight");
+        // Refused (the controller keeps its ISR): tried again at the next tick only.
+        assert!(l.on_isr_committed(&[N1, N2], 5).is_empty());
+        assert_eq!(l.tick(6).len(), 1);
     }
 
     #[test]
