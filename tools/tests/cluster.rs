@@ -79,8 +79,6 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) ->
         &kafka.to_string(),
         "--data-dir",
         data.join("data").to_str().expect("UTF-8 path"),
-        "--shards",
-        "1",
         "--metrics-listen",
         "off",
         "--controller-voters",
@@ -88,6 +86,9 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) ->
     ]
     .map(String::from);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if !extra.contains(&"--shards") {
+        args.extend_from_slice(&["--shards", "1"]);
+    }
     args.extend_from_slice(extra);
     let child = sluice_command(&args)
         .env("SLUICE_LOG", "info")
@@ -991,4 +992,90 @@ fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins
     assert_eq!(got.len(), acked.len());
     assert_eq!(got, acked, "acknowledged records after a rolling restart");
     assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+}
+
+/// The leader of each partition of `topic`, once every partition has one.
+fn partition_leaders(addr: SocketAddr, topic: &str) -> Option<Vec<i32>> {
+    let mut c = client(addr)?;
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let t = r.topics.first()?;
+    let mut parts: Vec<_> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id))
+        .collect();
+    parts.sort_unstable();
+    let leaders: Vec<i32> = parts.into_iter().map(|(_, l)| l).collect();
+    (t.error_code == 0 && !leaders.is_empty() && leaders.iter().all(|&l| l > 0)).then_some(leaders)
+}
+
+#[test]
+fn replicas_on_every_shard_of_two_shard_nodes_replicate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, kafka, _, _) = form_cluster(dir.path(), &["--shards", "2"]);
+    let topic = "sharded";
+    let mut c = client(kafka[0]).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    let body = RequestBody::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            num_partitions: 4,
+            replication_factor: 3,
+            ..Default::default()
+        }],
+        timeout_ms: 15_000,
+        validate_only: false,
+    });
+    match c.call(5, &body) {
+        ResponseBody::CreateTopics(r) => {
+            assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message)
+        }
+        other => panic!("not a CreateTopics response: {other:?}"),
+    }
+    let until = Instant::now() + FORM_TIMEOUT;
+    let leaders = loop {
+        if let Some(l) = partition_leaders(kafka[0], topic) {
+            break l;
+        }
+        assert!(Instant::now() < until, "no leaders:\n{}", logs(&nodes));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(leaders.len(), 4);
+    for (p, &leader) in leaders.iter().enumerate() {
+        let p = p as i32;
+        let addr = kafka[usize::try_from(leader - 1).expect("node id")];
+        let mut c = client(addr).expect("connect");
+        c.set_timeout(Duration::from_secs(20));
+        for i in 0..3u8 {
+            let answer = match c.call(
+                PRODUCE_VERSION,
+                &produce_request(topic, p, batch(&[(b"k", &[i])])),
+            ) {
+                ResponseBody::Produce(r) => single_produce_answer(r, topic, p),
+                other => panic!("not a Produce response: {other:?}"),
+            };
+            assert_eq!(
+                answer.error_code,
+                0,
+                "partition {p}: {:?}\n{}",
+                answer.error_message,
+                logs(&nodes)
+            );
+            assert_eq!(answer.base_offset, i64::from(i));
+        }
+        let fetched = c.fetch(topic, p, 0);
+        assert_eq!(fetched.error_code, 0);
+        assert_eq!(fetched.high_watermark, 3, "partition {p}");
+        assert_eq!(records_of(&fetched.records).len(), 3);
+    }
 }
