@@ -166,11 +166,6 @@ def _lines(path):
         return 0
 
 
-@pytest.mark.xfail(reason="sluice bug: OffsetForLeaderEpoch answers with the single-node "
-                   "epoch 0 (api/offset_for_leader_epoch.rs LEADER_EPOCH), so after a failover "
-                   "(leader epoch 1) it answers UNKNOWN_LEADER_EPOCH to librdkafka's position "
-                   "validation and the live confluent-kafka consumer never fetches again",
-                   strict=True)
 @pytest.mark.timeout(180)
 def test_leader_sigkill_failover(cluster, tmp_path, timings):
     topic = "failover"
