@@ -29,11 +29,11 @@ def target() -> str:
     return t
 
 
-def free_port(span: int = 1) -> int:
-    """A port p with p..p+span-1 all free on 127.0.0.1 (best effort)."""
+def free_port(span: int = 1, host: str = HOST) -> int:
+    """A port p with p..p+span-1 all free on `host` (best effort)."""
     for _ in range(50):
         with socket.socket() as s:
-            s.bind((HOST, 0))
+            s.bind((host, 0))
             p = s.getsockname()[1]
         if p + span >= 65535:
             continue
@@ -41,7 +41,7 @@ def free_port(span: int = 1) -> int:
         for q in range(p + 1, p + span):
             with socket.socket() as s:
                 try:
-                    s.bind((HOST, q))
+                    s.bind((host, q))
                 except OSError:
                     ok = False
         if ok:
@@ -49,15 +49,15 @@ def free_port(span: int = 1) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_ready(port: int, timeout: float, alive=lambda: True, what="broker") -> float:
+def wait_ready(port: int, timeout: float, alive=lambda: True, what="broker", host=HOST) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if not alive():
             raise RuntimeError(f"{what} exited while starting")
-        if probe.is_ready(HOST, port, timeout=1.0):
+        if probe.is_ready(host, port, timeout=1.0):
             return time.monotonic() - t0
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer ApiVersions on {HOST}:{port} within {timeout}s")
+    raise RuntimeError(f"{what} did not answer ApiVersions on {host}:{port} within {timeout}s")
 
 
 class Broker:
@@ -65,15 +65,16 @@ class Broker:
 
     name = "?"
 
-    def __init__(self, data_dir: Path, port: int):
+    def __init__(self, data_dir: Path, port: int, host: str = HOST):
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
         self.port = port
         self.starts = 0
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def restart(self):
         self.stop()
@@ -93,8 +94,9 @@ class Broker:
 class SluiceBroker(Broker):
     name = "sluice"
 
-    def __init__(self, data_dir, port, shards=None):
-        super().__init__(data_dir, port)
+    def __init__(self, data_dir, port, shards=None, host=HOST, extra_args=()):
+        super().__init__(data_dir, port, host)
+        self.extra_args = list(extra_args)
         self.bin = self.find_binary()
         self.shards = int(shards or os.environ.get("SLUICE_SHARDS", "2"))
         self.proc = None
@@ -112,12 +114,17 @@ class SluiceBroker(Broker):
 
     def argv(self):
         return [str(self.bin), "serve", "--data-dir", str(self.dir / "data"),
-                "--listen", f"{HOST}:{self.port}", "--shards", str(self.shards),
-                *shlex.split(os.environ.get("SLUICE_ARGS", ""))]
+                "--listen", f"{self.host}:{self.port}", "--shards", str(self.shards),
+                *self.extra_args, *shlex.split(os.environ.get("SLUICE_ARGS", ""))]
 
     def start(self):
         if self.proc and self.proc.poll() is None:
             return
+        self.launch()
+        self.wait_started()
+
+    def launch(self):
+        """Start the process without waiting for it to answer (see wait_started)."""
         (self.dir / "data").mkdir(exist_ok=True)
         logf = open(self.log, "ab")
         logf.write(f"==== start #{self.starts + 1}: {shlex.join(self.argv())}\n".encode())
@@ -125,8 +132,11 @@ class SluiceBroker(Broker):
         self.proc = subprocess.Popen(self.argv(), stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         logf.close()
+
+    def wait_started(self):
         try:
-            wait_ready(self.port, READY_TIMEOUT, lambda: self.proc.poll() is None, "sluice")
+            wait_ready(self.port, READY_TIMEOUT, lambda: self.proc.poll() is None, "sluice",
+                       self.host)
         except RuntimeError as e:
             self.kill()
             raise RuntimeError(f"{e}\n--- {self.log} (tail)\n{self.log_tail()}") from None
@@ -190,6 +200,53 @@ class KafkaBroker(Broker):
             return "\n".join((self.dir / "logs/server.log").read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+class SluiceCluster:
+    """Three sluice nodes on 127.0.0.1-3 forming one KRaft-style cluster: node N
+    listens on 127.0.0.N with `--node-id N --controller-voters 1@127.0.0.1:P1,...`,
+    one shard each and fast broker liveness (heartbeat 200 ms, session 1.5 s), so
+    a SIGKILLed node is fenced within seconds. nodes[i] is node i+1 (a SluiceBroker:
+    kill / start / log_tail)."""
+
+    SIZE = 3
+    LIVENESS = ["--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "1500"]
+
+    def __init__(self, base_dir: Path, extra_args=()):
+        hosts = [f"127.0.0.{n}" for n in range(1, self.SIZE + 1)]
+        voters = ",".join(f"{n}@{h}:{free_port(host=h)}" for n, h in enumerate(hosts, 1))
+        self.nodes = []
+        for n, h in enumerate(hosts, 1):
+            args = ["--node-id", str(n), "--controller-voters", voters, "--metrics-listen", "off",
+                    *self.LIVENESS, *extra_args]
+            self.nodes.append(SluiceBroker(Path(base_dir) / f"node{n}", free_port(host=h),
+                                           shards=1, host=h, extra_args=args))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> SluiceBroker:
+        return self.nodes[node_id - 1]
+
+    def start(self):
+        """Starts every node, then waits until each answers ApiVersions."""
+        for n in self.nodes:
+            if not (n.proc and n.proc.poll() is None):
+                n.launch()
+        for n in self.nodes:
+            n.wait_started()
+
+    def close(self):
+        for n in self.nodes:
+            try:
+                n.stop()
+            except Exception as e:  # stop the others anyway
+                print(f"stopping {n}: {e}")
+
+    def log_tails(self, n=40):
+        return "\n".join(f"--- node {i} ({b.log}) ---\n{b.log_tail(n)}"
+                         for i, b in enumerate(self.nodes, 1))
 
 
 def make_broker(data_dir: Path) -> Broker:

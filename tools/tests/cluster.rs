@@ -30,6 +30,9 @@ use sluice_codec::describe_quorum_response::PartitionData as QuorumState;
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use sluice_codec::offset_for_leader_epoch_request::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{RequestBody, ResponseBody};
 
@@ -907,6 +910,71 @@ fn a_killed_leader_fails_over_to_an_in_sync_replica_and_loses_no_acknowledged_re
     assert_eq!(got, acked, "acknowledged records after the failover");
     assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
     assert_eq!(fetched.high_watermark, 40);
+
+    // A consumer validates its position against the new leader
+    // (OffsetForLeaderEpoch, KIP-320) with the epoch Metadata gives it:
+    // answered in the new epoch (librdkafka stalls for good on
+    // UNKNOWN_LEADER_EPOCH), epoch 0 ending where the new leader took over.
+    let at_new = kafka[usize::try_from(new - 1).expect("node id")];
+    let epoch = metadata_leader_epoch(at_new, topic);
+    assert!(epoch > 0, "a new leader epoch: {epoch}");
+    assert_eq!(epoch_end(at_new, topic, epoch, 0), (0, 0, 20));
+    assert_eq!(epoch_end(at_new, topic, epoch, epoch), (0, epoch, 40));
+    assert_eq!(epoch_end(at_new, topic, 0, 0).0, FENCED_LEADER_EPOCH);
+    assert_eq!(
+        epoch_end(at_new, topic, epoch + 1, 0).0,
+        UNKNOWN_LEADER_EPOCH
+    );
+    let follower = *survivors
+        .iter()
+        .find(|a| **a != at_new)
+        .expect("a follower");
+    assert_eq!(
+        epoch_end(follower, topic, epoch, 0).0,
+        NOT_LEADER_OR_FOLLOWER
+    );
+}
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// The leader epoch of partition 0 of `topic` in Metadata from `addr`.
+fn metadata_leader_epoch(addr: SocketAddr, topic: &str) -> i32 {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    r.topics[0].partitions[0].leader_epoch
+}
+
+/// OffsetForLeaderEpoch v4 for partition 0 of `topic`, as a consumer asks:
+/// (error, epoch, end offset).
+fn epoch_end(addr: SocketAddr, topic: &str, current: i32, requested: i32) -> (i16, i32, i64) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest {
+        replica_id: -1,
+        topics: vec![OffsetForLeaderTopic {
+            topic: topic.into(),
+            partitions: vec![OffsetForLeaderPartition {
+                partition: 0,
+                current_leader_epoch: current,
+                leader_epoch: requested,
+            }],
+        }],
+    });
+    let ResponseBody::OffsetForLeaderEpoch(r) = c.call(4, &body) else {
+        panic!("OffsetForLeaderEpoch answered with another response");
+    };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
 }
 
 /// SIGTERM `node` and wait (bounded) for a clean exit.

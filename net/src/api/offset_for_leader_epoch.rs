@@ -3,9 +3,13 @@
 //! position did not fall off truncated history.
 //!
 //! A single node is the leader of every partition in epoch [`LEADER_EPOCH`]
-//! since it started: as Kafka adds (epoch, log end) to its cache on becoming
-//! leader, the epoch is taken to start at the log start when the cache has no
-//! entry yet (the cache is rebuilt from appends, and every batch carries it).
+//! since it started. A replicated partition (cluster) is answered on its
+//! leader only, in that leader's current epoch (after a failover a consumer
+//! validates its position against the new leader with the epoch Metadata
+//! gave it). As Kafka adds (epoch, log end) to its cache on becoming leader,
+//! the current epoch is taken to start at the log end when the cache has not
+//! seen it yet, and the single node's epoch 0 at the log start (the cache is
+//! rebuilt from appends, and every batch carries it).
 
 use std::rc::Rc;
 
@@ -17,6 +21,7 @@ use sluice_codec::offset_for_leader_epoch_response::{
 use sluice_codec::ErrorCode;
 
 use super::on_owner;
+use crate::replication::{self, ConsumerView};
 use crate::state::ShardState;
 
 /// The leader epoch of every partition on a single node.
@@ -81,14 +86,22 @@ async fn lookup(
     current_epoch: i32,
     requested: i32,
 ) -> Result<(i32, i64), ErrorCode> {
+    // A replicated partition answers only on its leader, in the leader's
+    // current epoch (a consumer validates its position against the new leader
+    // after a failover, asking with the epoch Metadata gave it).
+    let leader_epoch = match replication::consumer_view(&s, &topic, partition) {
+        ConsumerView::Local => LEADER_EPOCH,
+        ConsumerView::Leader(l) => l.borrow().state.epoch().0,
+        ConsumerView::NotLeader => return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+    };
     let Some(log) = s.log(&topic, partition) else {
         return Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    check_current_epoch(current_epoch, LEADER_EPOCH)?;
+    check_current_epoch(current_epoch, leader_epoch)?;
     let l = log.borrow();
     let entries = epoch_entries(
         l.leader_epochs(),
-        LEADER_EPOCH,
+        leader_epoch,
         l.log_start_offset(),
         l.log_end_offset(),
     );

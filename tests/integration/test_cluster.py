@@ -1,0 +1,237 @@
+"""Three sluice nodes with replication factor 3, through real clients (issue #9).
+
+- test_cluster_produce_consume_rf3: a 3-partition RF=3 topic created through
+  confluent-kafka's admin API; the Java client and confluent-kafka each produce
+  numbered records through the cluster (bootstrap = all three nodes) and read
+  them back; verify.py checks every record.
+- test_leader_sigkill_failover: a Java producer (acks=all, idempotence on)
+  streams numbered records into a 1-partition RF=3 topic while a confluent-kafka
+  consumer follows it live; the partition leader's process is SIGKILLed
+  mid-run. A new leader must appear within FAILOVER_BOUND seconds (measured and
+  printed), the producer and the live consumer must go on, and checker.py must
+  find no acknowledged record lost, duplicated or reordered, neither in what the
+  live consumer saw nor in a full read afterwards (Java consumer).
+
+Sluice only (SluiceCluster in brokers.py); skipped for SLUICE_TEST_TARGET=kafka.
+Knobs: SLUICE_IT_CLUSTER_RATE (records/s, 2000), SLUICE_IT_FAILOVER_BOUND (s, 10).
+"""
+import os
+import threading
+import time
+
+import pytest
+
+import brokers
+import checker
+import conftest
+import runners
+import verify
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+RATE = int(os.environ.get("SLUICE_IT_CLUSTER_RATE", "2000"))
+FAILOVER_BOUND = float(os.environ.get("SLUICE_IT_FAILOVER_BOUND", "10"))
+FORM_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.skipif(brokers.target() != "sluice",
+                                reason="a sluice cluster (SluiceCluster) only")
+
+
+def _admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
+                        "reconnect.backoff.max.ms": 200})
+
+
+def _wait(what, ok, timeout, cluster, interval=0.05):
+    """Polls ok() until it returns something truthy; fails with the nodes' logs."""
+    t0 = time.monotonic()
+    while True:
+        v = ok()
+        if v:
+            return v
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what}\n"
+                                 f"{cluster.log_tails(15)}")
+        time.sleep(interval)
+
+
+def _brokers_listed(admin):
+    try:
+        return sorted(admin.list_topics(timeout=3).brokers)
+    except confluent_kafka.KafkaException:
+        return []
+
+
+def _partition_state(admin, topic, partition=0):
+    """(leader, replicas, isr) of a partition in a Metadata answer, or None."""
+    try:
+        md = admin.list_topics(topic, timeout=3)
+    except confluent_kafka.KafkaException:
+        return None
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or partition not in t.partitions:
+        return None
+    p = t.partitions[partition]
+    if p.error is not None:
+        return None
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+@pytest.fixture
+def cluster(tmp_path_factory, request):
+    c = brokers.SluiceCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        # Formed: every node's Metadata lists all three (live) brokers.
+        for n in c.nodes:
+            a = _admin(n.bootstrap)
+            _wait(f"{n.bootstrap} listing brokers 1-3",
+                  lambda: _brokers_listed(a) == [1, 2, 3], FORM_TIMEOUT, c, interval=0.1)
+        yield c
+    finally:
+        if request.node.stash.get(conftest._FAILED, False) or os.environ.get("SLUICE_IT_LOGS"):
+            print(c.log_tails(80))
+        c.close()
+
+
+def _create_rf3(cluster, topic, partitions):
+    admin = _admin(cluster.bootstrap)
+    fut = admin.create_topics([NewTopic(topic, partitions, 3)], operation_timeout=20)[topic]
+    fut.result(timeout=30)
+    # Every partition led, with all three replicas in sync.
+    for p in range(partitions):
+        _wait(f"{topic}/{p} led with ISR 1-3",
+              lambda: (s := _partition_state(admin, topic, p)) and s[0] > 0
+              and s[1] == [1, 2, 3] and s[2] == [1, 2, 3], FORM_TIMEOUT, cluster)
+    return admin
+
+
+@pytest.mark.timeout(240)
+def test_cluster_produce_consume_rf3(cluster, tmp_path, timings):
+    partitions, count = 3, 20_000
+    base_ts = int(time.time() * 1000) - 600_000
+    with timings.phase("create"):
+        _create_rf3(cluster, "rf3-java", partitions)
+        _create_rf3(cluster, "rf3-confluent", partitions)
+    problems = []
+    for name in ("java", "confluent"):
+        r = runners.RUNNERS[name]
+        topic = f"rf3-{name}"
+        with timings.phase(f"{name} produce"):
+            res = r.produce(cluster.bootstrap, [(topic, "lz4")], 0, count, base_ts)
+        assert res.get("failed", 0) == 0, res
+        with timings.phase(f"{name} consume"):
+            dumps = r.consume(cluster.bootstrap, [topic], count, tmp_path, partitions, timeout=60)
+        pr = verify.check_records(verify.load_dump(dumps[topic]), r.name, "lz4", count, base_ts,
+                                  r.header_names)
+        if pr:
+            problems.append(f"{name}: {pr}")
+    assert not problems, "\n".join(problems)
+
+
+class LiveConsumer(threading.Thread):
+    """confluent-kafka follows partition 0 of a topic from offset 0 while the
+    test runs: (partition, offset, seq) per record, in delivery order."""
+
+    def __init__(self, bootstrap, topic):
+        super().__init__(daemon=True)
+        self.records = []
+        self.errors = []
+        self.stop = threading.Event()
+        self.c = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "it-cluster-live",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "reconnect.backoff.max.ms": 200, "topic.metadata.refresh.interval.ms": 1000})
+        self.c.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                for m in self.c.consume(num_messages=1000, timeout=0.2):
+                    if m.error():
+                        self.errors.append(str(m.error()))
+                        continue
+                    self.records.append((m.partition(), m.offset(),
+                                         checker.seq_from_value(m.value())))
+        finally:
+            self.c.close()
+
+
+def _lines(path):
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.endswith("\n"))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.timeout(180)
+def test_leader_sigkill_failover(cluster, tmp_path, timings):
+    topic = "failover"
+    admin = _create_rf3(cluster, topic, 1)
+    java = runners.RUNNERS["java"]
+    acks, stop, log = tmp_path / "acks.txt", tmp_path / "stop", tmp_path / "producer.log"
+    live = LiveConsumer(cluster.bootstrap, topic)
+    live.start()
+    proc = java.start_stream(cluster.bootstrap, topic, acks, stop, RATE, log, max_seconds=90)
+    try:
+        with timings.phase("warm-up"):
+            # Two seconds' worth of acknowledged records before the kill.
+            _wait("the producer's first acknowledgements",
+                  lambda: proc.poll() is not None or _lines(acks) >= 2 * RATE, 60, cluster)
+            assert proc.poll() is None, f"producer died: {log.read_text()[-2000:]}"
+        old = _partition_state(admin, topic)[0]
+        survivors = [n for n in range(1, 4) if n != old]
+        watch = _admin(",".join(cluster.node(n).bootstrap for n in survivors))
+        acked_at_kill = _lines(acks)
+        t_kill = time.monotonic()
+        cluster.node(old).kill()
+        with timings.phase("failover"):
+            state = _wait("a new leader",
+                          lambda: (s := _partition_state(watch, topic)) and s[0] not in (old, -1)
+                          and s, 30, cluster)
+        failover = time.monotonic() - t_kill
+        new, _, isr = state
+        # The producer goes on: acknowledgements flow again after the failover.
+        with timings.phase("producer-resumes"):
+            _wait("acknowledgements after the failover",
+                  lambda: proc.poll() is not None or _lines(acks) >= acked_at_kill + RATE, 30,
+                  cluster)
+        resumed = time.monotonic() - t_kill
+        assert proc.poll() is None, f"producer died: {log.read_text()[-2000:]}"
+        time.sleep(3)  # service time under the new leader (the producer's load)
+        stop.touch()
+        with timings.phase("producer-close"):
+            rc = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.read_text()
+    assert rc == 0, f"producer exit {rc}: {out[-2000:]}"
+    acked = checker.load_acks(acks)
+    # The live consumer catches up with everything acknowledged (bounded).
+    with timings.phase("live-catch-up"):
+        want = {a[2] for a in acked}
+        t0 = time.monotonic()
+        while (time.monotonic() - t0 < 30 and live.is_alive()
+               and not want <= {r[2] for r in list(live.records)}):
+            time.sleep(0.2)
+        live.stop.set()
+        live.join(timeout=20)
+    live_report = checker.check(acked, live.records)
+    with timings.phase("consume"):
+        bootstrap = ",".join(cluster.node(n).bootstrap for n in survivors)
+        dumps = java.consume(bootstrap, [topic], -1, tmp_path, 1, timeout=60)
+    report = checker.check(acked, checker.load_consumed(dumps[topic]))
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    print(f"\nleader {old} SIGKILLed; new leader {new} (ISR {isr}) after {failover:.2f} s; "
+          f"producer acknowledging again after {resumed:.2f} s\nproducer: {last}\n"
+          f"live consumer ({len(live.errors)} errors {live.errors[:3]}): {live_report.summary()}\n"
+          f"full read: {report.summary()}")
+    assert old not in isr, f"the dead leader stayed in the ISR: {isr}"
+    assert failover <= FAILOVER_BOUND, f"failover took {failover:.2f} s > {FAILOVER_BOUND} s"
+    assert report.acked >= 4 * RATE, f"too few acknowledged records: {report.summary()}\n{last}"
+    assert report.ok, f"full read: {report.summary()}"
+    assert live_report.ok, f"live consumer: {live_report.summary()}"
