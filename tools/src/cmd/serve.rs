@@ -108,7 +108,7 @@ pub struct ServeArgs {
     /// Guaranteed I/O rate of each shard's log cleaner while the shard's produce
     /// and fetch disk I/O is in flight (it otherwise defers its I/O to theirs), 0
     /// to wait for an idle data path. Key log_cleaner_io_min_bytes_per_second,
-    /// default 16777216.
+    /// default 8388608.
     #[arg(
         long,
         env = "SLUICE_LOG_CLEANER_IO_MIN_BYTES_PER_SECOND",
