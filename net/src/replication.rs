@@ -354,9 +354,7 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                 }
                 (leader, current) => {
                     if let Some(old) = current {
-                        for (_, tx) in Replicas::stop(old) {
-                            let _ = tx.send(AckResult::NotLeader);
-                        }
+                        stop_role(s, &tp, old);
                     }
                     match leader {
                         Some(l) if l == me => {
@@ -394,6 +392,9 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                             }));
                             // A single-replica ISR commits on its own flushes.
                             on_leader_durable(s, &tp, &leading, durable);
+                            if tp.0 == crate::groups::OFFSETS_TOPIC {
+                                crate::groups::became_leader(s, p);
+                            }
                             Some(Role::Leader(leading))
                         }
                         Some(l) => {
@@ -439,11 +440,21 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
         .cloned()
         .collect();
     for tp in gone {
-        if let Some(old) = s.replicas.roles.borrow_mut().remove(&tp) {
-            for (_, tx) in Replicas::stop(old) {
-                let _ = tx.send(AckResult::NotLeader);
-            }
+        let old = s.replicas.roles.borrow_mut().remove(&tp);
+        if let Some(old) = old {
+            stop_role(s, &tp, old);
         }
+    }
+}
+
+/// Ends a role: waiters of a leader get NOT_LEADER, and a coordinator of
+/// `__consumer_offsets` groups hands them over.
+fn stop_role(s: &ShardState, tp: &Tp, old: Role) {
+    if matches!(old, Role::Leader(_)) && tp.0 == crate::groups::OFFSETS_TOPIC {
+        crate::groups::lost_leadership(s, tp.1);
+    }
+    for (_, tx) in Replicas::stop(old) {
+        let _ = tx.send(AckResult::NotLeader);
     }
 }
 

@@ -92,6 +92,10 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) ->
     if !extra.contains(&"--shards") {
         args.extend_from_slice(&["--shards", "1"]);
     }
+    // A small replicated __consumer_offsets: every cluster creates one.
+    if !extra.contains(&"--offsets-topic-partitions") {
+        args.extend_from_slice(&["--offsets-topic-partitions", "3"]);
+    }
     args.extend_from_slice(extra);
     let child = sluice_command(&args)
         .env("SLUICE_LOG", "info")
