@@ -29,6 +29,9 @@ use sluice_codec::describe_quorum_request::{
 use sluice_codec::describe_quorum_response::PartitionData as QuorumState;
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
+use sluice_codec::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use sluice_codec::offset_for_leader_epoch_request::{
     OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -933,6 +936,83 @@ fn a_killed_leader_fails_over_to_an_in_sync_replica_and_loses_no_acknowledged_re
         epoch_end(follower, topic, epoch, 0).0,
         NOT_LEADER_OR_FOLLOWER
     );
+
+    // Fetch (v9+) and ListOffsets (v4+) check the client's leader epoch
+    // too (KIP-320): an older one is fenced, a newer one unknown, -1 and
+    // the current one are served; a follower fences a stale epoch before
+    // it says it does not lead.
+    assert_eq!(fetch_in_epoch(at_new, topic, 0), FENCED_LEADER_EPOCH);
+    assert_eq!(
+        fetch_in_epoch(at_new, topic, epoch + 1),
+        UNKNOWN_LEADER_EPOCH
+    );
+    assert_eq!(fetch_in_epoch(at_new, topic, epoch), 0);
+    assert_eq!(fetch_in_epoch(at_new, topic, -1), 0);
+    assert_eq!(fetch_in_epoch(follower, topic, 0), FENCED_LEADER_EPOCH);
+    assert_eq!(
+        fetch_in_epoch(follower, topic, epoch),
+        NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(epoch_end(follower, topic, 0, 0).0, FENCED_LEADER_EPOCH);
+    assert_eq!(latest_in_epoch(at_new, topic, 0).0, FENCED_LEADER_EPOCH);
+    assert_eq!(
+        latest_in_epoch(at_new, topic, epoch + 1).0,
+        UNKNOWN_LEADER_EPOCH
+    );
+    assert_eq!(latest_in_epoch(at_new, topic, epoch), (0, 40, epoch));
+}
+
+/// The error of a Fetch v12 of partition 0 of `topic` at offset 0 that
+/// names `current_leader_epoch`.
+fn fetch_in_epoch(addr: SocketAddr, topic: &str, current_leader_epoch: i32) -> i16 {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+                current_leader_epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match c.call(FETCH_VERSION, &body) {
+        ResponseBody::Fetch(mut r) => r.responses.remove(0).partitions.remove(0).error_code,
+        other => panic!("not a Fetch response: {other:?}"),
+    }
+}
+
+/// ListOffsets v7 latest of partition 0 of `topic` naming
+/// `current_leader_epoch`: (error, offset, leader epoch).
+fn latest_in_epoch(addr: SocketAddr, topic: &str, current_leader_epoch: i32) -> (i16, i64, i32) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        isolation_level: 0,
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition {
+                partition_index: 0,
+                current_leader_epoch,
+                timestamp: -1,
+            }],
+        }],
+        timeout_ms: 10_000,
+    });
+    match c.call(7, &body) {
+        ResponseBody::ListOffsets(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.offset, p.leader_epoch)
+        }
+        other => panic!("not a ListOffsets response: {other:?}"),
+    }
 }
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
