@@ -1176,6 +1176,30 @@ pub fn consumer_view(s: &ShardState, topic: &str, partition: i32) -> ConsumerVie
     }
 }
 
+/// A consumer request's view of the partition after Kafka's check of its
+/// `current_leader_epoch` (KIP-320) against the epoch this replica knows:
+/// its own as leader, its leader's as follower, 0 on a single node. Older is
+/// `FENCED_LEADER_EPOCH`, newer `UNKNOWN_LEADER_EPOCH`, -1 skips the check.
+/// The epoch is checked before leadership, as Kafka does, so a follower
+/// tells a client with a stale epoch that it is fenced.
+pub fn consumer_view_checked(
+    s: &ShardState,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<ConsumerView, ErrorCode> {
+    let view = consumer_view(s, topic, partition);
+    let known = match &view {
+        ConsumerView::Local => Some(crate::api::offset_for_leader_epoch::LEADER_EPOCH),
+        ConsumerView::Leader(l) => Some(l.borrow().state.epoch().0),
+        ConsumerView::NotLeader => s.replicas.follower(topic, partition).map(|f| f.epoch),
+    };
+    if let Some(known) = known {
+        crate::api::offset_for_leader_epoch::check_current_epoch(current_leader_epoch, known)?;
+    }
+    Ok(view)
+}
+
 /// Drops the batches at or past `high_watermark` from `chunks` (each chunk
 /// holds whole batches, in offset order).
 pub fn cut_at(chunks: Vec<Bytes>, high_watermark: i64) -> Vec<Bytes> {

@@ -26,6 +26,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -74,6 +75,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -300,6 +302,9 @@ async fn handle(
         }
         RequestBody::DeleteGroups(req) => {
             ResponseBody::DeleteGroups(delete_groups::handle(state, req).await)
+        }
+        RequestBody::ElectLeaders(req) => {
+            ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
         }
         other => unreachable_api(other),
     }

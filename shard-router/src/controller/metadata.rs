@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, ShardId};
 
+mod election;
+pub use election::{ElectionError, ElectionResult, ElectionType};
+
 /// Most partitions one topic may have; bounds the work of one command.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 /// Most shards a broker may declare.
@@ -131,17 +134,38 @@ pub enum Command {
         leader_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Elect leaders (Kafka's ElectLeaders, see `election.rs`): of these
+    /// (topic, partition)s, or of every partition when `None`.
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What an applied command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    BrokerRegistered { broker_epoch: u64 },
-    BrokerFenced { leaderships_moved: usize },
-    BrokerUnfenced { leaderships_taken: usize },
-    TopicCreated { topic_id: [u8; 16] },
+    BrokerRegistered {
+        broker_epoch: u64,
+    },
+    BrokerFenced {
+        leaderships_moved: usize,
+    },
+    BrokerUnfenced {
+        leaderships_taken: usize,
+    },
+    TopicCreated {
+        topic_id: [u8; 16],
+    },
     TopicDeleted,
-    IsrAltered { partition_epoch: i32 },
+    IsrAltered {
+        partition_epoch: i32,
+    },
+    /// One result per partition asked for (all partitions: those that
+    /// needed an election).
+    LeadersElected {
+        results: Vec<ElectionResult>,
+    },
 }
 
 /// Why a command was refused. The state is unchanged after a refusal.
@@ -212,6 +236,10 @@ impl ClusterMetadata {
                 leader_epoch,
                 isr,
             } => self.alter_isr(topic, *partition, *leader, *leader_epoch, isr),
+            Command::ElectLeaders {
+                election,
+                partitions,
+            } => Ok(self.elect_leaders(*election, partitions.as_deref())),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()));
         outcome

@@ -1,11 +1,13 @@
 //! `sluice cluster describe`: cluster id, controller and brokers
-//! (DescribeCluster when the broker has it, Metadata otherwise).
+//! (DescribeCluster when the broker has it, Metadata otherwise);
+//! `sluice cluster elect`: leader elections (see `elect.rs`).
 
 use clap::{Args, Subcommand};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 
 use crate::cmd::config::{describe_error, runtime_error, ClientArgs, Session};
+use crate::cmd::elect::ElectArgs;
 
 #[derive(Args, Debug)]
 #[command(after_help = crate::cmd::config::EXIT_CODES_HELP)]
@@ -21,11 +23,22 @@ enum ClusterCommand {
     /// Show the cluster id, the controller, every broker (fenced ones too,
     /// marked) and topic counts.
     Describe,
+    /// Elect partition leaders: move leaderships back to the preferred
+    /// (first) replica, or give a partition whose in-sync replicas are all
+    /// down an out-of-sync leader (unclean, loses records). Without --topic,
+    /// every partition; only partitions that needed an election are listed.
+    Elect(ElectArgs),
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut s = Session::connect(&args.client)?;
-    let ClusterCommand::Describe = args.command;
+    match &args.command {
+        ClusterCommand::Describe => describe(&mut s),
+        ClusterCommand::Elect(elect) => crate::cmd::elect::run(&mut s, elect),
+    }
+}
+
+fn describe(s: &mut Session) -> anyhow::Result<()> {
     // (id, host:port, rack, fenced)
     let mut brokers: Vec<(i32, String, Option<String>, bool)>;
     let (cluster_id, controller) = if s.supports(ApiKey::DescribeCluster) {
