@@ -739,7 +739,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let good = listener.local_addr().unwrap();
         // A port nothing listens on: bind one, then free it.
-        let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let s = connect(&format!("no-such-host.invalid:9092, {dead},{good}")).unwrap();
         assert_eq!(s.peer_addr().unwrap(), good);
         assert!(connect(&dead.to_string()).is_err());
