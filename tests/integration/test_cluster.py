@@ -18,10 +18,17 @@
   committed offsets (nothing acknowledged by the commit lost), and commits
   must work again.
 
+- test_kafka_leader_election_tool: Apache Kafka's own kafka-leader-election
+  (org.apache.kafka.tools.LeaderElectionCommand, kafka-tools 4.4) moves a
+  partition's leadership back to its preferred replica after that replica was
+  SIGKILLed (the leadership moved) and restarted (it only follows): on a
+  cluster with automatic preferred election off, so only the tool moves it.
+
 Sluice only (SluiceCluster in brokers.py); skipped for SLUICE_TEST_TARGET=kafka.
 Knobs: SLUICE_IT_CLUSTER_RATE (records/s, 2000), SLUICE_IT_FAILOVER_BOUND (s, 10).
 """
 import os
+import subprocess
 import threading
 import time
 
@@ -314,3 +321,64 @@ def test_group_coordinator_failover(cluster, timings):
     assert first == {n: committed_at for n in range(partitions)}, \
         f"did not resume at the committed offsets: {first}"
     assert seen == count - partitions * committed_at, f"read {seen} records"
+
+
+def _leader_election_tool(*args):
+    """kafka-leader-election: (exit status, stdout, stderr). A JVM start each."""
+    argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Dlog4j2.level=warn", "-cp", f"{runners.CACHE}/kafka/lib/*",
+            "org.apache.kafka.tools.LeaderElectionCommand", *args]
+    r = subprocess.run(argv, capture_output=True, timeout=90, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+@pytest.mark.timeout(240)
+def test_kafka_leader_election_tool(tmp_path_factory, request, timings):
+    c = brokers.SluiceCluster(tmp_path_factory.mktemp("elect"),
+                              extra_args=["--auto-leader-rebalance-enable", "false"])
+    try:
+        with timings.phase("form"):
+            c.start()
+            for n in c.nodes:
+                a = _admin(n.bootstrap)
+                _wait(f"{n.bootstrap} listing brokers 1-3",
+                      lambda: _brokers_listed(a) == [1, 2, 3], FORM_TIMEOUT, c, interval=0.1)
+        topic = "elect-tool"
+        admin = _create_rf3(c, topic, 1)
+
+        def replicas_and_leader():
+            try:
+                p = admin.list_topics(topic, timeout=3).topics[topic].partitions[0]
+            except (confluent_kafka.KafkaException, KeyError):
+                return None
+            return (list(p.replicas), p.leader, sorted(p.isrs)) if p.error is None else None
+
+        replicas, leader, _ = _wait("metadata", replicas_and_leader, FORM_TIMEOUT, c)
+        preferred = replicas[0]
+        assert leader == preferred, f"placement leads with the first replica: {replicas} {leader}"
+        with timings.phase("failover and return"):
+            c.node(preferred).kill()
+            _wait("a new leader", lambda: (s := replicas_and_leader()) and s[1] not in (-1, preferred),
+                  FORM_TIMEOUT, c)
+            c.node(preferred).start()
+            _wait("the ISR whole again", lambda: (s := replicas_and_leader()) and s[2] == [1, 2, 3],
+                  FORM_TIMEOUT, c)
+        assert replicas_and_leader()[1] != preferred, "no automatic election"
+        with timings.phase("kafka-leader-election"):
+            rc, out, err = _leader_election_tool("--bootstrap-server", c.bootstrap,
+                                                 "--election-type", "PREFERRED",
+                                                 "--all-topic-partitions")
+        assert rc == 0, f"exit {rc}\n{out}\n{err[-3000:]}"
+        assert "Successfully completed leader election (PREFERRED)" in out and f"{topic}-0" in out, out
+        _wait("the preferred replica leading", lambda: (s := replicas_and_leader()) and s[1] == preferred,
+              FORM_TIMEOUT, c)
+        with timings.phase("kafka-leader-election (not needed)"):
+            rc, out, err = _leader_election_tool("--bootstrap-server", c.bootstrap,
+                                                 "--election-type", "PREFERRED",
+                                                 "--topic", topic, "--partition", "0")
+        assert rc == 0, f"exit {rc}\n{out}\n{err[-3000:]}"
+        assert f"Valid replica already elected for partitions {topic}-0" in out, out
+    finally:
+        if request.node.stash.get(conftest._FAILED, False) or os.environ.get("SLUICE_IT_LOGS"):
+            print(c.log_tails(80))
+        c.close()

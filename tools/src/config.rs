@@ -117,6 +117,12 @@ pub struct ServeConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// A broker silent this long is fenced, its leaderships move, in ms.
     pub broker_session_timeout_ms: u64,
+    /// Kafka's `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the controller leader checks leader imbalance, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// Kafka's `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Replication port of shard 0 (shard N: this + N); 0 picks free ports.
     pub replication_port: u16,
     /// Kafka's `replica.lag.time.max.ms`.
@@ -216,6 +222,11 @@ impl Default for ServeConfig {
             broker_heartbeat_interval_ms:
                 shard_router::controller::DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             broker_session_timeout_ms: shard_router::controller::DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms:
+                shard_router::controller::DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS,
+            leader_imbalance_per_broker_percentage:
+                shard_router::controller::DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
             replication_port: broker.replication_port,
             replica_lag_time_max_ms: broker.replica_lag_time_max_ms as u64,
             topic_defaults: BTreeMap::new(),
@@ -447,6 +458,20 @@ impl ServeConfig {
                 "log_cleaner_dedupe_buffer_bytes",
                 self.log_cleaner_dedupe_buffer_bytes.to_string(),
                 "must be between 1 KiB and 1 TiB",
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.leader_imbalance_check_interval_ms) {
+            return Err(invalid(
+                "leader_imbalance_check_interval_ms",
+                self.leader_imbalance_check_interval_ms.to_string(),
+                "must be between 100 ms and a day",
+            ));
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(invalid(
+                "leader_imbalance_per_broker_percentage",
+                self.leader_imbalance_per_broker_percentage.to_string(),
+                "must be between 0 and 100",
             ));
         }
         if !(100..=86_400_000).contains(&self.replica_lag_time_max_ms) {

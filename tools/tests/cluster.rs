@@ -32,6 +32,7 @@ use sluice_codec::elect_leaders_request::{
 };
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
+use sluice_codec::init_producer_id_request::InitProducerIdRequest;
 use sluice_codec::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
@@ -42,6 +43,7 @@ use sluice_codec::offset_for_leader_epoch_request::{
 };
 use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{RequestBody, ResponseBody};
+use sluice_records::{BatchBuilder, Compression};
 
 /// Bound on waiting for the cluster to form; a broken build fails instead of
 /// hanging. Not a speed check.
@@ -1091,35 +1093,50 @@ fn stop_cleanly(node: &mut Node, all_logs: impl Fn() -> String) {
 #[test]
 fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins_the_isr() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &FAST_LIVENESS);
+    // Leader imbalance checked every second (automatic preferred election).
+    let extra: Vec<&str> = FAST_LIVENESS
+        .iter()
+        .copied()
+        .chain(["--leader-imbalance-check-interval-ms", "1000"])
+        .collect();
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
     let topic = "rolling";
     let created = create_replicated(kafka[0], topic, 3);
     assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    // Three partitions: one preferred leader on each node.
+    let spread = "rolling-spread";
+    let created = create_replicated_partitions(kafka[0], spread, 3, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    // Leaderships move while records are in flight (failovers, and the
+    // controller's preferred elections): a batch appended on a leader that
+    // loses its leadership before the commit is answered
+    // NOT_LEADER_OR_FOLLOWER and retried, so the producer is idempotent (as
+    // Kafka clients are by default) and the retry is not a duplicate.
+    let producer = init_producer_id(kafka[0]);
     let mut acked: Vec<(i64, Vec<u8>, Vec<u8>)> = Vec::new();
     let produce = |nodes: &[Node], acked: &mut Vec<(i64, Vec<u8>, Vec<u8>)>, n: usize| {
         for _ in 0..n {
             let i = acked.len();
             let (key, value) = (format!("k{i}"), format!("v{i}"));
-            let (offset, _) = produce_acked(&kafka, nodes, topic, key.as_bytes(), value.as_bytes());
+            let mut builder = BatchBuilder::new(Compression::None);
+            builder
+                .producer(producer.0, producer.1, i32::try_from(i).expect("small"))
+                .push(
+                    1_700_000_000_000,
+                    Some(key.as_bytes()),
+                    Some(value.as_bytes()),
+                    &[],
+                );
+            let (offset, _) = produce_batch_acked(&kafka, nodes, topic, &builder.build());
             acked.push((offset, key.into_bytes(), value.into_bytes()));
         }
     };
     let full_isr = |nodes: &[Node]| {
-        let until = Instant::now() + FORM_TIMEOUT;
-        loop {
-            let state = kafka.iter().find_map(|a| partition_state(*a, topic));
-            if let Some((_, _, isr)) = &state {
-                if isr == &[1, 2, 3] {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < until,
-                "the ISR never came back to all three ({state:?}):\n{}",
-                logs(nodes)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until("every ISR back to all three", nodes, || {
+            [topic, spread]
+                .iter()
+                .all(|t| kafka.iter().any(|a| isrs_full(*a, t)))
+        });
     };
     full_isr(&nodes);
     produce(&nodes, &mut acked, 10);
@@ -1136,6 +1153,14 @@ fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins
         produce(&nodes, &mut acked, 10);
     }
 
+    // The leaderships go back to the preferred replicas: without automatic
+    // preferred election the node restarted last would lead nothing.
+    wait_until("every leader on its preferred replica", &nodes, || {
+        [topic, spread]
+            .iter()
+            .all(|t| kafka.iter().all(|a| preferred_leaders_lead(*a, t)))
+    });
+
     // Every acknowledged record, once, in order, with dense offsets.
     let (leader, _, _) = kafka
         .iter()
@@ -1148,6 +1173,31 @@ fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins
     assert_eq!(got.len(), acked.len());
     assert_eq!(got, acked, "acknowledged records after a rolling restart");
     assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+}
+
+/// Creates `topic` with `partitions` partitions of `rf` replicas.
+fn create_replicated_partitions(
+    addr: SocketAddr,
+    topic: &str,
+    rf: i16,
+    partitions: i32,
+) -> CreatableTopicResult {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    let body = RequestBody::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            ..Default::default()
+        }],
+        timeout_ms: 15_000,
+        validate_only: false,
+    });
+    match c.call(5, &body) {
+        ResponseBody::CreateTopics(mut r) => r.topics.remove(0),
+        other => panic!("not a CreateTopics response: {other:?}"),
+    }
 }
 
 /// Every partition of `topic` as Metadata v12 from `addr` lists it, replica
@@ -1187,6 +1237,65 @@ fn preferred_leaders_lead(addr: SocketAddr, topic: &str) -> bool {
         ps.iter()
             .all(|p| p.leader_id >= 0 && p.replica_nodes.first() == Some(&p.leader_id))
     })
+}
+
+/// A producer id and epoch from InitProducerId v4 (idempotence, no
+/// transactions).
+fn init_producer_id(addr: SocketAddr) -> (i64, i16) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::InitProducerId(InitProducerIdRequest {
+        transactional_id: None,
+        transaction_timeout_ms: 60_000,
+        ..Default::default()
+    });
+    match c.call(4, &body) {
+        ResponseBody::InitProducerId(r) => {
+            assert_eq!(r.error_code, 0, "InitProducerId: {r:?}");
+            (r.producer_id, r.producer_epoch)
+        }
+        other => panic!("not an InitProducerId response: {other:?}"),
+    }
+}
+
+/// Produces `records` (one idempotent batch) with acks=all to the leader
+/// Metadata names, retrying the same batch (bounded) while the partition
+/// has no usable leader or the leadership moves before the commit: the
+/// broker answers a retried batch it already holds with its first offset.
+/// Returns the offset and the node that took it.
+fn produce_batch_acked(
+    kafka: &[SocketAddr],
+    nodes: &[Node],
+    topic: &str,
+    records: &Bytes,
+) -> (i64, i32) {
+    let until = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let leader = kafka
+            .iter()
+            .find_map(|a| partition_state(*a, topic))
+            .map(|s| s.0);
+        let reachable =
+            leader.filter(|&l| client(kafka[usize::try_from(l - 1).expect("node id")]).is_some());
+        if let Some(leader) = reachable {
+            let addr = kafka[usize::try_from(leader - 1).expect("node id")];
+            let answer = produce_to(addr, topic, records.clone());
+            match answer.error_code {
+                0 => return (answer.base_offset, leader),
+                6 | 19 => {}
+                code => panic!(
+                    "produce refused with {code}: {:?}\n{}",
+                    answer.error_message,
+                    logs(nodes)
+                ),
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no leader took the produce:\n{}",
+            logs(nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The leader of each partition of `topic`, once every partition has one.
@@ -1333,7 +1442,13 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 #[test]
 fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &FAST_LIVENESS);
+    // No automatic preferred election: only ElectLeaders moves leaders.
+    let extra: Vec<&str> = FAST_LIVENESS
+        .iter()
+        .copied()
+        .chain(["--auto-leader-rebalance-enable", "false"])
+        .collect();
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
     let topic = "elect";
     let created = create_replicated(kafka[0], topic, 3);
     assert_eq!(created.error_code, 0, "{:?}", created.error_message);

@@ -145,27 +145,13 @@ pub enum Command {
 /// What an applied command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    BrokerRegistered {
-        broker_epoch: u64,
-    },
-    BrokerFenced {
-        leaderships_moved: usize,
-    },
-    BrokerUnfenced {
-        leaderships_taken: usize,
-    },
-    TopicCreated {
-        topic_id: [u8; 16],
-    },
+    BrokerRegistered { broker_epoch: u64 },
+    BrokerFenced { leaderships_moved: usize },
+    BrokerUnfenced { leaderships_taken: usize },
+    TopicCreated { topic_id: [u8; 16] },
     TopicDeleted,
-    IsrAltered {
-        partition_epoch: i32,
-    },
-    /// One result per partition asked for (all partitions: those that
-    /// needed an election).
-    LeadersElected {
-        results: Vec<ElectionResult>,
-    },
+    IsrAltered { partition_epoch: i32 },
+    LeadersElected { results: Vec<ElectionResult> },
 }
 
 /// Why a command was refused. The state is unchanged after a refusal.

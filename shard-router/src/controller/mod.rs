@@ -4,6 +4,8 @@
 //! - `store`: the Raft log, vote and snapshots on disk.
 //! - `network`: Raft RPCs, forwarded commands and heartbeats over TCP.
 //! - `liveness`: broker heartbeats and fencing after the session timeout.
+//! - `rebalance`: which partitions automatic preferred-leader election
+//!   moves back to their preferred replica.
 //! - [`Controller`]: a handle to one controller node, which runs on a
 //!   dedicated thread with its own tokio runtime (openraft needs tokio;
 //!   glommio executors cannot poll tokio I/O). Shards reach it through the
@@ -15,6 +17,7 @@ mod liveness;
 pub mod metadata;
 mod network;
 mod node;
+mod rebalance;
 mod store;
 
 use openraft::BasicNode;
@@ -27,7 +30,9 @@ pub use metadata::{
 pub use node::{
     Controller, ControllerConfig, ControllerError, ControllerHandle, QuorumInfo, VoterInfo,
     DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS, DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+    DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS, DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
 };
+pub use rebalance::{preferred_elections, MAX_ELECTIONS_PER_CHECK};
 pub use store::{LogStore, StateMachineStore};
 
 /// openraft's node id: a Kafka node id, which the config keeps non-negative.

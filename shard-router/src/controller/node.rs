@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,8 +13,11 @@ use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::liveness::Liveness;
-use super::metadata::{BrokerRegistration, ClusterMetadata, Command, MetadataError};
+use super::metadata::{
+    BrokerRegistration, ClusterMetadata, Command, ElectionType, MetadataError, Outcome,
+};
 use super::network::{self, NetworkFactory};
+use super::rebalance::preferred_elections;
 use super::store::{LogStore, StateMachineStore};
 use super::{Raft, RaftNodeId, WriteError, WriteResult};
 use crate::ids::NodeId;
@@ -46,11 +50,23 @@ pub struct ControllerConfig {
     /// A broker without a heartbeat for this long is fenced and its
     /// leaderships move (Kafka's `broker.session.timeout.ms`).
     pub broker_session_timeout_ms: u64,
+    /// Whether the controller leader moves leaderships back to preferred
+    /// replicas on its own (Kafka's `auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance: bool,
+    /// How often it checks (Kafka's `leader.imbalance.check.interval.seconds`).
+    pub leader_imbalance_check_interval_ms: u64,
+    /// A broker's allowed share of non-preferred leaders, in percent (Kafka's
+    /// `leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 /// Kafka's defaults.
 pub const DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
+pub const DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE: u32 = 10;
+/// Kafka checks every 300 s; 10 s puts leaders back within seconds of a
+/// rolling restart's last node catching up.
+pub const DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS: u64 = 10_000;
 
 impl ControllerConfig {
     /// Timings that suit a LAN: heartbeats every 100 ms, elections after
@@ -65,6 +81,9 @@ impl ControllerConfig {
             election_timeout_max_ms: 600,
             broker_heartbeat_interval_ms: DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
             broker_session_timeout_ms: DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS,
+            leader_imbalance_per_broker_percentage: DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
         }
     }
 }
@@ -204,6 +223,11 @@ impl Controller {
         let loop_jobs = jobs_tx.clone();
         let loop_metadata = metadata.clone();
         let session_timeout_ms = config.broker_session_timeout_ms;
+        let rebalance = Rebalance {
+            enabled: config.auto_leader_rebalance,
+            interval_ms: config.leader_imbalance_check_interval_ms.max(1),
+            percentage: config.leader_imbalance_per_broker_percentage,
+        };
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -232,6 +256,7 @@ impl Controller {
                     },
                     loop_metadata,
                     session_timeout_ms,
+                    rebalance,
                     stop_rx,
                     ready_tx,
                 ));
@@ -470,6 +495,14 @@ struct Queue {
     rx: mpsc::Receiver<Job>,
 }
 
+/// Automatic preferred-leader election settings (see `rebalance.rs`).
+#[derive(Clone, Copy, Debug)]
+struct Rebalance {
+    enabled: bool,
+    interval_ms: u64,
+    percentage: u32,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     me: RaftNodeId,
@@ -481,6 +514,7 @@ async fn run(
     queue: Queue,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     session_timeout_ms: u64,
+    rebalance: Rebalance,
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::SyncSender<Result<Metrics, ControllerError>>,
 ) {
@@ -524,6 +558,10 @@ async fn run(
     let now_ms = || started.elapsed().as_millis() as u64;
     let mut liveness = Liveness::new(session_timeout_ms);
     let mut led_term = None;
+    // The next leader-imbalance check (while leading), and whether the
+    // elections of the last one are still being written.
+    let mut next_rebalance_ms = u64::MAX;
+    let rebalancing = Arc::new(AtomicBool::new(false));
     // Fence and unfence writes report back here when they end.
     let (settled_tx, mut settled) = mpsc::unbounded_channel::<NodeId>();
     let mut tick = tokio::time::interval(Duration::from_millis(
@@ -547,6 +585,7 @@ async fn run(
                 if leading && led_term != Some(term) {
                     liveness.lead(now_ms());
                     led_term = Some(term);
+                    next_rebalance_ms = now_ms() + rebalance.interval_ms;
                 } else if !leading && liveness.is_leading() {
                     liveness.follow();
                     led_term = None;
@@ -559,6 +598,17 @@ async fn run(
                         "no heartbeat from a broker within the session timeout: fencing it"
                     );
                     spawn_liveness_write(&raft, command, &settled_tx);
+                }
+                if rebalance.enabled
+                    && liveness.is_leading()
+                    && now_ms() >= next_rebalance_ms
+                    && !rebalancing.load(Ordering::Acquire)
+                {
+                    next_rebalance_ms = now_ms() + rebalance.interval_ms;
+                    let elections = preferred_elections(&current, rebalance.percentage);
+                    if !elections.is_empty() {
+                        spawn_rebalance_write(&raft, elections, &rebalancing);
+                    }
                 }
             }
             job = jobs.recv() => match job {
@@ -632,6 +682,47 @@ fn spawn_liveness_write(raft: &Raft, command: Command, settled: &mpsc::Unbounded
             Err(e) => tracing::warn!(error = %e, node = node.0, "broker liveness write failed"),
         }
         let _ = settled.send(node);
+    });
+}
+
+/// Writes the preferred elections of one imbalance check on the leader;
+/// `busy` is set until the write ends, so checks never overlap.
+fn spawn_rebalance_write(raft: &Raft, elections: Vec<(String, i32)>, busy: &Arc<AtomicBool>) {
+    tracing::info!(
+        partitions = elections.len(),
+        "leader imbalance: electing preferred leaders"
+    );
+    let command = Command::ElectLeaders {
+        election: ElectionType::Preferred,
+        partitions: Some(elections),
+    };
+    busy.store(true, Ordering::Release);
+    let raft = raft.clone();
+    let busy = busy.clone();
+    tokio::spawn(async move {
+        match network::write_local(&raft, command).await {
+            Ok(Outcome::LeadersElected { results }) => {
+                for r in results {
+                    match r.result {
+                        Ok(leader) => tracing::info!(
+                            topic = r.topic,
+                            partition = r.partition,
+                            leader = leader.0,
+                            "preferred leader elected"
+                        ),
+                        Err(e) => tracing::debug!(
+                            topic = r.topic,
+                            partition = r.partition,
+                            error = ?e,
+                            "preferred leader not elected"
+                        ),
+                    }
+                }
+            }
+            Ok(other) => tracing::warn!(?other, "unexpected outcome of a preferred election"),
+            Err(e) => tracing::warn!(error = %e, "preferred leader election write failed"),
+        }
+        busy.store(false, Ordering::Release);
     });
 }
 

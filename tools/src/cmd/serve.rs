@@ -191,6 +191,30 @@ pub struct ServeArgs {
     /// Key broker_session_timeout_ms, default 9000.
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
     broker_session_timeout_ms: Option<u64>,
+    /// Whether the controller moves partition leaderships back to their preferred
+    /// (first) replica on its own, as after a rolling restart (Kafka's
+    /// auto.leader.rebalance.enable). Key auto_leader_rebalance_enable, default true.
+    #[arg(long, env = "SLUICE_AUTO_LEADER_REBALANCE_ENABLE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    auto_leader_rebalance_enable: Option<bool>,
+    /// How often the controller leader checks for leaderships away from their
+    /// preferred replica, in ms (Kafka's leader.imbalance.check.interval.seconds,
+    /// default 300 s there). Key leader_imbalance_check_interval_ms, default 10000.
+    #[arg(
+        long,
+        env = "SLUICE_LEADER_IMBALANCE_CHECK_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    leader_imbalance_check_interval_ms: Option<u64>,
+    /// The share of a broker's preferred leaderships that may be elsewhere before the
+    /// controller moves them back, in percent (Kafka's
+    /// leader.imbalance.per.broker.percentage). Key
+    /// leader_imbalance_per_broker_percentage, default 10.
+    #[arg(
+        long,
+        env = "SLUICE_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE",
+        value_name = "PERCENT"
+    )]
+    leader_imbalance_per_broker_percentage: Option<u32>,
     /// Replication port of shard 0 in a cluster; shard N listens on this + N, on the
     /// listen address. 0 picks a free port per shard (peers learn it from the
     /// controller). Key replication_port, default 0.
@@ -309,6 +333,18 @@ impl ServeArgs {
         set(
             &mut c.broker_session_timeout_ms,
             &self.broker_session_timeout_ms,
+        );
+        set(
+            &mut c.auto_leader_rebalance_enable,
+            &self.auto_leader_rebalance_enable,
+        );
+        set(
+            &mut c.leader_imbalance_check_interval_ms,
+            &self.leader_imbalance_check_interval_ms,
+        );
+        set(
+            &mut c.leader_imbalance_per_broker_percentage,
+            &self.leader_imbalance_per_broker_percentage,
         );
         set(&mut c.replication_port, &self.replication_port);
         set(
@@ -529,6 +565,9 @@ fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Optio
         ControllerConfig::new(NodeId(c.node_id), voters, cfg.data_dir.join("controller"));
     config.broker_heartbeat_interval_ms = c.broker_heartbeat_interval_ms;
     config.broker_session_timeout_ms = c.broker_session_timeout_ms;
+    config.auto_leader_rebalance = c.auto_leader_rebalance_enable;
+    config.leader_imbalance_check_interval_ms = c.leader_imbalance_check_interval_ms;
+    config.leader_imbalance_per_broker_percentage = c.leader_imbalance_per_broker_percentage;
     let controller = Controller::start(config, listener).context("starting the controller")?;
     tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
     Ok(Some(controller))
