@@ -19,6 +19,7 @@ use crate::state::ShardState;
 
 pub mod admin;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod delete_groups;
 pub mod delete_records;
@@ -34,6 +35,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -74,6 +76,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -301,6 +305,12 @@ async fn handle(
         RequestBody::DeleteGroups(req) => {
             ResponseBody::DeleteGroups(delete_groups::handle(state, req).await)
         }
+        RequestBody::AlterPartitionReassignments(req) => ResponseBody::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(state, req).await,
+        ),
+        RequestBody::ListPartitionReassignments(req) => ResponseBody::ListPartitionReassignments(
+            list_partition_reassignments::handle(state, req),
+        ),
         other => unreachable_api(other),
     }
 }

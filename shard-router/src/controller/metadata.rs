@@ -76,6 +76,13 @@ pub struct PartitionState {
     pub partition_epoch: i32,
     /// In-sync replicas, in replica order; never empty.
     pub isr: Vec<NodeId>,
+    /// A reassignment in progress (Kafka's KIP-455): the nodes of `replicas`
+    /// it adds (outside the ISR until they catch up) ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    /// ... and those it removes once every target replica is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
 }
 
 impl PartitionState {
@@ -131,17 +138,40 @@ pub enum Command {
         leader_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Move a partition to `replicas` (KIP-455), replacing any reassignment
+    /// in progress; `None` cancels the one in progress.
+    AlterReassignment {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<NodeId>>,
+    },
 }
 
 /// What an applied command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    BrokerRegistered { broker_epoch: u64 },
-    BrokerFenced { leaderships_moved: usize },
-    BrokerUnfenced { leaderships_taken: usize },
-    TopicCreated { topic_id: [u8; 16] },
+    BrokerRegistered {
+        broker_epoch: u64,
+    },
+    BrokerFenced {
+        leaderships_moved: usize,
+    },
+    BrokerUnfenced {
+        leaderships_taken: usize,
+    },
+    TopicCreated {
+        topic_id: [u8; 16],
+    },
     TopicDeleted,
-    IsrAltered { partition_epoch: i32 },
+    IsrAltered {
+        partition_epoch: i32,
+    },
+    /// A reassignment was started, replaced or cancelled; `in_progress` is
+    /// false once nothing is left to do (it completed at once, or was
+    /// cancelled).
+    ReassignmentAltered {
+        in_progress: bool,
+    },
 }
 
 /// Why a command was refused. The state is unchanged after a refusal.
@@ -172,6 +202,10 @@ pub enum MetadataError {
     },
     #[error("invalid ISR: {0}")]
     InvalidIsr(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("no reassignment of partition {partition} of topic {topic:?} is in progress")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
 }
 
 /// The whole cluster metadata. Cloned wholesale to every shard on change.
@@ -211,7 +245,14 @@ impl ClusterMetadata {
                 leader,
                 leader_epoch,
                 isr,
-            } => self.alter_isr(topic, *partition, *leader, *leader_epoch, isr),
+            } => self
+                .alter_isr(topic, *partition, *leader, *leader_epoch, isr)
+                .map(|outcome| self.after_isr_change(topic, *partition, outcome)),
+            Command::AlterReassignment {
+                topic,
+                partition,
+                replicas,
+            } => self.alter_reassignment(topic, *partition, replicas.as_deref()),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()));
         outcome
@@ -403,6 +444,8 @@ impl ClusterMetadata {
                 replicas,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         self.topics.insert(
@@ -519,6 +562,7 @@ impl ClusterMetadata {
                         }
                     }
                 }
+                reassign::check(p).map_err(|e| format!("{at}: {e}"))?;
             }
         }
         Ok(())
@@ -676,5 +720,6 @@ impl Loads {
     }
 }
 
+mod reassign;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
 //! `sluice cluster describe`: cluster id, controller and brokers
 //! (DescribeCluster when the broker has it, Metadata otherwise).
+//! `sluice cluster reassign`: move partitions between brokers
+//! (AlterPartitionReassignments, ListPartitionReassignments).
 
 use clap::{Args, Subcommand};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
@@ -21,11 +23,24 @@ enum ClusterCommand {
     /// Show the cluster id, the controller, every broker (fenced ones too,
     /// marked) and topic counts.
     Describe,
+    /// Move a partition's replicas to other brokers, cancel such a move,
+    /// list the moves in progress, or move every replica off a broker
+    /// (drain it before removing it). The data is copied while producers
+    /// and consumers keep running; a move is done once every new replica
+    /// has caught up. Only replicated topics (created with a replication
+    /// factor above 1 in a cluster) can move.
+    Reassign(crate::cmd::reassign::ReassignArgs),
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut s = Session::connect(&args.client)?;
-    let ClusterCommand::Describe = args.command;
+    match args.command {
+        ClusterCommand::Describe => describe(&mut s),
+        ClusterCommand::Reassign(r) => crate::cmd::reassign::run(&mut s, r),
+    }
+}
+
+fn describe(s: &mut Session) -> anyhow::Result<()> {
     // (id, host:port, rack, fenced)
     let mut brokers: Vec<(i32, String, Option<String>, bool)>;
     let (cluster_id, controller) = if s.supports(ApiKey::DescribeCluster) {

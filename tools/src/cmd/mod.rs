@@ -6,5 +6,6 @@ pub mod config;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod reassign;
 pub mod serve;
 pub mod topic;
