@@ -644,9 +644,20 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
     }
 
     // Node 4 is no voter: it runs as a broker only, following the metadata
-    // through the voters.
+    // through the voters. It joins while an acks=all producer runs.
     let kafka4 = SocketAddr::from(([127, 0, 0, 4], free_port()));
     let listen4 = format!("127.0.0.4:{}", free_port());
+    let mut all = addrs.clone();
+    all.push(kafka4);
+    let mut paths = log_paths(&nodes);
+    paths.push(dir.path().join("n4").join("broker.log"));
+    let (stop, produced, producer) = spawn_producer(all, topic, paths.clone(), 100);
+    {
+        let mut p = produced.lock().expect("lock");
+        let b = backlog.into_inner().expect("lock");
+        p.acked.splice(0..0, b.acked);
+        p.attempted.extend(b.attempted);
+    }
     nodes.push(start(
         dir.path(),
         4,
@@ -654,7 +665,6 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
         kafka4,
         &["--controller-listen", &listen4],
     ));
-    let paths = log_paths(&nodes);
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
     for addr in &addrs {
         wait_until("node 4 registered and listed everywhere", &paths, || {
@@ -675,14 +685,6 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::AlterPartitionReassignments.as_i16()));
-
-    let (stop, produced, producer) = spawn_producer(addrs.clone(), topic, paths.clone(), 100);
-    {
-        let mut p = produced.lock().expect("lock");
-        let b = backlog.into_inner().expect("lock");
-        p.acked.splice(0..0, b.acked);
-        p.attempted.extend(b.attempted);
-    }
 
     // Voter 1 is drained: its replica moves to node 4 (the only broker
     // outside the partition), through the CLI, bootstrapped from node 4.
