@@ -229,10 +229,17 @@ impl Mode {
     fn cleaner(self) -> CleanerOptions {
         match self {
             Mode::Default => CleanerOptions {
-                io_chunk_bytes: env_or("SLUICE_BENCH_IO_CHUNK_BYTES", 1 << 20) as usize,
+                io_chunk_bytes: env_or(
+                    "SLUICE_BENCH_IO_CHUNK_BYTES",
+                    CleanerOptions::default().io_chunk_bytes as u64,
+                ) as usize,
                 ..CleanerOptions::default()
             },
-            _ => CleanerOptions::default(),
+            // The pacing of before, with its 1 MiB chunks.
+            _ => CleanerOptions {
+                io_chunk_bytes: 1 << 20,
+                ..CleanerOptions::default()
+            },
         }
     }
 }

@@ -61,7 +61,10 @@ pub const MAP_BYTES_PER_ENTRY: usize = 32;
 pub struct CleanerOptions {
     /// Memory of the key map; its capacity is this over [`MAP_BYTES_PER_ENTRY`].
     pub map_memory_bytes: usize,
-    /// Size of each read and write the cleaner issues.
+    /// Size of each read and write the cleaner issues. Each one can hold a
+    /// produce's `fdatasync` back for as long as it takes the disk, so
+    /// smaller is kinder to the data path: 256 KiB measured produce p99
+    /// +0.3 ms over no cleaner, 1 MiB +0.9-1.1 ms (`compaction_bench`).
     pub io_chunk_bytes: usize,
     /// Cap on one batch's decompressed records.
     pub max_decompressed_bytes: usize,
@@ -71,7 +74,7 @@ impl Default for CleanerOptions {
     fn default() -> Self {
         CleanerOptions {
             map_memory_bytes: 32 << 20,
-            io_chunk_bytes: 1 << 20,
+            io_chunk_bytes: 256 << 10,
             max_decompressed_bytes: sluice_records::DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
@@ -132,7 +135,7 @@ impl Default for PaceOptions {
 /// The default of [`PaceOptions::max_bytes_per_second`].
 pub const DEFAULT_MAX_BYTES_PER_SECOND: u64 = 100 << 20;
 /// The default of [`PaceOptions::min_bytes_per_second`].
-pub const DEFAULT_MIN_BYTES_PER_SECOND: u64 = 16 << 20;
+pub const DEFAULT_MIN_BYTES_PER_SECOND: u64 = 8 << 20;
 /// The default of [`PaceOptions::defer_wait`].
 pub const DEFAULT_DEFER_WAIT: Duration = Duration::from_micros(200);
 /// The default of [`PaceOptions::cpu_slice`]. With 1 ms slices (the first
@@ -148,6 +151,9 @@ pub const MAX_DEFER_WAIT: Duration = Duration::from_micros(500);
 pub struct PaceStats {
     /// Disk operations the cleaner issued (through [`Pace::before_io`]).
     pub ios: u64,
+    /// Bytes those operations read or wrote: the cleaner's progress during
+    /// a pass (the pass's own byte counts come only at its end).
+    pub io_bytes: u64,
     /// Of those, how many waited for the data path's I/O first.
     pub ios_deferred: u64,
     /// Of those, how many went while the data path's I/O was still in
@@ -204,6 +210,7 @@ impl RatePace {
 impl Pace for RatePace {
     async fn before_io(&mut self, bytes: u64) {
         self.stats.ios += 1;
+        self.stats.io_bytes += bytes;
         if !self.opts.defer_wait.is_zero() && crate::log::data_io_in_flight() > 0 {
             let start = Instant::now();
             let mut on_share = false;

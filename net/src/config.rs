@@ -30,6 +30,11 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
     /// when it is created (groups are spread over them).
     pub offsets_topic_partitions: i32,
+    /// Kafka's `offsets.topic.replication.factor`: replicas of each
+    /// `__consumer_offsets` partition in a cluster (capped by the number of
+    /// controller voters); the topic is created once that many brokers are
+    /// live. Without a controller the topic is local and this is unused.
+    pub offsets_topic_replication_factor: i16,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
     /// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
@@ -85,6 +90,7 @@ impl Default for BrokerConfig {
             tail_cache_bytes: 256 << 20,
             retention_check_interval_ms: 30_000,
             offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,

@@ -548,7 +548,7 @@ pub fn render(snaps: &[ShardSnapshot]) -> String {
         histogram(&mut out, name, "", &merged(snaps, get));
     }
 
-    let per_shard: [ShardSeries; 18] = [
+    let per_shard: [ShardSeries; 19] = [
         (
             "sluice_cleaner_passes_total",
             "counter",
@@ -596,6 +596,12 @@ pub fn render(snaps: &[ShardSnapshot]) -> String {
             "counter",
             "Disk reads, writes and syncs the log cleaner issued, by shard.",
             |s| s.cleaner.pace.ios as f64,
+        ),
+        (
+            "sluice_cleaner_io_bytes_total",
+            "counter",
+            "Bytes the log cleaner read and wrote, by shard (live, also during a pass).",
+            |s| s.cleaner.pace.io_bytes as f64,
         ),
         (
             "sluice_cleaner_deferred_ios_total",

@@ -377,9 +377,7 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                 }
                 (leader, current) => {
                     if let Some(old) = current {
-                        for (_, tx) in Replicas::stop(old) {
-                            let _ = tx.send(AckResult::NotLeader);
-                        }
+                        stop_role(s, &tp, old);
                     }
                     match leader {
                         Some(l) if l == me => {
@@ -419,6 +417,9 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                             }));
                             // A single-replica ISR commits on its own flushes.
                             on_leader_durable(s, &tp, &leading, durable);
+                            if tp.0 == crate::groups::OFFSETS_TOPIC {
+                                crate::groups::became_leader(s, p);
+                            }
                             Some(Role::Leader(leading))
                         }
                         Some(l) => {
@@ -464,10 +465,9 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
         .cloned()
         .collect();
     for tp in gone {
-        if let Some(old) = s.replicas.roles.borrow_mut().remove(&tp) {
-            for (_, tx) in Replicas::stop(old) {
-                let _ = tx.send(AckResult::NotLeader);
-            }
+        let old = s.replicas.roles.borrow_mut().remove(&tp);
+        if let Some(old) = old {
+            stop_role(s, &tp, old);
         }
     }
 }
@@ -476,11 +476,20 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
 /// ends before its log goes.
 pub fn forget(s: &ShardState, tp: &Tp) {
     if let Some(old) = s.replicas.roles.borrow_mut().remove(tp) {
-        for (_, tx) in Replicas::stop(old) {
-            let _ = tx.send(AckResult::NotLeader);
-        }
+        stop_role(s, tp, old);
     }
     s.replicas.high_watermarks.borrow_mut().remove(tp);
+}
+
+/// Ends a role: waiters of a leader get NOT_LEADER, and a coordinator of
+/// `__consumer_offsets` groups hands them over.
+fn stop_role(s: &ShardState, tp: &Tp, old: Role) {
+    if matches!(old, Role::Leader(_)) && tp.0 == crate::groups::OFFSETS_TOPIC {
+        crate::groups::lost_leadership(s, tp.1);
+    }
+    for (_, tx) in Replicas::stop(old) {
+        let _ = tx.send(AckResult::NotLeader);
+    }
 }
 
 fn replication_addr(
@@ -1233,6 +1242,30 @@ pub fn consumer_view(s: &ShardState, topic: &str, partition: i32) -> ConsumerVie
         Some(l) => ConsumerView::Leader(l),
         None => ConsumerView::NotLeader,
     }
+}
+
+/// A consumer request's view of the partition after Kafka's check of its
+/// `current_leader_epoch` (KIP-320) against the epoch this replica knows:
+/// its own as leader, its leader's as follower, 0 on a single node. Older is
+/// `FENCED_LEADER_EPOCH`, newer `UNKNOWN_LEADER_EPOCH`, -1 skips the check.
+/// The epoch is checked before leadership, as Kafka does, so a follower
+/// tells a client with a stale epoch that it is fenced.
+pub fn consumer_view_checked(
+    s: &ShardState,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<ConsumerView, ErrorCode> {
+    let view = consumer_view(s, topic, partition);
+    let known = match &view {
+        ConsumerView::Local => Some(crate::api::offset_for_leader_epoch::LEADER_EPOCH),
+        ConsumerView::Leader(l) => Some(l.borrow().state.epoch().0),
+        ConsumerView::NotLeader => s.replicas.follower(topic, partition).map(|f| f.epoch),
+    };
+    if let Some(known) = known {
+        crate::api::offset_for_leader_epoch::check_current_epoch(current_leader_epoch, known)?;
+    }
+    Ok(view)
 }
 
 /// Drops the batches at or past `high_watermark` from `chunks` (each chunk

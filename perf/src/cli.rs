@@ -40,7 +40,8 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub mode: Mode,
-    /// Any broker of the cluster; the others are found through Metadata.
+    /// Any broker of the cluster, or a comma-separated list of them (the
+    /// first that answers is used); the others are found through Metadata.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
     /// Topic to use; created (with --partitions) when missing.

@@ -137,11 +137,25 @@ pub fn read_frame(stream: &mut impl Read) -> std::io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
+/// Connects to `addr`, or to the first of a comma-separated list of
+/// addresses that answers (a bootstrap list, as Kafka clients take).
 fn connect(addr: &str) -> Result<TcpStream> {
-    let addrs: Vec<_> = addr
-        .to_socket_addrs()
-        .map_err(|e| PerfError::io(format!("cannot resolve {addr}"), e))?
-        .collect();
+    let mut addrs = Vec::new();
+    let mut unresolved = None;
+    for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match one.to_socket_addrs() {
+            Ok(resolved) => addrs.extend(resolved),
+            Err(e) => unresolved = Some(PerfError::io(format!("cannot resolve {one}"), e)),
+        }
+    }
+    if addrs.is_empty() {
+        return Err(unresolved.unwrap_or_else(|| {
+            PerfError::io(
+                format!("no address in {addr:?}"),
+                std::io::ErrorKind::InvalidInput.into(),
+            )
+        }));
+    }
     let mut last = None;
     for a in addrs {
         match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
@@ -719,6 +733,21 @@ mod tests {
     use sluice_codec::{decode_request, encode_response};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_bootstrap_list_connects_to_the_first_address_that_answers() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = listener.local_addr().unwrap();
+        // A port nothing listens on: bind one, then free it.
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = connect(&format!("no-such-host.invalid:9092, {dead},{good}")).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), good);
+        assert!(connect(&dead.to_string()).is_err());
+        assert!(connect(" , ").is_err());
+    }
 
     /// A fake broker: reads `n` requests, and only after all have arrived
     /// (so they were truly in flight together) answers each with the

@@ -211,6 +211,8 @@ class SluiceCluster:
 
     SIZE = 3
     LIVENESS = ["--broker-heartbeat-interval-ms", "200", "--broker-session-timeout-ms", "1500"]
+    # A small replicated __consumer_offsets, and groups that rebalance at once.
+    GROUPS = ["--offsets-topic-partitions", "6", "--group-initial-rebalance-delay-ms", "0"]
 
     def __init__(self, base_dir: Path, extra_args=()):
         hosts = [f"127.0.0.{n}" for n in range(1, self.SIZE + 1)]
@@ -218,7 +220,7 @@ class SluiceCluster:
         self.nodes = []
         for n, h in enumerate(hosts, 1):
             args = ["--node-id", str(n), "--controller-voters", voters, "--metrics-listen", "off",
-                    *self.LIVENESS, *extra_args]
+                    *self.LIVENESS, *self.GROUPS, *extra_args]
             self.nodes.append(SluiceBroker(Path(base_dir) / f"node{n}", free_port(host=h),
                                            shards=1, host=h, extra_args=args))
 

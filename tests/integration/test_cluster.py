@@ -11,6 +11,12 @@
   printed), the producer and the live consumer must go on, and checker.py must
   find no acknowledged record lost, duplicated or reordered, neither in what the
   live consumer saw nor in a full read afterwards (Java consumer).
+- test_group_coordinator_failover: a consumer group commits offsets through its
+  coordinator (the leader of its `__consumer_offsets` partition, replicated
+  RF=3); the coordinator's process is SIGKILLed. The group's coordinator must
+  move to another node, a new member of the group must resume exactly at the
+  committed offsets (nothing acknowledged by the commit lost), and commits
+  must work again.
 
 Sluice only (SluiceCluster in brokers.py); skipped for SLUICE_TEST_TARGET=kafka.
 Knobs: SLUICE_IT_CLUSTER_RATE (records/s, 2000), SLUICE_IT_FAILOVER_BOUND (s, 10).
@@ -235,3 +241,76 @@ def test_leader_sigkill_failover(cluster, tmp_path, timings):
     assert report.acked >= 4 * RATE, f"too few acknowledged records: {report.summary()}\n{last}"
     assert report.ok, f"full read: {report.summary()}"
     assert live_report.ok, f"live consumer: {live_report.summary()}"
+
+
+def _coordinator(admin, group):
+    """Node id of the group's coordinator (DescribeGroups via FindCoordinator), or None."""
+    try:
+        d = admin.describe_consumer_groups([group], request_timeout=3)[group].result(timeout=5)
+    except Exception:  # noqa: BLE001 - not available yet: ask again
+        return None
+    return d.coordinator.id if d.coordinator is not None else None
+
+
+@pytest.mark.timeout(180)
+def test_group_coordinator_failover(cluster, timings):
+    topic, group, partitions, count, committed_at = "coord-failover", "it-coord", 3, 3000, 400
+    _create_rf3(cluster, topic, partitions)
+    with timings.phase("produce"):
+        p = confluent_kafka.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                                      "enable.idempotence": True, "linger.ms": 5})
+        for i in range(count):
+            p.produce(topic, value=str(i).encode(), partition=i % partitions)
+        assert p.flush(30) == 0, "unacknowledged records"
+    tps = [confluent_kafka.TopicPartition(topic, n, committed_at) for n in range(partitions)]
+    with timings.phase("commit"):
+        c = confluent_kafka.Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                                      "enable.auto.commit": False, "reconnect.backoff.max.ms": 200})
+        try:
+            out = c.commit(offsets=tps, asynchronous=False)
+            assert all(t.error is None for t in out), out
+            got = c.committed([confluent_kafka.TopicPartition(topic, n) for n in range(partitions)],
+                              timeout=10)
+            assert [t.offset for t in got] == [committed_at] * partitions, got
+        finally:
+            c.close()
+    admin = _admin(cluster.bootstrap)
+    old = _wait("the group's coordinator", lambda: _coordinator(admin, group), 30, cluster)
+    survivors = [n for n in range(1, 4) if n != old]
+    bootstrap = ",".join(cluster.node(n).bootstrap for n in survivors)
+    t_kill = time.monotonic()
+    cluster.node(old).kill()
+    watch = _admin(bootstrap)
+    with timings.phase("coordinator-failover"):
+        new = _wait("a new coordinator", lambda: (n := _coordinator(watch, group)) not in (None, old)
+                    and n, 30, cluster)
+    moved = time.monotonic() - t_kill
+    # A new member of the group resumes at the committed offsets.
+    with timings.phase("resume"):
+        c = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+            "reconnect.backoff.max.ms": 200, "topic.metadata.refresh.interval.ms": 1000})
+        first = {}
+        seen = 0
+        try:
+            c.subscribe([topic])
+            t0 = time.monotonic()
+            while seen < count - partitions * committed_at and time.monotonic() - t0 < 60:
+                for m in c.consume(num_messages=1000, timeout=0.5):
+                    if m.error():
+                        continue
+                    first.setdefault(m.partition(), m.offset())
+                    seen += 1
+            resumed = time.monotonic() - t_kill
+            # Commits work again, through the new coordinator.
+            out = c.commit(offsets=[confluent_kafka.TopicPartition(topic, n, committed_at + 1)
+                                    for n in range(partitions)], asynchronous=False)
+            assert all(t.error is None for t in out), out
+        finally:
+            c.close()
+    print(f"\ncoordinator {old} SIGKILLed; node {new} coordinates after {moved:.2f} s; "
+          f"the group's new member read from {first} ({seen} records) {resumed:.2f} s after the kill")
+    assert first == {n: committed_at for n in range(partitions)}, \
+        f"did not resume at the committed offsets: {first}"
+    assert seen == count - partitions * committed_at, f"read {seen} records"

@@ -89,6 +89,7 @@ pub struct ServeConfig {
     pub spin_before_park_us: Option<u64>,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -198,6 +199,7 @@ impl Default for ServeConfig {
             spin_before_park_us: None,
             retention_check_interval_ms: broker.retention_check_interval_ms,
             offsets_topic_partitions: broker.offsets_topic_partitions,
+            offsets_topic_replication_factor: broker.offsets_topic_replication_factor,
             group_initial_rebalance_delay_ms: broker.group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms: broker.group_min_session_timeout_ms,
             group_max_session_timeout_ms: broker.group_max_session_timeout_ms,
@@ -475,6 +477,13 @@ impl ServeConfig {
                 "offsets_topic_partitions",
                 self.offsets_topic_partitions.to_string(),
                 &format!("must be between 1 and {MAX_DEFAULT_PARTITIONS}"),
+            ));
+        }
+        if !(1..=16).contains(&self.offsets_topic_replication_factor) {
+            return Err(invalid(
+                "offsets_topic_replication_factor",
+                self.offsets_topic_replication_factor.to_string(),
+                "must be between 1 and 16",
             ));
         }
         if self.group_min_session_timeout_ms < 1 {

@@ -27,9 +27,16 @@ use sluice_codec::describe_quorum_request::{
     DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
 };
 use sluice_codec::describe_quorum_response::PartitionData as QuorumState;
+use sluice_codec::elect_leaders_request::{
+    ElectLeadersRequest, TopicPartitions as ElectTopicPartitions,
+};
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
+use sluice_codec::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use sluice_codec::metadata_response::MetadataResponsePartition;
 use sluice_codec::offset_for_leader_epoch_request::{
     OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -91,6 +98,10 @@ fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) ->
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     if !extra.contains(&"--shards") {
         args.extend_from_slice(&["--shards", "1"]);
+    }
+    // A small replicated __consumer_offsets: every cluster creates one.
+    if !extra.contains(&"--offsets-topic-partitions") {
+        args.extend_from_slice(&["--offsets-topic-partitions", "3"]);
     }
     args.extend_from_slice(extra);
     let child = sluice_command(&args)
@@ -933,6 +944,83 @@ fn a_killed_leader_fails_over_to_an_in_sync_replica_and_loses_no_acknowledged_re
         epoch_end(follower, topic, epoch, 0).0,
         NOT_LEADER_OR_FOLLOWER
     );
+
+    // Fetch (v9+) and ListOffsets (v4+) check the client's leader epoch
+    // too (KIP-320): an older one is fenced, a newer one unknown, -1 and
+    // the current one are served; a follower fences a stale epoch before
+    // it says it does not lead.
+    assert_eq!(fetch_in_epoch(at_new, topic, 0), FENCED_LEADER_EPOCH);
+    assert_eq!(
+        fetch_in_epoch(at_new, topic, epoch + 1),
+        UNKNOWN_LEADER_EPOCH
+    );
+    assert_eq!(fetch_in_epoch(at_new, topic, epoch), 0);
+    assert_eq!(fetch_in_epoch(at_new, topic, -1), 0);
+    assert_eq!(fetch_in_epoch(follower, topic, 0), FENCED_LEADER_EPOCH);
+    assert_eq!(
+        fetch_in_epoch(follower, topic, epoch),
+        NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(epoch_end(follower, topic, 0, 0).0, FENCED_LEADER_EPOCH);
+    assert_eq!(latest_in_epoch(at_new, topic, 0).0, FENCED_LEADER_EPOCH);
+    assert_eq!(
+        latest_in_epoch(at_new, topic, epoch + 1).0,
+        UNKNOWN_LEADER_EPOCH
+    );
+    assert_eq!(latest_in_epoch(at_new, topic, epoch), (0, 40, epoch));
+}
+
+/// The error of a Fetch v12 of partition 0 of `topic` at offset 0 that
+/// names `current_leader_epoch`.
+fn fetch_in_epoch(addr: SocketAddr, topic: &str, current_leader_epoch: i32) -> i16 {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+                current_leader_epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match c.call(FETCH_VERSION, &body) {
+        ResponseBody::Fetch(mut r) => r.responses.remove(0).partitions.remove(0).error_code,
+        other => panic!("not a Fetch response: {other:?}"),
+    }
+}
+
+/// ListOffsets v7 latest of partition 0 of `topic` naming
+/// `current_leader_epoch`: (error, offset, leader epoch).
+fn latest_in_epoch(addr: SocketAddr, topic: &str, current_leader_epoch: i32) -> (i16, i64, i32) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        isolation_level: 0,
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition {
+                partition_index: 0,
+                current_leader_epoch,
+                timestamp: -1,
+            }],
+        }],
+        timeout_ms: 10_000,
+    });
+    match c.call(7, &body) {
+        ResponseBody::ListOffsets(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.offset, p.leader_epoch)
+        }
+        other => panic!("not a ListOffsets response: {other:?}"),
+    }
 }
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -1062,6 +1150,45 @@ fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins
     assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
 }
 
+/// Every partition of `topic` as Metadata v12 from `addr` lists it, replica
+/// order kept (the first replica is the preferred leader); None while the
+/// node cannot answer or has no such topic.
+fn partitions_of(addr: SocketAddr, topic: &str) -> Option<Vec<MetadataResponsePartition>> {
+    let mut c = client(addr)?;
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let t = r.topics.into_iter().next()?;
+    (t.error_code == 0 && !t.partitions.is_empty()).then_some(t.partitions)
+}
+
+/// Whether every partition of `topic` has all three replicas in its ISR.
+fn isrs_full(addr: SocketAddr, topic: &str) -> bool {
+    partitions_of(addr, topic).is_some_and(|ps| {
+        ps.iter().all(|p| {
+            let mut isr = p.isr_nodes.clone();
+            isr.sort_unstable();
+            isr == [1, 2, 3]
+        })
+    })
+}
+
+/// Whether every partition of `topic` is led by its first replica.
+fn preferred_leaders_lead(addr: SocketAddr, topic: &str) -> bool {
+    partitions_of(addr, topic).is_some_and(|ps| {
+        ps.iter()
+            .all(|p| p.leader_id >= 0 && p.replica_nodes.first() == Some(&p.leader_id))
+    })
+}
+
 /// The leader of each partition of `topic`, once every partition has one.
 fn partition_leaders(addr: SocketAddr, topic: &str) -> Option<Vec<i32>> {
     let mut c = client(addr)?;
@@ -1146,4 +1273,165 @@ fn replicas_on_every_shard_of_two_shard_nodes_replicate() {
         assert_eq!(fetched.high_watermark, 3, "partition {p}");
         assert_eq!(records_of(&fetched.records).len(), 3);
     }
+}
+
+/// ElectLeaders v2 of `partitions` of `topic` (None: every partition) from
+/// `addr`: (topic, partition, error) of each result.
+fn elect_leaders(
+    addr: SocketAddr,
+    election_type: i8,
+    partitions: Option<(&str, Vec<i32>)>,
+) -> Vec<(String, i32, i16)> {
+    let mut c = client(addr).expect("connect");
+    c.set_timeout(Duration::from_secs(20));
+    let body = RequestBody::ElectLeaders(ElectLeadersRequest {
+        election_type,
+        topic_partitions: partitions.map(|(t, ps)| {
+            vec![ElectTopicPartitions {
+                topic: t.into(),
+                partitions: ps,
+            }]
+        }),
+        timeout_ms: 15_000,
+    });
+    let ResponseBody::ElectLeaders(r) = c.call(2, &body) else {
+        panic!("ElectLeaders answered with another response");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result
+                .iter()
+                .map(|p| (t.topic.clone(), p.partition_id, p.error_code))
+        })
+        .collect()
+}
+
+/// `sluice cluster elect ARGS` against `addr`: (exit code, stdout).
+fn cli_elect(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let bootstrap = addr.to_string();
+    let mut all = vec!["cluster", "elect", "--bootstrap-server", bootstrap.as_str()];
+    all.extend_from_slice(args);
+    let out = sluice_command(&all)
+        .output()
+        .expect("run sluice cluster elect");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const ELECTION_NOT_NEEDED: i16 = 84;
+const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+#[test]
+fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &FAST_LIVENESS);
+    let topic = "elect";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
+
+    // Advertised, and nothing to do while the preferred replica leads.
+    let mut c = client(kafka[0]).expect("connect");
+    let v = c.api_versions();
+    assert!(
+        v.api_keys
+            .iter()
+            .any(|k| k.api_key == 43 && k.min_version == 0 && k.max_version == 2),
+        "ElectLeaders 0-2 in ApiVersions: {v:?}"
+    );
+    let mut first = None;
+    wait_until("the topic led by its preferred replica", &nodes, || {
+        first = partitions_of(kafka[0], topic).map(|ps| ps[0].clone());
+        first
+            .as_ref()
+            .is_some_and(|p| p.leader_id >= 0 && p.replica_nodes.first() == Some(&p.leader_id))
+    });
+    let first = first.expect("a partition");
+    let preferred = first.leader_id;
+    assert_eq!(
+        elect_leaders(kafka[0], 0, Some((topic, vec![0, 7]))),
+        vec![
+            (topic.to_string(), 0, ELECTION_NOT_NEEDED),
+            (topic.to_string(), 7, UNKNOWN_TOPIC_OR_PARTITION)
+        ]
+    );
+    assert_eq!(
+        elect_leaders(kafka[0], 0, None),
+        vec![],
+        "all: nothing needed"
+    );
+    let (code, out) = cli_elect(kafka[1], &["--topic", topic, "--partition", "0"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("elect-0: no election needed"), "{out}");
+
+    // The preferred leader stops: fenced, the leadership moves, and it
+    // cannot be elected while it is away.
+    let i = usize::try_from(preferred - 1).expect("node id");
+    let logs_now = logs(&nodes);
+    stop_cleanly(&mut nodes[i], || logs_now.clone());
+    let other = (1..=3).find(|&n| n != preferred).expect("another node");
+    wait_until("a new leader", &nodes, || {
+        partition_state(at(other), topic).is_some_and(|s| s.0 != preferred)
+    });
+    assert_eq!(
+        elect_leaders(at(other), 0, Some((topic, vec![0]))),
+        vec![(topic.to_string(), 0, PREFERRED_LEADER_NOT_AVAILABLE)]
+    );
+    let (code, out) = cli_elect(at(other), &["--topic", topic]);
+    assert_eq!(code, 1, "a failed election exits 1: {out}");
+    assert!(out.contains("PREFERRED_LEADER_NOT_AVAILABLE"), "{out}");
+    assert_eq!(
+        elect_leaders(at(other), 1, Some((topic, vec![0]))),
+        vec![(topic.to_string(), 0, ELECTION_NOT_NEEDED)],
+        "unclean: the partition has a leader"
+    );
+
+    // It returns and catches up; it follows until asked to lead.
+    nodes[i] = nodes[i].restart();
+    wait_until("the ISR whole again", &nodes, || {
+        isrs_full(at(other), topic)
+    });
+    let epoch_before = metadata_leader_epoch(at(other), topic);
+    assert_ne!(
+        partition_state(at(other), topic).map(|s| s.0),
+        Some(preferred)
+    );
+    let (code, out) = cli_elect(at(other), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("elect-0: leader elected (preferred)"), "{out}");
+    wait_until("every node lists the preferred leader", &nodes, || {
+        kafka.iter().all(|a| preferred_leaders_lead(*a, topic))
+    });
+    let epoch = metadata_leader_epoch(at(preferred), topic);
+    assert_eq!(
+        epoch,
+        epoch_before + 1,
+        "the election bumped the leader epoch"
+    );
+
+    // The replicas took their roles: the preferred replica takes acks=all
+    // produces (after its own catch-up as leader), the old epoch is fenced.
+    let (offset, leader) = produce_acked(&kafka, &nodes, topic, b"k", b"after the election");
+    assert_eq!(leader, preferred);
+    assert_eq!(offset, 0);
+    assert_eq!(
+        fetch_in_epoch(at(preferred), topic, epoch_before),
+        FENCED_LEADER_EPOCH
+    );
+    assert_eq!(fetch_in_epoch(at(preferred), topic, epoch), 0);
+    let (code, out) = cli_elect(at(preferred), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("no partition needed a preferred election"),
+        "{out}"
+    );
 }

@@ -457,6 +457,7 @@ fn cleaner_metrics_move_when_a_compacted_topic_is_cleaned() {
     for name in [
         "sluice_cleaner_passes_total",
         "sluice_cleaner_ios_total",
+        "sluice_cleaner_io_bytes_total",
         "sluice_cleaner_deferred_ios_total",
         "sluice_cleaner_deferred_seconds_total",
         "sluice_cleaner_throttled_seconds_total",
@@ -503,6 +504,11 @@ fn cleaner_metrics_move_when_a_compacted_topic_is_cleaned() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(over_shards(&after, "sluice_cleaner_ios_total") >= 2.0);
+    // Every read and write the pass made went through the pacing.
+    assert!(
+        over_shards(&after, "sluice_cleaner_io_bytes_total")
+            >= over_shards(&after, "sluice_cleaner_read_bytes_total")
+    );
     assert!(over_shards(&after, "sluice_cleaner_read_bytes_total") > 0.0);
     assert!(over_shards(&after, "sluice_cleaner_written_bytes_total") > 0.0);
     assert!(over_shards(&after, "sluice_cleaner_removed_records_total") > 0.0);

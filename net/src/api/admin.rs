@@ -115,7 +115,7 @@ const REPLICATED_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// its replicas; every node then installs it from the metadata
 /// (`replication::run`). `min.insync.replicas` defaults to 2 when there are
 /// three replicas or more, so that acks=all means two fsynced copies.
-async fn create_replicated(
+pub(crate) async fn create_replicated(
     state: &Rc<ShardState>,
     controller: &ControllerHandle,
     name: &str,

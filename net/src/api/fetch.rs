@@ -2,7 +2,9 @@
 //! the socket as they are, never joined), long polls that end at
 //! `min_bytes` or `max_wait_ms`. Fetch sessions (KIP-227) are declined by
 //! answering session id 0, which makes clients send full requests, as Kafka
-//! itself does when its session cache is full.
+//! itself does when its session cache is full. A partition's
+//! `current_leader_epoch` (v9+, KIP-320) is checked against the replica's
+//! epoch: `FENCED_LEADER_EPOCH` when older, `UNKNOWN_LEADER_EPOCH` when newer.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -26,6 +28,8 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The client's view of the leader epoch (KIP-320), -1 for none.
+    current_leader_epoch: i32,
 }
 
 /// The topics of a request as asked (name, id), each with its partitions to read.
@@ -45,8 +49,21 @@ async fn read_on_shard(
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
 ) -> Got {
-    let leading = match replication::consumer_view(&s, &topic, partition) {
+    let view = match replication::consumer_view_checked(&s, &topic, partition, current_leader_epoch)
+    {
+        Ok(view) => view,
+        Err(code) => {
+            return Got {
+                error: code.0,
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            }
+        }
+    };
+    let leading = match view {
         ConsumerView::Local => None,
         ConsumerView::Leader(l) => Some(l),
         ConsumerView::NotLeader => {
@@ -197,6 +214,7 @@ pub async fn handle(state: &Rc<ShardState>, req: FetchRequest, version: i16) -> 
                         partition: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        current_leader_epoch: p.current_leader_epoch,
                     }),
                 };
                 (p.partition, w)
@@ -216,11 +234,23 @@ pub async fn handle(state: &Rc<ShardState>, req: FetchRequest, version: i16) -> 
         for (_, _, parts) in &plan {
             for (_, w) in parts {
                 if let Ok(w) = w {
-                    let (topic, partition, offset, mb) =
-                        (w.topic.clone(), w.partition, w.offset, w.max_bytes);
+                    let (topic, partition, offset, mb, epoch) = (
+                        w.topic.clone(),
+                        w.partition,
+                        w.offset,
+                        w.max_bytes,
+                        w.current_leader_epoch,
+                    );
                     let owner = state.owner(&topic, partition);
                     reads.push(state.router.call(owner, move |s: &Rc<ShardState>| {
-                        Box::pin(read_on_shard(s.clone(), topic, partition, offset, mb))
+                        Box::pin(read_on_shard(
+                            s.clone(),
+                            topic,
+                            partition,
+                            offset,
+                            mb,
+                            epoch,
+                        ))
                     }));
                 }
             }

@@ -1,6 +1,7 @@
-//! FindCoordinator v0-v6 (batched keys in v4+). Every group's coordinator is
-//! this node (its shard is chosen inside the node); transaction coordinators
-//! do not exist in sluice.
+//! FindCoordinator v0-v6 (batched keys in v4+). A group's coordinator is
+//! this node (its shard is chosen inside the node), or in a cluster the
+//! leader of the group's `__consumer_offsets` partition; transaction
+//! coordinators do not exist in sluice.
 
 use std::rc::Rc;
 
@@ -28,11 +29,35 @@ fn find(state: &ShardState, key: &str, key_type: i8) -> Coordinator {
             "sluice has no transaction coordinator (transactions are not supported)",
         );
     }
-    if groups::offsets_partitions(state).is_none() {
+    let Some(partitions) = groups::offsets_partitions(state) else {
         return fail(
             ErrorCode::COORDINATOR_NOT_AVAILABLE,
             "the __consumer_offsets topic is not created yet",
         );
+    };
+    if let (true, Some(controller)) = (groups::replicated(state), &state.config.controller) {
+        let p = groups::partition_for(key, partitions);
+        let meta = controller.metadata();
+        let leader = meta
+            .topics
+            .get(groups::OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(usize::try_from(p).ok()?))
+            .and_then(|ps| ps.leader)
+            .and_then(|l| meta.brokers.get(&l).filter(|b| !b.fenced));
+        return match leader {
+            Some(b) => Coordinator {
+                key: key.to_string(),
+                node_id: b.registration.node.0,
+                host: b.registration.host.clone(),
+                port: i32::from(b.registration.port),
+                error_code: 0,
+                error_message: None,
+            },
+            None => fail(
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                &format!("partition {p} of __consumer_offsets has no leader"),
+            ),
+        };
     }
     Coordinator {
         key: key.to_string(),

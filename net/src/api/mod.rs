@@ -27,6 +27,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -78,6 +79,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -311,6 +313,9 @@ async fn handle(
         RequestBody::ListPartitionReassignments(req) => ResponseBody::ListPartitionReassignments(
             list_partition_reassignments::handle(state, req),
         ),
+        RequestBody::ElectLeaders(req) => {
+            ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
+        }
         other => unreachable_api(other),
     }
 }

@@ -89,15 +89,17 @@ async fn lookup(
     // A replicated partition answers only on its leader, in the leader's
     // current epoch (a consumer validates its position against the new leader
     // after a failover, asking with the epoch Metadata gave it).
-    let leader_epoch = match replication::consumer_view(&s, &topic, partition) {
-        ConsumerView::Local => LEADER_EPOCH,
-        ConsumerView::Leader(l) => l.borrow().state.epoch().0,
-        ConsumerView::NotLeader => return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
-    };
+    // The client's current epoch is checked first (a follower fences a
+    // stale one too), then leadership.
+    let leader_epoch =
+        match replication::consumer_view_checked(&s, &topic, partition, current_epoch)? {
+            ConsumerView::Local => LEADER_EPOCH,
+            ConsumerView::Leader(l) => l.borrow().state.epoch().0,
+            ConsumerView::NotLeader => return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+        };
     let Some(log) = s.log(&topic, partition) else {
         return Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    check_current_epoch(current_epoch, leader_epoch)?;
     let l = log.borrow();
     let entries = epoch_entries(
         l.leader_epochs(),

@@ -19,11 +19,11 @@ pub mod group;
 pub mod storage;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
+use shard_router::replication::AckResult;
 use shard_router::ShardId;
 use sluice_codec::ErrorCode;
 use sluice_records::{BatchBuilder, BatchIter, Compression};
@@ -70,6 +70,13 @@ pub struct Coordinator {
     loaded: HashSet<i32>,
     /// Every partition of this shard was replayed (or failed to).
     load_done: bool,
+    /// In a cluster: partitions this shard leads and is replaying, with the
+    /// generation of the load (a leadership lost meanwhile voids it).
+    loading: HashMap<i32, u64>,
+    generation: u64,
+    /// `__consumer_offsets` is replicated: groups of a partition this shard
+    /// does not lead get NOT_COORDINATOR, not COORDINATOR_LOAD_IN_PROGRESS.
+    cluster: bool,
     pub cfg: GroupConfig,
 }
 
@@ -79,6 +86,9 @@ impl Coordinator {
             groups: HashMap::new(),
             loaded: HashSet::new(),
             load_done: false,
+            loading: HashMap::new(),
+            generation: 0,
+            cluster: false,
             cfg: GroupConfig {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -103,6 +113,9 @@ impl Coordinator {
         f: impl FnOnce(&mut Group, &GroupConfig) -> R,
     ) -> Result<R, ErrorCode> {
         if !self.loaded.contains(&partition) {
+            if self.cluster && !self.loading.contains_key(&partition) {
+                return Err(ErrorCode::NOT_COORDINATOR);
+            }
             return Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         }
         if !self.groups.contains_key(group_id) {
@@ -211,21 +224,39 @@ where
 
 /// Appends records to a partition of `__consumer_offsets` (on this shard) now,
 /// returning the wait until they are durable per the topic's flush policy.
+///
+/// In a cluster the offsets topic is replicated: only the partition's leader
+/// appends (NOT_COORDINATOR elsewhere), in its leader epoch, and the wait
+/// ends when the high watermark passes the records (Kafka writes group
+/// records with acks=all), so a coordinator that fails over never loses a
+/// commit it acknowledged.
 pub fn append(
-    s: &ShardState,
+    s: &Rc<ShardState>,
     partition: i32,
     records: &[(Vec<u8>, Option<Vec<u8>>)],
-) -> Result<impl Future<Output = Result<(), ErrorCode>> + 'static, ErrorCode> {
+) -> Result<LocalBoxFuture<'static, Result<(), ErrorCode>>, ErrorCode> {
     let log = s
         .log(OFFSETS_TOPIC, partition)
         .ok_or(ErrorCode::NOT_COORDINATOR)?;
+    let leading = if replicated(s) {
+        let Some(l) = s.replicas.leader(OFFSETS_TOPIC, partition) else {
+            return Err(ErrorCode::NOT_COORDINATOR);
+        };
+        if l.borrow().state.check_produce(true).is_err() {
+            return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        }
+        Some(l)
+    } else {
+        None
+    };
     let now = now_ms();
     let mut b = BatchBuilder::new(Compression::None);
     for (k, v) in records {
         b.push(now, Some(k), v.as_deref(), &[]);
     }
     let batch = b.build();
-    let appended = log.borrow_mut().append(&batch, 0, now);
+    let epoch = leading.as_ref().map_or(0, |l| l.borrow().state.epoch().0);
+    let appended = log.borrow_mut().append(&batch, epoch, now);
     let a = appended.map_err(|e| {
         tracing::warn!(partition, error = %e, "could not append to {OFFSETS_TOPIC}");
         match e {
@@ -234,18 +265,46 @@ pub fn append(
         }
     })?;
     s.mark_dirty(&log);
+    if let Some(l) = &leading {
+        crate::replication::on_leader_appended(l, log.borrow().log_end_offset());
+    }
     let visible = log.borrow_mut().wait_visible(a.last_offset + 1);
-    Ok(async move {
-        visible.await.map_err(|e| {
+    let s = s.clone();
+    Ok(Box::pin(async move {
+        let failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(partition, error = %e, "{OFFSETS_TOPIC} write failed");
             ErrorCode::COORDINATOR_NOT_AVAILABLE
-        })
-    })
+        };
+        visible.await.map_err(|e| failed(&e))?;
+        let Some(l) = leading else {
+            return Ok(());
+        };
+        let tp = (OFFSETS_TOPIC.to_string(), partition);
+        engine::recovery::checkpoint_leader_epochs(&log)
+            .await
+            .map_err(|e| failed(&e))?;
+        let durable = log.borrow().visible_offset();
+        crate::replication::on_leader_durable(&s, &tp, &l, durable);
+        let committed = crate::replication::wait_committed(&s, &tp, &l, a.last_offset + 1);
+        match committed.await.unwrap_or(AckResult::NotLeader) {
+            AckResult::Committed => Ok(()),
+            AckResult::NotEnoughReplicasAfterAppend => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+            AckResult::NotLeader => Err(ErrorCode::NOT_COORDINATOR),
+        }
+    }))
+}
+
+/// `__consumer_offsets` is a replicated topic (in a cluster): groups live on
+/// the leader of their partition.
+pub fn replicated(s: &ShardState) -> bool {
+    s.topics()
+        .get(OFFSETS_TOPIC)
+        .is_some_and(|t| t.is_replicated())
 }
 
 /// Writes the metadata of groups that changed (not awaited: a lost group
 /// record only makes members rejoin; offsets are written by their commits).
-pub fn persist_dirty(s: &ShardState) {
+pub fn persist_dirty(s: &Rc<ShardState>) {
     let Some(n) = offsets_partitions(s) else {
         return;
     };
@@ -283,12 +342,19 @@ pub async fn run(s: Rc<ShardState>) {
     };
     let t0 = now_ms();
     let mut groups_loaded = 0;
+    let cluster = replicated(&s);
+    s.groups.borrow_mut().cluster = cluster;
     for p in 0..partitions {
-        if s.owner(OFFSETS_TOPIC, p) != s.shard {
+        // In a cluster a partition is replayed when this shard becomes its
+        // leader (`became_leader`), not at start.
+        if cluster || s.owner(OFFSETS_TOPIC, p) != s.shard {
             continue;
         }
         match load_partition(&s, p).await {
-            Ok(n) => groups_loaded += n,
+            Ok(loaded) => {
+                groups_loaded += loaded.len();
+                s.groups.borrow_mut().groups.extend(loaded);
+            }
             Err(e) => {
                 // Refuse the partition's groups rather than serve them without
                 // their offsets.
@@ -327,22 +393,89 @@ pub async fn run(s: Rc<ShardState>) {
     }
 }
 
+/// The offsets topic's configs (Kafka's offsets.topic settings).
+fn offsets_topic_configs() -> std::collections::BTreeMap<String, String> {
+    let mut configs = std::collections::BTreeMap::new();
+    // Compaction bounds this topic: commits never expire by time, only when
+    // superseded or deleted.
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+    configs.insert("retention.ms".to_string(), "-1".to_string());
+    configs.insert("retention.bytes".to_string(), "-1".to_string());
+    configs.insert(
+        "max.message.bytes".to_string(),
+        OFFSETS_MAX_MESSAGE_BYTES.to_string(),
+    );
+    configs
+}
+
+/// In a cluster, every node's shard 0 asks the controller for the replicated
+/// offsets topic once `offsets_topic_replication_factor` brokers are live
+/// (Kafka waits the same way); the first to get there creates it, the others
+/// find it exists. Until then groups get COORDINATOR_NOT_AVAILABLE.
+async fn ensure_replicated_offsets_topic(
+    s: &Rc<ShardState>,
+    controller: &shard_router::controller::ControllerHandle,
+) {
+    let rf = s.config.offsets_topic_replication_factor.max(1);
+    let mut waited_logged = false;
+    while !s.shutdown.is_set() && offsets_partitions(s).is_none() {
+        let meta = controller.metadata();
+        if meta.topics.contains_key(OFFSETS_TOPIC) {
+            // Created: the topic table gets it from the metadata.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let live = meta.live_brokers().count();
+        if live < usize::try_from(rf).unwrap_or(usize::MAX) {
+            if !waited_logged {
+                waited_logged = true;
+                tracing::info!(
+                    live,
+                    replication_factor = rf,
+                    "waiting for enough live brokers to create {OFFSETS_TOPIC}"
+                );
+            }
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let r = crate::api::admin::create_replicated(
+            s,
+            controller,
+            OFFSETS_TOPIC,
+            s.config.offsets_topic_partitions,
+            rf,
+            offsets_topic_configs(),
+            false,
+        )
+        .await;
+        match r {
+            Ok(_) => {
+                tracing::info!(
+                    partitions = s.config.offsets_topic_partitions,
+                    replication_factor = rf,
+                    "created {OFFSETS_TOPIC}"
+                );
+                return;
+            }
+            Err((code, _)) if code == ErrorCode::TOPIC_ALREADY_EXISTS.0 => return,
+            Err((code, msg)) => {
+                tracing::warn!(code, msg, "cannot create {OFFSETS_TOPIC} yet; retrying");
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 async fn ensure_offsets_topic(s: &Rc<ShardState>) {
+    if let Some(controller) = s.config.controller.clone() {
+        return ensure_replicated_offsets_topic(s, &controller).await;
+    }
     for attempt in 0..10u32 {
         if s.shutdown.is_set() || offsets_partitions(s).is_some() {
             return;
         }
-        let mut configs = std::collections::BTreeMap::new();
-        // Compaction bounds this topic (Kafka's offsets.topic settings):
-        // commits never expire by time, only when superseded or deleted.
-        configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
-        configs.insert("retention.ms".to_string(), "-1".to_string());
-        configs.insert("retention.bytes".to_string(), "-1".to_string());
-        configs.insert(
-            "max.message.bytes".to_string(),
-            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
-        );
+        let configs = offsets_topic_configs();
         let topic = crate::api::admin::NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: s.config.offsets_topic_partitions,
@@ -366,8 +499,11 @@ async fn ensure_offsets_topic(s: &Rc<ShardState>) {
     }
 }
 
-/// Replays one partition into this shard's groups; returns the groups found.
-async fn load_partition(s: &Rc<ShardState>, partition: i32) -> Result<usize, String> {
+/// Replays one partition; returns the groups found.
+async fn load_partition(
+    s: &Rc<ShardState>,
+    partition: i32,
+) -> Result<Vec<(String, Group)>, String> {
     let log = s
         .log(OFFSETS_TOPIC, partition)
         .ok_or_else(|| format!("partition {partition} is not on this shard"))?;
@@ -451,8 +587,7 @@ async fn load_partition(s: &Rc<ShardState>, partition: i32) -> Result<usize, Str
     let now = now_ms();
     let mut names: HashSet<String> = metas.keys().cloned().collect();
     names.extend(offsets.keys().cloned());
-    let mut c = s.groups.borrow_mut();
-    let mut n = 0;
+    let mut loaded = Vec::new();
     for name in names {
         let mut g = match metas.remove(&name).flatten() {
             Some(stored) => storage::restore_group(name.clone(), stored, now),
@@ -464,15 +599,81 @@ async fn load_partition(s: &Rc<ShardState>, partition: i32) -> Result<usize, Str
         if g.is_disposable() {
             continue;
         }
-        c.groups.insert(name, g);
-        n += 1;
+        loaded.push((name, g));
     }
-    Ok(n)
+    Ok(loaded)
+}
+
+/// In a cluster: this shard became the leader of `partition` of
+/// `__consumer_offsets`, so it coordinates the partition's groups once it
+/// has replayed the partition (they answer COORDINATOR_LOAD_IN_PROGRESS
+/// until then). Kafka's coordinator moves with the partition leader the
+/// same way.
+pub fn became_leader(s: &Rc<ShardState>, partition: i32) {
+    let generation = {
+        let mut c = s.groups.borrow_mut();
+        c.cluster = true;
+        c.generation += 1;
+        c.loaded.remove(&partition);
+        let g = c.generation;
+        c.loading.insert(partition, g);
+        g
+    };
+    let s = s.clone();
+    glommio::spawn_local(async move {
+        let t0 = now_ms();
+        let result = load_partition(&s, partition).await;
+        let mut c = s.groups.borrow_mut();
+        if c.loading.get(&partition) != Some(&generation) {
+            // Leadership moved on while loading.
+            return;
+        }
+        c.loading.remove(&partition);
+        match result {
+            Ok(loaded) => {
+                let n = loaded.len();
+                c.groups.extend(loaded);
+                c.loaded.insert(partition);
+                tracing::info!(partition, groups = n, ms = now_ms() - t0, "coordinating the groups of {OFFSETS_TOPIC} partition");
+            }
+            Err(e) => {
+                tracing::error!(partition, error = %e, "cannot load {OFFSETS_TOPIC}; its groups stay unavailable");
+            }
+        }
+    })
+    .detach();
+}
+
+/// In a cluster: this shard no longer leads `partition` of
+/// `__consumer_offsets`: its groups go (members waiting get NOT_COORDINATOR
+/// and find the new coordinator).
+pub fn lost_leadership(s: &ShardState, partition: i32) {
+    let Some(n) = offsets_partitions(s) else {
+        return;
+    };
+    let mut c = s.groups.borrow_mut();
+    c.loaded.remove(&partition);
+    c.loading.remove(&partition);
+    let gone: Vec<String> = c
+        .groups
+        .keys()
+        .filter(|g| partition_for(g, n) == partition)
+        .cloned()
+        .collect();
+    for id in gone {
+        if let Some(mut g) = c.groups.remove(&id) {
+            g.fail_waiters(ErrorCode::NOT_COORDINATOR);
+        }
+    }
+    tracing::info!(
+        partition,
+        "no longer coordinating the groups of {OFFSETS_TOPIC} partition"
+    );
 }
 
 /// Expires offsets (retention of empty groups, deleted topics) and drops
 /// empty groups with nothing left, writing tombstones for both.
-fn sweep(s: &ShardState, now: i64, partitions: i32) {
+fn sweep(s: &Rc<ShardState>, now: i64, partitions: i32) {
     let table = s.topics();
     let mut records: HashMap<i32, Records> = HashMap::new();
     {

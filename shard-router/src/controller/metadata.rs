@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, ShardId};
 
+mod election;
+pub use election::{ElectionError, ElectionResult, ElectionType};
+
 /// Most partitions one topic may have; bounds the work of one command.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 /// Most shards a broker may declare.
@@ -145,6 +148,12 @@ pub enum Command {
         partition: i32,
         replicas: Option<Vec<NodeId>>,
     },
+    /// Elect leaders (Kafka's ElectLeaders, see `election.rs`): of these
+    /// (topic, partition)s, or of every partition when `None`.
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What an applied command produced.
@@ -171,6 +180,11 @@ pub enum Outcome {
     /// cancelled).
     ReassignmentAltered {
         in_progress: bool,
+    },
+    /// One result per partition asked for (all partitions: those that
+    /// needed an election).
+    LeadersElected {
+        results: Vec<ElectionResult>,
     },
 }
 
@@ -253,6 +267,10 @@ impl ClusterMetadata {
                 partition,
                 replicas,
             } => self.alter_reassignment(topic, *partition, replicas.as_deref()),
+            Command::ElectLeaders {
+                election,
+                partitions,
+            } => Ok(self.elect_leaders(*election, partitions.as_deref())),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()));
         outcome

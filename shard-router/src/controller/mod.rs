@@ -21,8 +21,8 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 pub use metadata::{
-    Broker, BrokerRegistration, ClusterMetadata, Command, MetadataError, Outcome, PartitionState,
-    Replica, TopicState,
+    Broker, BrokerRegistration, ClusterMetadata, Command, ElectionError, ElectionResult,
+    ElectionType, MetadataError, Outcome, PartitionState, Replica, TopicState,
 };
 pub use node::{
     Controller, ControllerConfig, ControllerError, ControllerHandle, QuorumInfo, VoterInfo,

@@ -1,5 +1,6 @@
 //! `sluice cluster describe`: cluster id, controller and brokers
-//! (DescribeCluster when the broker has it, Metadata otherwise).
+//! (DescribeCluster when the broker has it, Metadata otherwise);
+//! `sluice cluster elect`: leader elections (see `elect.rs`);
 //! `sluice cluster reassign`: move partitions between brokers
 //! (AlterPartitionReassignments, ListPartitionReassignments).
 
@@ -8,6 +9,7 @@ use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 
 use crate::cmd::config::{describe_error, runtime_error, ClientArgs, Session};
+use crate::cmd::elect::ElectArgs;
 
 #[derive(Args, Debug)]
 #[command(after_help = crate::cmd::config::EXIT_CODES_HELP)]
@@ -30,12 +32,18 @@ enum ClusterCommand {
     /// has caught up. Only replicated topics (created with a replication
     /// factor above 1 in a cluster) can move.
     Reassign(crate::cmd::reassign::ReassignArgs),
+    /// Elect partition leaders: move leaderships back to the preferred
+    /// (first) replica, or give a partition whose in-sync replicas are all
+    /// down an out-of-sync leader (unclean, loses records). Without --topic,
+    /// every partition; only partitions that needed an election are listed.
+    Elect(ElectArgs),
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut s = Session::connect(&args.client)?;
     match args.command {
         ClusterCommand::Describe => describe(&mut s),
+        ClusterCommand::Elect(elect) => crate::cmd::elect::run(&mut s, &elect),
         ClusterCommand::Reassign(r) => crate::cmd::reassign::run(&mut s, r),
     }
 }

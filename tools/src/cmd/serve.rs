@@ -108,7 +108,7 @@ pub struct ServeArgs {
     /// Guaranteed I/O rate of each shard's log cleaner while the shard's produce
     /// and fetch disk I/O is in flight (it otherwise defers its I/O to theirs), 0
     /// to wait for an idle data path. Key log_cleaner_io_min_bytes_per_second,
-    /// default 16777216.
+    /// default 8388608.
     #[arg(
         long,
         env = "SLUICE_LOG_CLEANER_IO_MIN_BYTES_PER_SECOND",
@@ -124,6 +124,16 @@ pub struct ServeArgs {
     /// offsets.topic.num.partitions). Key offsets_topic_partitions, default 50.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
     offsets_topic_partitions: Option<i32>,
+    /// Replicas of each __consumer_offsets partition in a cluster (Kafka's
+    /// offsets.topic.replication.factor, capped by the number of controller
+    /// voters); the topic is created once that many brokers are live. Key
+    /// offsets_topic_replication_factor, default 3.
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        value_name = "N"
+    )]
+    offsets_topic_replication_factor: Option<i16>,
     /// How long a new group waits for more members before its first rebalance, in ms
     /// (Kafka's group.initial.rebalance.delay.ms). Key group_initial_rebalance_delay_ms,
     /// default 3000.
@@ -243,6 +253,10 @@ impl ServeArgs {
         set(
             &mut c.offsets_topic_partitions,
             &self.offsets_topic_partitions,
+        );
+        set(
+            &mut c.offsets_topic_replication_factor,
+            &self.offsets_topic_replication_factor,
         );
         set(&mut c.log_cleaner_backoff_ms, &self.log_cleaner_backoff_ms);
         set(
@@ -367,6 +381,7 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
             .expect("validate() checked tail_cache_bytes fits"),
         retention_check_interval_ms: c.retention_check_interval_ms,
         offsets_topic_partitions: c.offsets_topic_partitions,
+        offsets_topic_replication_factor: c.offsets_topic_replication_factor,
         group_initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
         group_min_session_timeout_ms: c.group_min_session_timeout_ms,
         group_max_session_timeout_ms: c.group_max_session_timeout_ms,
@@ -383,8 +398,14 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         ..BrokerConfig::default()
     };
     let controller = start_controller(&c, &cfg)?;
+    // More replicas than voters could never be placed (Kafka would wait
+    // forever): a cluster of fewer nodes gets one replica on each.
+    let voters = c.controller().ok().flatten().map_or(1, |s| s.voters.len());
     let cfg = BrokerConfig {
         controller: controller.as_ref().map(Controller::handle),
+        offsets_topic_replication_factor: c
+            .offsets_topic_replication_factor
+            .min(i16::try_from(voters).unwrap_or(i16::MAX)),
         ..cfg
     };
     let runtime = RuntimeConfig {

@@ -5,6 +5,8 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
