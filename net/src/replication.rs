@@ -66,6 +66,13 @@ pub struct Leading {
     /// Tasks to wake when data becomes durable, the high watermark moves or
     /// a follower subscribes (senders, long polls).
     wake: Vec<oneshot::Sender<()>>,
+    /// The role ended: a produce whose append finished later must not wait
+    /// on it for a commit that will never come.
+    resigned: bool,
+    /// Each follower's current stream (its sender's stop flag): a follower
+    /// that reconnects subscribes on a new connection before the old one is
+    /// noticed closed, and the old one's end must not undo the new stream.
+    streams: HashMap<NodeId, Rc<Cell<bool>>>,
 }
 
 impl Leading {
@@ -141,6 +148,7 @@ impl Replicas {
             Role::Leader(l) => {
                 let mut l = l.borrow_mut();
                 let _ = l.state.resign();
+                l.resigned = true;
                 l.wake_all();
                 l.waiters.drain().collect()
             }
@@ -213,6 +221,10 @@ pub fn wait_committed(
     end_offset: i64,
 ) -> oneshot::Receiver<AckResult> {
     let (tx, rx) = oneshot::channel();
+    if leading.borrow().resigned {
+        let _ = tx.send(AckResult::NotLeader);
+        return rx;
+    }
     let out = {
         let mut l = leading.borrow_mut();
         let id = l.next_ack;
@@ -338,9 +350,20 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                 {
                     let changed = leading.borrow().partition_epoch != ps.partition_epoch;
                     if changed {
+                        let replicas: Vec<NodeId> = ps.replicas.iter().map(|r| r.node).collect();
                         let out = {
                             let mut lg = leading.borrow_mut();
                             lg.partition_epoch = ps.partition_epoch;
+                            // A reassignment adds or removes followers.
+                            if !replicas.iter().all(|&r| r == me || lg.state.is_follower(r)) {
+                                tracing::info!(
+                                    topic = name,
+                                    partition = p,
+                                    ?replicas,
+                                    "replicas changed"
+                                );
+                            }
+                            lg.state.set_replicas(&replicas);
                             lg.state.on_isr_committed(&ps.isr, now)
                         };
                         handle_outputs(s, &tp, &leading, out);
@@ -389,6 +412,8 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                                 next_ack: 0,
                                 durable: -1,
                                 wake: Vec::new(),
+                                resigned: false,
+                                streams: HashMap::new(),
                             }));
                             // A single-replica ISR commits on its own flushes.
                             on_leader_durable(s, &tp, &leading, durable);
@@ -445,6 +470,15 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
             stop_role(s, &tp, old);
         }
     }
+}
+
+/// This shard stops holding `tp` (a reassignment moved it away): its role
+/// ends before its log goes.
+pub fn forget(s: &ShardState, tp: &Tp) {
+    if let Some(old) = s.replicas.roles.borrow_mut().remove(tp) {
+        stop_role(s, tp, old);
+    }
+    s.replicas.high_watermarks.borrow_mut().remove(tp);
 }
 
 /// Ends a role: waiters of a leader get NOT_LEADER, and a coordinator of
@@ -541,9 +575,9 @@ pub async fn run(s: Rc<ShardState>) {
 async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<ClusterMetadata>) {
     let table = s.topics();
     let up_to_date = meta.topics.iter().all(|(name, t)| {
-        table
-            .get(name)
-            .is_some_and(|m| m.id.as_bytes() == &t.topic_id || !m.is_replicated())
+        table.get(name).is_some_and(|m| {
+            (m.id.as_bytes() == &t.topic_id && m.replicas == placement(t)) || !m.is_replicated()
+        })
     }) && table
         .topics
         .values()
@@ -559,25 +593,26 @@ async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<Clu
             .retain(|name, m| !m.is_replicated() || meta.topics.contains_key(name));
         for (name, t) in &meta.topics {
             match table.get(name) {
-                Some(m) if m.id.as_bytes() == &t.topic_id => continue,
+                Some(m) if m.id.as_bytes() == &t.topic_id && m.replicas == placement(t) => continue,
                 Some(m) if !m.is_replicated() => {
                     tracing::warn!(topic = name, "a topic of this node alone has the name of a cluster topic; the cluster topic is not served here");
                     continue;
                 }
                 _ => {}
             }
-            let replicas = t
-                .partitions
-                .iter()
-                .map(|p| p.replicas.iter().map(|r| (r.node.0, r.shard.0)).collect())
-                .collect();
+            let replicas = placement(t);
+            // A reassigned topic keeps the configs changed on this node.
+            let configs = table
+                .get(name)
+                .filter(|m| m.id.as_bytes() == &t.topic_id)
+                .map_or_else(|| t.configs.clone(), |m| m.configs.clone());
             table.topics.insert(
                 name.clone(),
                 TopicMeta {
                     name: name.clone(),
                     id: uuid::Uuid::from_bytes(t.topic_id),
                     partitions: t.partitions.len() as i32,
-                    configs: t.configs.clone(),
+                    configs,
                     internal: name.starts_with("__"),
                     replicas,
                 },
@@ -588,6 +623,15 @@ async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<Clu
     if let Err((code, msg)) = result {
         tracing::warn!(code, msg, "installing the cluster's topics failed");
     }
+}
+
+/// The (node, shard) of every replica of each partition of `t`, as the
+/// topic table keeps it (a reassignment in progress: old and new replicas).
+fn placement(t: &shard_router::controller::TopicState) -> Vec<Vec<(i32, u16)>> {
+    t.partitions
+        .iter()
+        .map(|p| p.replicas.iter().map(|r| (r.node.0, r.shard.0)).collect())
+        .collect()
 }
 
 // ---- the wire ----
@@ -761,6 +805,11 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
                     .replicas
                     .leader(&tp.topic, tp.partition)
                     .filter(|l| l.borrow().state.epoch().0 == leader_epoch);
+                // A replica this leader does not know yet (its reassignment
+                // reached the follower's node first) is refused, so the
+                // follower retries instead of waiting for a stream that
+                // would never start.
+                let leading = leading.filter(|l| l.borrow().state.is_follower(follower));
                 let (Some(leading), Some(log)) = (leading, s.log(&tp.topic, tp.partition)) else {
                     let m = Message::Refused {
                         tp,
@@ -772,6 +821,13 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
                     }
                     continue;
                 };
+                tracing::info!(
+                    topic = tp.topic,
+                    partition = tp.partition,
+                    follower = follower.0,
+                    log_end,
+                    "follower subscribed"
+                );
                 let out = leading.borrow_mut().state.on_follower_subscribe(
                     follower,
                     LeaderEpoch(leader_epoch),
@@ -784,6 +840,10 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
                 }
                 let stop = Rc::new(Cell::new(false));
                 senders.insert(key.clone(), stop.clone());
+                if let Some(old) = leading.borrow_mut().streams.insert(follower, stop.clone()) {
+                    // A stream of an earlier connection ends here.
+                    old.set(true);
+                }
                 glommio::spawn_local(send_loop(
                     s.clone(),
                     key,
@@ -821,7 +881,15 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
         stop.set(true);
         if let Some(leading) = s.replicas.leader(&key.0, key.1) {
             let mut l = leading.borrow_mut();
-            l.state.on_disconnected(follower);
+            // Only if this connection still carries the follower's stream:
+            // a newer connection's subscription stands.
+            if l.streams
+                .get(&follower)
+                .is_some_and(|c| Rc::ptr_eq(c, &stop))
+            {
+                l.streams.remove(&follower);
+                l.state.on_disconnected(follower);
+            }
             l.wake_all();
         }
     }

@@ -253,14 +253,23 @@ impl ShardState {
         // The new table is installed only once every partition it gives this
         // shard has its log open: a shard never lists a partition it cannot serve.
         let old = self.topics.borrow().clone();
-        // Deleted (or deleted and re-created) topics: drop and delete their logs.
+        // Deleted (or deleted and re-created) topics, and partitions a
+        // reassignment moved off this shard: drop and delete their logs.
         for (name, meta) in &old.topics {
-            if table.get(name).is_none_or(|t| t.id != meta.id) {
-                for p in 0..meta.partitions {
-                    if self.holds(meta, p) {
-                        self.logs.borrow_mut().remove(&(name.clone(), p));
-                        engine::recovery::delete(&self.storage, &self.log_dir(name, p)).await?;
+            let kept = table.get(name).filter(|t| t.id == meta.id);
+            for p in 0..meta.partitions {
+                if self.holds(meta, p) && !kept.is_some_and(|t| self.holds(t, p)) {
+                    let tp = (name.clone(), p);
+                    if kept.is_some() {
+                        tracing::info!(
+                            topic = name,
+                            partition = p,
+                            "replica moved off this node; deleting its log"
+                        );
                     }
+                    crate::replication::forget(self, &tp);
+                    self.logs.borrow_mut().remove(&tp);
+                    engine::recovery::delete(&self.storage, &self.log_dir(name, p)).await?;
                 }
             }
         }

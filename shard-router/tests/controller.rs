@@ -194,16 +194,71 @@ fn single_voter_restarts_from_its_log() {
 }
 
 #[test]
-fn node_outside_the_voters_is_refused() {
+fn a_node_outside_the_voters_follows_as_a_learner_and_writes_through_the_leader() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let voters = free_addrs(1);
+    let voters = free_addrs(3);
+    let nodes: Vec<Controller> = (1..=3).map(|n| start(n, &voters, dir.path())).collect();
+    wait_for("a leader", || {
+        agreed_leader(&nodes.iter().collect::<Vec<_>>()).is_some()
+    });
+    let learner = |dir: &Path, listener: TcpListener| {
+        let config = ControllerConfig::new(NodeId(5), voters.clone(), dir.join("c5"));
+        Controller::start(config, listener)
+    };
+    // The voters connect to a learner at its listener's address, so it
+    // must be one they can reach.
+    let err = learner(dir.path(), TcpListener::bind("0.0.0.0:0").expect("bind"))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("unspecified"), "{err}");
+
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let config = ControllerConfig::new(NodeId(5), voters, dir.path().join("c5"));
-    let err = Controller::start(config, listener).err().expect("refused");
-    assert!(
-        err.to_string().contains("not among the controller voters"),
-        "{err}"
-    );
+    let addr = listener.local_addr().expect("addr");
+    let five = learner(dir.path(), listener).expect("a learner starts");
+    // It follows the log but never votes or leads.
+    block_on(nodes[0].write(register(1))).expect("register");
+    block_on(nodes[0].write(register(2))).expect("register");
+    wait_for("the learner to apply the log", || {
+        five.metadata().brokers.contains_key(&NodeId(1))
+    });
+    let q = five.quorum();
+    assert!(!q.is_leader);
+    assert_eq!(q.voters.len(), 3, "{q:?}");
+    assert!(q.leader.is_some());
+    // Its broker registers and heartbeats through it (forwarded to the
+    // leader), and a topic it creates reaches every voter.
+    block_on(five.write(register(5))).expect("register through the learner");
+    // (The leader takes heartbeats once its liveness tracker has noticed
+    // the leadership, at its next tick.)
+    wait_for("a heartbeat through the learner", || {
+        block_on(five.handle().heartbeat(NodeId(5))).is_ok()
+    });
+    block_on(five.write(create("from-learner"))).expect("create through the learner");
+    for n in &nodes {
+        wait_for("the topic on every voter", || {
+            n.metadata().topics.contains_key("from-learner")
+        });
+    }
+    let before = five.metadata();
+    five.shutdown();
+
+    // Restarted on its log, at the same address: it is a member already.
+    let listener = TcpListener::bind(addr).expect("rebind");
+    let five = learner(dir.path(), listener).expect("the learner restarts");
+    wait_for("the learner to catch up again", || {
+        *five.metadata() == *before
+    });
+    block_on(nodes[1].write(Command::DeleteTopic {
+        name: "from-learner".into(),
+    }))
+    .expect("delete");
+    wait_for("the learner to follow", || {
+        !five.metadata().topics.contains_key("from-learner")
+    });
+    five.shutdown();
+    for n in nodes {
+        n.shutdown();
+    }
 }
 
 /// Heartbeat timings for the fencing test: short, so it runs in seconds.

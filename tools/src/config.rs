@@ -110,7 +110,8 @@ pub struct ServeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller_voters: Option<String>,
     /// Where this node's controller listens; unset: its own entry in
-    /// `controller_voters`.
+    /// `controller_voters` (required on a broker-only node, which is not
+    /// among them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller_listen: Option<String>,
     /// How often the broker heartbeats to the controller leader, in ms.
@@ -591,31 +592,15 @@ impl ServeConfig {
         };
         let voters = parse_controller_voters(text)
             .map_err(|why| ("controller_voters", text.clone(), why))?;
-        let Some(own) = voters.get(&self.node_id) else {
-            return Err((
-                "controller_voters",
-                text.clone(),
-                format!(
-                    "node_id {} is not among the voters ({}); every node of a cluster is a \
-                     controller voter for now",
-                    self.node_id,
-                    voters
-                        .keys()
-                        .map(|k| k.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        };
-        let listen = match &self.controller_listen {
-            Some(l) => l.parse::<SocketAddr>().map_err(|_| {
+        let listen = match (voters.get(&self.node_id), &self.controller_listen) {
+            (_, Some(l)) => l.parse::<SocketAddr>().map_err(|_| {
                 (
                     "controller_listen",
                     l.clone(),
                     "not an IP address and port, e.g. 0.0.0.0:9093".to_string(),
                 )
             })?,
-            None => own.parse::<SocketAddr>().map_err(|_| {
+            (Some(own), None) => own.parse::<SocketAddr>().map_err(|_| {
                 (
                     "controller_listen",
                     String::new(),
@@ -625,7 +610,32 @@ impl ServeConfig {
                     ),
                 )
             })?,
+            (None, None) => {
+                return Err((
+                    "controller_voters",
+                    text.clone(),
+                    format!(
+                        "node_id {} is not among the voters ({}); a broker-only node needs \
+                         controller_listen, the address the voters reach it at",
+                        self.node_id,
+                        voters
+                            .keys()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
         };
+        if !voters.contains_key(&self.node_id) && listen.ip().is_unspecified() {
+            return Err((
+                "controller_listen",
+                listen.to_string(),
+                "a broker-only node (not among controller_voters) tells the voters this \
+                 address: give its IP, not an unspecified one"
+                    .into(),
+            ));
+        }
         if let Ok(kafka) = self.listen.parse::<SocketAddr>() {
             let same_ip = kafka.ip() == listen.ip()
                 || kafka.ip().is_unspecified()

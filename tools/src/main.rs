@@ -41,7 +41,8 @@ enum Command {
     Consume(cmd::consume::ConsumeArgs),
     /// List, describe (with lag), reset the offsets of and delete consumer groups.
     Group(cmd::group::GroupArgs),
-    /// Describe the cluster: id, controller and brokers.
+    /// Describe the cluster (id, controller, brokers) and move partitions
+    /// between brokers.
     Cluster(cmd::cluster::ClusterArgs),
 }
 

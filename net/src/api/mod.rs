@@ -19,6 +19,7 @@ use crate::state::ShardState;
 
 pub mod admin;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod delete_groups;
 pub mod delete_records;
@@ -35,6 +36,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -75,6 +77,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
 ];
 
@@ -303,6 +307,12 @@ async fn handle(
         RequestBody::DeleteGroups(req) => {
             ResponseBody::DeleteGroups(delete_groups::handle(state, req).await)
         }
+        RequestBody::AlterPartitionReassignments(req) => ResponseBody::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(state, req).await,
+        ),
+        RequestBody::ListPartitionReassignments(req) => ResponseBody::ListPartitionReassignments(
+            list_partition_reassignments::handle(state, req),
+        ),
         RequestBody::ElectLeaders(req) => {
             ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
         }

@@ -79,6 +79,13 @@ pub struct PartitionState {
     pub partition_epoch: i32,
     /// In-sync replicas, in replica order; never empty.
     pub isr: Vec<NodeId>,
+    /// A reassignment in progress (Kafka's KIP-455): the nodes of `replicas`
+    /// it adds (outside the ISR until they catch up) ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    /// ... and those it removes once every target replica is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
 }
 
 impl PartitionState {
@@ -134,6 +141,13 @@ pub enum Command {
         leader_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Move a partition to `replicas` (KIP-455), replacing any reassignment
+    /// in progress; `None` cancels the one in progress.
+    AlterReassignment {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<NodeId>>,
+    },
     /// Elect leaders (Kafka's ElectLeaders, see `election.rs`): of these
     /// (topic, partition)s, or of every partition when `None`.
     ElectLeaders {
@@ -145,13 +159,33 @@ pub enum Command {
 /// What an applied command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    BrokerRegistered { broker_epoch: u64 },
-    BrokerFenced { leaderships_moved: usize },
-    BrokerUnfenced { leaderships_taken: usize },
-    TopicCreated { topic_id: [u8; 16] },
+    BrokerRegistered {
+        broker_epoch: u64,
+    },
+    BrokerFenced {
+        leaderships_moved: usize,
+    },
+    BrokerUnfenced {
+        leaderships_taken: usize,
+    },
+    TopicCreated {
+        topic_id: [u8; 16],
+    },
     TopicDeleted,
-    IsrAltered { partition_epoch: i32 },
-    LeadersElected { results: Vec<ElectionResult> },
+    IsrAltered {
+        partition_epoch: i32,
+    },
+    /// A reassignment was started, replaced or cancelled; `in_progress` is
+    /// false once nothing is left to do (it completed at once, or was
+    /// cancelled).
+    ReassignmentAltered {
+        in_progress: bool,
+    },
+    /// One result per partition asked for (all partitions: those that
+    /// needed an election).
+    LeadersElected {
+        results: Vec<ElectionResult>,
+    },
 }
 
 /// Why a command was refused. The state is unchanged after a refusal.
@@ -182,6 +216,10 @@ pub enum MetadataError {
     },
     #[error("invalid ISR: {0}")]
     InvalidIsr(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("no reassignment of partition {partition} of topic {topic:?} is in progress")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
 }
 
 /// The whole cluster metadata. Cloned wholesale to every shard on change.
@@ -221,7 +259,14 @@ impl ClusterMetadata {
                 leader,
                 leader_epoch,
                 isr,
-            } => self.alter_isr(topic, *partition, *leader, *leader_epoch, isr),
+            } => self
+                .alter_isr(topic, *partition, *leader, *leader_epoch, isr)
+                .map(|outcome| self.after_isr_change(topic, *partition, outcome)),
+            Command::AlterReassignment {
+                topic,
+                partition,
+                replicas,
+            } => self.alter_reassignment(topic, *partition, replicas.as_deref()),
             Command::ElectLeaders {
                 election,
                 partitions,
@@ -417,6 +462,8 @@ impl ClusterMetadata {
                 replicas,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         self.topics.insert(
@@ -533,6 +580,7 @@ impl ClusterMetadata {
                         }
                     }
                 }
+                reassign::check(p).map_err(|e| format!("{at}: {e}"))?;
             }
         }
         Ok(())
@@ -690,5 +738,6 @@ impl Loads {
     }
 }
 
+mod reassign;
 #[cfg(test)]
 mod tests;

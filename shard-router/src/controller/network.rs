@@ -41,6 +41,12 @@ pub(crate) enum Request {
     Write(Command),
     /// A broker's heartbeat, sent to the leader.
     Heartbeat(NodeId),
+    /// A broker-only node asks to follow the log as a learner at `addr`;
+    /// only the leader accepts it.
+    Join {
+        node: RaftNodeId,
+        addr: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +58,7 @@ pub(crate) enum Reply {
     ),
     Write(WriteResult),
     Heartbeat(Result<(), WriteError>),
+    Join(Result<(), WriteError>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -267,6 +274,7 @@ async fn serve_connection(
             Request::Snapshot(rpc) => Reply::Snapshot(raft.install_snapshot(rpc).await),
             Request::Write(command) => Reply::Write(write_local(&raft, command).await),
             Request::Heartbeat(node) => Reply::Heartbeat(local_heartbeat(&jobs, node).await),
+            Request::Join { node, addr } => Reply::Join(add_learner(&raft, node, addr).await),
         };
         write_frame(&mut stream, &reply).await?;
     }
@@ -328,6 +336,64 @@ pub(crate) async fn forward_heartbeat(addr: &str, node: NodeId) -> Result<(), Wr
         .await
     {
         Ok(Reply::Heartbeat(result)) => result,
+        Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
+        Err(CallError::Connect(e) | CallError::Io(e)) => {
+            Err(WriteError::Unavailable(format!("{addr}: {e}")))
+        }
+    }
+}
+
+/// Adds `node` as a learner at `addr` if this node leads (and it is not a
+/// member there already); otherwise says who leads.
+async fn add_learner(raft: &Raft, node: RaftNodeId, addr: String) -> Result<(), WriteError> {
+    use openraft::error::ClientWriteError;
+    let known = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.addr.clone())
+    };
+    match known {
+        Some(a) if a == addr => {
+            // Already a member; only the leader may say so with authority,
+            // but a repeated join is harmless either way.
+            return Ok(());
+        }
+        Some(a) => {
+            return Err(WriteError::Internal(format!(
+                "node {node} is a member at {a}, not {addr}; changing its address is not supported"
+            )))
+        }
+        None => {}
+    }
+    match raft.add_learner(node, BasicNode { addr }, false).await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(WriteError::NotLeader {
+                leader: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(e) => Err(WriteError::Internal(e.to_string())),
+    }
+}
+
+/// Asks the controller at `addr` to add this node (`node`, reachable at
+/// `own_addr`) as a learner.
+pub(crate) async fn ask_to_join(
+    addr: &str,
+    node: RaftNodeId,
+    own_addr: &str,
+) -> Result<(), WriteError> {
+    let mut client = PeerClient::new(addr.to_string());
+    let request = Request::Join {
+        node,
+        addr: own_addr.to_string(),
+    };
+    match client.call(&request, FORWARD_TIMEOUT).await {
+        Ok(Reply::Join(result)) => result,
         Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
         Err(CallError::Connect(e) | CallError::Io(e)) => {
             Err(WriteError::Unavailable(format!("{addr}: {e}")))

@@ -185,17 +185,32 @@ impl Controller {
                 config.broker_session_timeout_ms, config.broker_heartbeat_interval_ms
             )));
         }
-        if !config.voters.contains_key(&config.node_id) {
-            return Err(ControllerError::Config(format!(
-                "{} is not among the controller voters {:?}",
-                config.node_id,
-                config.voters.keys().map(|n| n.0).collect::<Vec<_>>()
-            )));
-        }
         let mut members = BTreeMap::new();
         for (node, addr) in &config.voters {
             members.insert(raft_id(*node)?, BasicNode { addr: addr.clone() });
         }
+        if members.is_empty() {
+            return Err(ControllerError::Config("no controller voters".into()));
+        }
+        // A node outside the voters runs as a learner: it follows the log
+        // and asks the leader to add it with the address it listens on.
+        let role = if config.voters.contains_key(&config.node_id) {
+            Role::Voter
+        } else {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| ControllerError::Config(format!("controller listener: {e}")))?;
+            if addr.ip().is_unspecified() {
+                return Err(ControllerError::Config(format!(
+                    "{} is not a voter, so the voters connect to it at its controller \
+                     address, which must not be unspecified ({addr})",
+                    config.node_id
+                )));
+            }
+            Role::Learner {
+                addr: addr.to_string(),
+            }
+        };
         let raft_config = Config {
             cluster_name: "sluice-controller".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -245,6 +260,7 @@ impl Controller {
                 };
                 runtime.block_on(run(
                     me,
+                    role,
                     members,
                     Arc::new(raft_config),
                     log,
@@ -503,9 +519,19 @@ struct Rebalance {
     percentage: u32,
 }
 
+/// Whether this node votes in the controller quorum or only follows it.
+enum Role {
+    Voter,
+    /// A broker-only node: a Raft learner, reachable at `addr`.
+    Learner {
+        addr: String,
+    },
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     me: RaftNodeId,
+    role: Role,
     members: BTreeMap<RaftNodeId, BasicNode>,
     config: Arc<Config>,
     log: LogStore,
@@ -538,8 +564,11 @@ async fn run(
             return;
         }
     };
+    let voter_addrs: Vec<String> = members.values().map(|n| n.addr.clone()).collect();
+    let mut joining = None;
     match raft.is_initialized().await {
         Ok(true) => {}
+        Ok(false) if matches!(role, Role::Learner { .. }) => {}
         Ok(false) => {
             if let Err(e) = raft.initialize(members).await {
                 // Another voter's membership may have arrived first.
@@ -550,6 +579,14 @@ async fn run(
             let _ = ready.send(Err(ControllerError::Raft(e.to_string())));
             return;
         }
+    }
+    if let Role::Learner { addr } = role {
+        joining = Some(tokio::spawn(join_as_learner(
+            raft.clone(),
+            me,
+            addr,
+            voter_addrs,
+        )));
     }
     let server = tokio::spawn(network::serve(listener, raft.clone(), jobs_tx));
     let _ = ready.send(Ok(raft.metrics()));
@@ -648,6 +685,9 @@ async fn run(
         }
     }
     server.abort();
+    if let Some(joining) = joining {
+        joining.abort();
+    }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "controller shutdown");
     }
@@ -751,5 +791,51 @@ async fn write_anywhere(raft: &Raft, command: Command) -> WriteResult {
             }
             other => return other,
         }
+    }
+}
+
+/// A learner asks the voters, until one that leads accepts, to add it to
+/// the membership at `addr` (from then on the leader replicates the
+/// metadata log to it). Ends once the membership this node has applied
+/// lists it with that address: a restarted learner finds itself there and
+/// asks nothing.
+async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<String>) {
+    let mut announced = false;
+    loop {
+        let listed = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&me)
+                .is_some_and(|n| n.addr == addr)
+        };
+        if listed {
+            tracing::info!(%addr, "following the controller quorum as a learner (broker only)");
+            return;
+        }
+        let mut targets = voters.clone();
+        let mut tried = Vec::new();
+        while let Some(target) = targets.pop() {
+            if tried.contains(&target) {
+                continue;
+            }
+            tried.push(target.clone());
+            match network::ask_to_join(&target, me, &addr).await {
+                Ok(()) => {
+                    if !announced {
+                        tracing::info!(voter = %target, "the controller leader added this node as a learner");
+                        announced = true;
+                    }
+                    break;
+                }
+                Err(WriteError::NotLeader {
+                    leader_addr: Some(leader),
+                    ..
+                }) => targets.push(leader),
+                Err(e) => tracing::debug!(voter = %target, error = %e, "joining as a learner"),
+            }
+        }
+        tokio::time::sleep(REGISTER_RETRY).await;
     }
 }

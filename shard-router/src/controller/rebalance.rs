@@ -44,6 +44,11 @@ pub fn preferred_elections(
     let mut preferred: BTreeMap<NodeId, Preferred<'_>> = BTreeMap::new();
     for (name, topic) in &metadata.topics {
         for (index, p) in topic.partitions.iter().enumerate() {
+            // Kafka leaves partitions being reassigned alone: their replica
+            // list (and so the preferred replica) is about to change.
+            if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+                continue;
+            }
             let Some(first) = p.replicas.first() else {
                 continue;
             };
@@ -218,6 +223,25 @@ mod tests {
         assert_eq!(preferred_elections(&m, 10).len(), 2);
         assert!(preferred_elections(&m, 20).is_empty());
         assert!(preferred_elections(&m, 100).is_empty());
+    }
+
+    #[test]
+    fn a_partition_being_reassigned_is_left_alone() {
+        let mut m = ClusterMetadata::new();
+        for n in 1..=3 {
+            m.apply(&reg(n)).expect("register");
+        }
+        m.apply(&create("t", 3, 3)).expect("create");
+        let p = &mut m.topics.get_mut("t").expect("topic").partitions[0];
+        p.leader = Some(p.replicas[1].node);
+        p.leader_epoch += 1;
+        p.partition_epoch += 1;
+        assert_eq!(preferred_elections(&m, 10), vec![("t".to_string(), 0)]);
+        // The same partition in the middle of a move: its preferred replica
+        // is about to change.
+        let p = &mut m.topics.get_mut("t").expect("topic").partitions[0];
+        p.removing_replicas = vec![p.replicas[0].node];
+        assert!(preferred_elections(&m, 10).is_empty());
     }
 
     fn arb_command() -> impl Strategy<Value = Command> {

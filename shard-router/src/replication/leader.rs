@@ -449,6 +449,31 @@ impl LeaderState {
     }
 }
 
+impl LeaderState {
+    /// The assigned replicas changed under this leadership (a reassignment
+    /// added or removed some): new ones are followed from now on, outside the
+    /// ISR until they catch up; removed ones are forgotten, so they neither
+    /// hold the high watermark nor get proposed back into the ISR.
+    pub fn set_replicas(&mut self, replicas: &[NodeId]) {
+        self.followers.retain(|r, _| replicas.contains(r));
+        for &r in replicas {
+            if r != self.node {
+                self.followers.entry(r).or_insert(Follower {
+                    log_end: None,
+                    last_caught_up_ms: 0,
+                    prev_report: None,
+                    next_send: None,
+                });
+            }
+        }
+    }
+
+    /// Whether `node` is a replica this leader streams to.
+    pub fn is_follower(&self, node: NodeId) -> bool {
+        self.followers.contains_key(&node)
+    }
+}
+
 /// What a consumer's fetch at `offset` may read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadBound {
@@ -611,5 +636,41 @@ mod tests {
         assert_eq!(consumer_read_bound(21, 5, 10, 20), ReadBound::OutOfRange);
         assert_eq!(consumer_read_bound(4, 5, 10, 20), ReadBound::OutOfRange);
         assert_eq!(consumer_read_bound(5, 5, 10, 20), ReadBound::Upto(10));
+    }
+
+    #[test]
+    fn a_replica_added_by_a_reassignment_is_streamed_to_and_joins_once_caught_up() {
+        const N4: NodeId = NodeId(4);
+        let mut l = leader(&[N1, N2, N3], 2);
+        l.on_follower_subscribe(N2, E, 10, 0);
+        l.on_follower_subscribe(N3, E, 10, 0);
+        assert!(!l.is_follower(N4));
+        // Reassigned from [1, 2, 3] to [1, 2, 4]: 4 is added, 3 stays until
+        // the reassignment completes.
+        l.set_replicas(&[N1, N2, N4, N3]);
+        assert!(l.is_follower(N4));
+        l.on_follower_subscribe(N4, E, 0, 1);
+        assert_eq!(l.to_send(), vec![(N4, 0)]);
+        l.on_sent(N4, 10);
+        assert_eq!(
+            l.on_follower_ack(N4, E, 10, 2),
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: BTreeSet::from([N1, N2, N3, N4])
+            }]
+        );
+        // The controller completes it: 3 leaves the replicas and the ISR,
+        // and is not proposed back.
+        l.set_replicas(&[N1, N2, N4]);
+        l.on_isr_committed(&[N1, N2, N4], 3);
+        assert!(!l.is_follower(N3));
+        assert!(l.tick(100_000).is_empty());
+        l.on_appended(12, 4);
+        l.on_local_durable(12, 4);
+        l.on_follower_ack(N2, E, 12, 5);
+        assert_eq!(
+            l.on_follower_ack(N4, E, 12, 5),
+            vec![LeaderOutput::HighWatermark(12)]
+        );
     }
 }

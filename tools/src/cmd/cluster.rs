@@ -1,6 +1,8 @@
 //! `sluice cluster describe`: cluster id, controller and brokers
 //! (DescribeCluster when the broker has it, Metadata otherwise);
-//! `sluice cluster elect`: leader elections (see `elect.rs`).
+//! `sluice cluster elect`: leader elections (see `elect.rs`);
+//! `sluice cluster reassign`: move partitions between brokers
+//! (AlterPartitionReassignments, ListPartitionReassignments).
 
 use clap::{Args, Subcommand};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
@@ -23,6 +25,13 @@ enum ClusterCommand {
     /// Show the cluster id, the controller, every broker (fenced ones too,
     /// marked) and topic counts.
     Describe,
+    /// Move a partition's replicas to other brokers, cancel such a move,
+    /// list the moves in progress, or move every replica off a broker
+    /// (drain it before removing it). The data is copied while producers
+    /// and consumers keep running; a move is done once every new replica
+    /// has caught up. Only replicated topics (created with a replication
+    /// factor above 1 in a cluster) can move.
+    Reassign(crate::cmd::reassign::ReassignArgs),
     /// Elect partition leaders: move leaderships back to the preferred
     /// (first) replica, or give a partition whose in-sync replicas are all
     /// down an out-of-sync leader (unclean, loses records). Without --topic,
@@ -32,9 +41,10 @@ enum ClusterCommand {
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut s = Session::connect(&args.client)?;
-    match &args.command {
+    match args.command {
         ClusterCommand::Describe => describe(&mut s),
-        ClusterCommand::Elect(elect) => crate::cmd::elect::run(&mut s, elect),
+        ClusterCommand::Elect(elect) => crate::cmd::elect::run(&mut s, &elect),
+        ClusterCommand::Reassign(r) => crate::cmd::reassign::run(&mut s, r),
     }
 }
 

@@ -7,5 +7,6 @@ pub mod consume;
 pub mod elect;
 pub mod group;
 pub mod produce;
+pub mod reassign;
 pub mod serve;
 pub mod topic;

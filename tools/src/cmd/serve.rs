@@ -170,15 +170,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
     /// The controller voters of a cluster, ID@HOST:PORT,... (e.g.
-    /// 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093); node_id must be one of them. Key
-    /// controller_voters, default unset (a single node, no controller).
+    /// 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093). A node whose node_id is not
+    /// among them runs as a broker only: it follows the metadata as a non-voting
+    /// learner and needs controller_listen. Key controller_voters, default unset (a
+    /// single node, no controller).
     #[arg(
         long,
         env = "SLUICE_CONTROLLER_VOTERS",
         value_name = "ID@HOST:PORT,..."
     )]
     controller_voters: Option<String>,
-    /// Address this node's controller listens on for the other voters. Key
+    /// Address this node's controller listens on for the other voters (on a
+    /// broker-only node: the IP and port the voters reach it at). Key
     /// controller_listen, default unset (this node's entry in controller_voters).
     #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "ADDR")]
     controller_listen: Option<String>,

@@ -1,0 +1,754 @@
+//! Partition reassignment (KIP-455) and scale-out with real `sluice serve`
+//! processes on 127.0.0.x: replicas move to other nodes while an acks=all
+//! producer keeps writing; a broker-only node (not a controller voter)
+//! joins a running cluster, takes replicas, and a voter is drained.
+//!
+//! The harness is a small one of its own (start a node, wait for the
+//! cluster, produce with retries) rather than `cluster.rs`'s, so that the
+//! two files can change independently.
+
+mod common;
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{
+    batch, free_port, produce_request, records_of, single_produce_answer, sluice_command, Client,
+    PRODUCE_VERSION,
+};
+use sluice_codec::alter_partition_reassignments_request::{
+    AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
+};
+use sluice_codec::api_versions_request::ApiVersionsRequest;
+use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
+use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use sluice_codec::{ApiKey, RequestBody, ResponseBody};
+
+/// Bound on every wait; a broken build fails instead of hanging.
+const WAIT: Duration = Duration::from_secs(60);
+/// A reassignment of a partition holding a few hundred small records must
+/// complete well within this.
+const MOVE_BOUND: Duration = Duration::from_secs(30);
+
+/// Short heartbeat timings, as the other cluster tests use.
+const FAST_LIVENESS: [&str; 4] = [
+    "--broker-heartbeat-interval-ms",
+    "200",
+    "--broker-session-timeout-ms",
+    "1500",
+];
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+
+struct Node {
+    child: Child,
+    kafka: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Node `id` on 127.0.0.`id`, data in `dir/n<id>/data`.
+fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
+    let data = dir.join(format!("n{id}"));
+    std::fs::create_dir_all(&data).expect("node dir");
+    let log = data.join("broker.log");
+    let out = File::create(&log).expect("log file");
+    let id_arg = id.to_string();
+    let kafka_arg = kafka.to_string();
+    let data_arg = data.join("data");
+    let mut args = vec![
+        "serve",
+        "--node-id",
+        &id_arg,
+        "--listen",
+        &kafka_arg,
+        "--data-dir",
+        data_arg.to_str().expect("UTF-8 path"),
+        "--metrics-listen",
+        "off",
+        "--controller-voters",
+        voters,
+        "--shards",
+        "1",
+    ];
+    args.extend_from_slice(&FAST_LIVENESS);
+    args.extend_from_slice(extra);
+    let child = sluice_command(&args)
+        .env("SLUICE_LOG", "info")
+        .stdout(out.try_clone().expect("clone log"))
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sluice");
+    Node { child, kafka, log }
+}
+
+fn logs(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {} ---\n{}",
+                p.display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn log_paths(nodes: &[Node]) -> Vec<PathBuf> {
+    nodes.iter().map(|n| n.log.clone()).collect()
+}
+
+fn client(addr: SocketAddr) -> Option<Client> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let mut c = Client::new(stream);
+    c.set_timeout(Duration::from_secs(20));
+    Some(c)
+}
+
+/// Polls `ok` every 100 ms until it holds; fails with the logs after [`WAIT`].
+fn wait_until(what: &str, logs_of: &[PathBuf], mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !ok() {
+        assert!(
+            Instant::now() < until,
+            "gave up waiting for {what}:\n{}",
+            logs(logs_of)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Live broker ids DescribeCluster lists at `addr`.
+fn live_brokers(addr: SocketAddr) -> Vec<i32> {
+    let Some(mut c) = client(addr) else {
+        return Vec::new();
+    };
+    let body = RequestBody::DescribeCluster(DescribeClusterRequest::default());
+    let ResponseBody::DescribeCluster(r) = c.call(0, &body) else {
+        panic!("DescribeCluster answered with another response");
+    };
+    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.broker_id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The three voters 1-3 on 127.0.0.1-3, once each lists all three;
+/// returns the nodes and the voters string.
+fn three_voters(dir: &Path) -> (Vec<Node>, String) {
+    let kafka: Vec<SocketAddr> = (1..=3u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = (1..=3u8)
+        .map(|n| format!("{n}@127.0.0.{n}:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<Node> = (1..=3u8)
+        .map(|n| start(dir, n, &voters, kafka[usize::from(n) - 1], &[]))
+        .collect();
+    let paths = log_paths(&nodes);
+    for addr in &kafka {
+        wait_until("all three brokers registered", &paths, || {
+            live_brokers(*addr) == [1, 2, 3]
+        });
+    }
+    (nodes, voters)
+}
+
+/// Kafka address of node `id` among `nodes` (ids are 1-based positions).
+fn addr_of(nodes: &[Node], id: i32) -> SocketAddr {
+    nodes[usize::try_from(id - 1).expect("node id")].kafka
+}
+
+/// (leader, replicas in order, ISR sorted) of `topic`-0 from `addr`.
+fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+    let mut c = client(addr)?;
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let t = r.topics.first()?;
+    let p = t.partitions.first()?;
+    if t.error_code != 0 || p.error_code != 0 || p.leader_id < 0 {
+        return None;
+    }
+    let mut isr = p.isr_nodes.clone();
+    isr.sort_unstable();
+    Some((p.leader_id, p.replica_nodes.clone(), isr))
+}
+
+fn create_topic(addr: SocketAddr, topic: &str, rf: i16) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            num_partitions: 1,
+            replication_factor: rf,
+            ..Default::default()
+        }],
+        timeout_ms: 15_000,
+        validate_only: false,
+    });
+    match c.call(5, &body) {
+        ResponseBody::CreateTopics(r) => {
+            assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message)
+        }
+        other => panic!("not a CreateTopics response: {other:?}"),
+    }
+}
+
+/// AlterPartitionReassignments v1 of `topic`-`partition`; the partition's
+/// error code and message.
+fn alter(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+    replicas: Option<&[i32]>,
+    allow_rf_change: bool,
+) -> (i16, Option<String>) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::AlterPartitionReassignments(AlterPartitionReassignmentsRequest {
+        allow_replication_factor_change: allow_rf_change,
+        topics: vec![ReassignableTopic {
+            name: topic.into(),
+            partitions: vec![ReassignablePartition {
+                partition_index: partition,
+                replicas: replicas.map(<[i32]>::to_vec),
+            }],
+        }],
+        ..Default::default()
+    });
+    let ResponseBody::AlterPartitionReassignments(r) = c.call(1, &body) else {
+        panic!("AlterPartitionReassignments answered with another response");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let p = &r.responses[0].partitions[0];
+    (p.error_code, p.error_message.clone())
+}
+
+/// A reassignment in progress: topic, partition, replicas, adding, removing.
+type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// Every reassignment in progress, from `addr`.
+fn in_progress(addr: SocketAddr) -> Vec<Ongoing> {
+    let Some(mut c) = client(addr) else {
+        return vec![("unreachable".into(), -1, vec![], vec![], vec![])];
+    };
+    let body = RequestBody::ListPartitionReassignments(ListPartitionReassignmentsRequest {
+        topics: None,
+        ..Default::default()
+    });
+    let ResponseBody::ListPartitionReassignments(r) = c.call(0, &body) else {
+        panic!("ListPartitionReassignments answered with another response");
+    };
+    assert_eq!(r.error_code, 0);
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.clone(),
+                    p.partition_index,
+                    p.replicas.clone(),
+                    p.adding_replicas.clone(),
+                    p.removing_replicas.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// What a producer thread saw: each acknowledged record (offset, value) in
+/// acknowledgement order, and every value it sent (acknowledged or not).
+#[derive(Default)]
+struct Produced {
+    acked: Vec<(i64, Vec<u8>)>,
+    attempted: Vec<Vec<u8>>,
+}
+
+/// Produces one record with acks=all to the leader Metadata names, retrying
+/// while there is no usable leader. Every attempt carries a value of its
+/// own, so a retry of a produce that failed after its append (the leader
+/// was moved away before the batch committed) shows as an unacknowledged
+/// value, never as a duplicate of an acknowledged one.
+fn produce_acked(
+    addrs: &[SocketAddr],
+    topic: &str,
+    i: usize,
+    out: &Mutex<Produced>,
+    paths: &[PathBuf],
+) {
+    let until = Instant::now() + WAIT;
+    for attempt in 0.. {
+        let value = format!("v{i}.{attempt}").into_bytes();
+        let leader = addrs
+            .iter()
+            .find_map(|a| partition_state(*a, topic))
+            .map(|s| s.0);
+        let target = leader.and_then(|l| {
+            addrs
+                .iter()
+                .copied()
+                .find(|a| a.ip().to_string() == format!("127.0.0.{l}"))
+        });
+        if let Some(mut c) = target.and_then(client) {
+            out.lock().expect("lock").attempted.push(value.clone());
+            let key = format!("k{i}");
+            let answer = match c.call(
+                PRODUCE_VERSION,
+                &produce_request(topic, 0, batch(&[(key.as_bytes(), &value)])),
+            ) {
+                ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
+                other => panic!("not a Produce response: {other:?}"),
+            };
+            match answer.error_code {
+                0 => {
+                    out.lock()
+                        .expect("lock")
+                        .acked
+                        .push((answer.base_offset, value));
+                    return;
+                }
+                NOT_LEADER_OR_FOLLOWER | NOT_ENOUGH_REPLICAS => {}
+                code => panic!(
+                    "produce refused with {code}: {:?}\n{}",
+                    answer.error_message,
+                    logs(paths)
+                ),
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no leader took produce {i}:\n{}",
+            logs(paths)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An acks=all producer on its own thread until `stop` is set.
+/// Records are numbered from `first` on.
+fn spawn_producer(
+    addrs: Vec<SocketAddr>,
+    topic: &str,
+    paths: Vec<PathBuf>,
+    first: usize,
+) -> (
+    Arc<AtomicBool>,
+    Arc<Mutex<Produced>>,
+    std::thread::JoinHandle<()>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(Mutex::new(Produced::default()));
+    let (s, p, topic) = (stop.clone(), produced.clone(), topic.to_string());
+    let handle = std::thread::spawn(move || {
+        let mut i = first;
+        while !s.load(Ordering::Relaxed) {
+            produce_acked(&addrs, &topic, i, &p, &paths);
+            i += 1;
+        }
+    });
+    (stop, produced, handle)
+}
+
+/// Every record of `topic`-0 on its leader at `addr`, up to its high
+/// watermark: (offset, value).
+fn consume_all(addr: SocketAddr, topic: &str) -> Vec<(i64, Vec<u8>)> {
+    let mut c = client(addr).expect("connect");
+    let mut out = Vec::new();
+    let mut next = 0;
+    loop {
+        let p = c.fetch(topic, 0, next);
+        assert_eq!(p.error_code, 0, "fetch from {addr}");
+        let got = records_of(&p.records);
+        if got.is_empty() {
+            assert_eq!(next, p.high_watermark, "stuck below the high watermark");
+            return out;
+        }
+        next = got.last().expect("non-empty").0 + 1;
+        out.extend(got.into_iter().map(|(o, _, v)| (o, v)));
+    }
+}
+
+/// Checks what a consumer reads against what the producer saw: offsets
+/// dense from 0; every acknowledged record exactly once, at its offset and
+/// in acknowledgement order; nothing that was never sent.
+fn check_consumed(consumed: &[(i64, Vec<u8>)], produced: &Produced) {
+    assert!(
+        consumed.iter().enumerate().all(|(i, r)| r.0 == i as i64),
+        "offsets not dense"
+    );
+    for (offset, value) in &produced.acked {
+        let at = usize::try_from(*offset).expect("offset");
+        assert_eq!(
+            consumed.get(at).map(|r| &r.1),
+            Some(value),
+            "acknowledged record at {offset} lost or replaced"
+        );
+        let copies = consumed.iter().filter(|r| &r.1 == value).count();
+        assert_eq!(copies, 1, "acknowledged record at {offset} duplicated");
+    }
+    assert!(
+        produced.acked.windows(2).all(|w| w[0].0 < w[1].0),
+        "acknowledgements out of order"
+    );
+    for (offset, value) in consumed {
+        assert!(
+            produced.attempted.contains(value),
+            "record at {offset} was never produced"
+        );
+    }
+}
+
+fn partition_dir(dir: &Path, id: i32, topic: &str) -> PathBuf {
+    dir.join(format!("n{id}"))
+        .join("data")
+        .join(format!("{topic}-0"))
+}
+
+/// The first `len` bytes of `topic`-0's first segment on node `id`.
+fn segment_prefix(dir: &Path, id: i32, topic: &str, len: usize) -> Vec<u8> {
+    let path = partition_dir(dir, id, topic).join("00000000000000000000.log");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.len() >= len,
+        "{} holds {} bytes, less than {len}",
+        path.display(),
+        bytes.len()
+    );
+    bytes[..len].to_vec()
+}
+
+/// Starts moving `topic`-0 to `target` (through `sluice cluster reassign`
+/// when `cli`, else the API) and waits until it completes: no longer
+/// listed, Metadata shows exactly `target` with every replica in sync, and
+/// the replicas left out have deleted their logs. Returns the new leader
+/// and how long the move took.
+fn reassign_and_wait(
+    dir: &Path,
+    addrs: &[SocketAddr],
+    topic: &str,
+    target: &[i32],
+    cli: bool,
+    paths: &[PathBuf],
+) -> (i32, Duration) {
+    let before = partition_state(addrs[0], topic).expect("a leader");
+    let started = Instant::now();
+    if cli {
+        let list: Vec<String> = target.iter().map(i32::to_string).collect();
+        let out = sluice_command(&[
+            "cluster",
+            "reassign",
+            "--bootstrap-server",
+            &addrs[0].to_string(),
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--replicas",
+            &list.join(","),
+            "--wait-ms",
+            &MOVE_BOUND.as_millis().to_string(),
+        ])
+        .output()
+        .expect("run sluice cluster reassign");
+        assert!(
+            out.status.success(),
+            "sluice cluster reassign: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            logs(paths)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Done"));
+    } else {
+        let (code, message) = alter(addrs[1], topic, 0, Some(target), true);
+        assert_eq!(code, 0, "{message:?}");
+    }
+    let mut want_isr = target.to_vec();
+    want_isr.sort_unstable();
+    let mut leader = -1;
+    wait_until("the reassignment to complete", paths, || {
+        assert!(
+            started.elapsed() < MOVE_BOUND,
+            "the reassignment to {target:?} did not complete within {MOVE_BOUND:?} (in progress: {:?}; state {:?}):\n{}",
+            in_progress(addrs[0]),
+            partition_state(addrs[0], topic),
+            logs(paths)
+        );
+        let done = addrs.iter().all(|a| {
+            in_progress(*a).is_empty()
+                && partition_state(*a, topic).is_some_and(|(l, r, isr)| {
+                    leader = l;
+                    r == target && isr == want_isr
+                })
+        });
+        done && target.contains(&leader)
+    });
+    let took = started.elapsed();
+    for gone in before.1.iter().filter(|n| !target.contains(n)) {
+        wait_until("the removed replica's log to go", paths, || {
+            !partition_dir(dir, *gone, topic).exists()
+        });
+    }
+    (leader, took)
+}
+
+#[test]
+fn reassignment_moves_a_follower_then_the_leader_while_acks_all_produces_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, _) = three_voters(dir.path());
+    let paths = log_paths(&nodes);
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
+    let topic = "moving";
+    create_topic(addrs[0], topic, 2);
+    let mut state = None;
+    wait_until("a leader and a full ISR", &paths, || {
+        state = partition_state(addrs[0], topic).filter(|s| s.2.len() == 2);
+        state.is_some()
+    });
+    let (leader, replicas, _) = state.expect("waited for");
+    let follower = *replicas.iter().find(|&&n| n != leader).expect("rf 2");
+    let spare = (1..=3)
+        .find(|n| !replicas.contains(n))
+        .expect("a spare node");
+
+    // Refusals, as Kafka's: nothing starts.
+    // (topic, partition, target, allow_replication_factor_change, error)
+    type Case<'a> = (&'a str, i32, Option<&'a [i32]>, bool, i16);
+    let cases: [Case; 6] = [
+        ("nope", 0, Some(&[1, 2]), true, UNKNOWN_TOPIC_OR_PARTITION),
+        (topic, 5, Some(&[1, 2]), true, UNKNOWN_TOPIC_OR_PARTITION),
+        (topic, 0, Some(&[1, 1]), true, INVALID_REPLICA_ASSIGNMENT),
+        (topic, 0, Some(&[1, 9]), true, INVALID_REPLICA_ASSIGNMENT),
+        (
+            topic,
+            0,
+            Some(&[1, 2, 3]),
+            false,
+            INVALID_REPLICATION_FACTOR,
+        ),
+        (topic, 0, None, true, NO_REASSIGNMENT_IN_PROGRESS),
+    ];
+    for (t, p, replicas, allow, want) in cases {
+        let (code, message) = alter(addrs[0], t, p, replicas, allow);
+        assert_eq!(code, want, "{t}-{p} to {replicas:?}: {message:?}");
+    }
+    assert!(in_progress(addrs[0]).is_empty());
+
+    // A backlog for the new replicas to copy, then a producer that keeps
+    // writing with acks=all through both moves.
+    let backlog = Mutex::new(Produced::default());
+    for i in 0..200 {
+        produce_acked(&addrs, topic, i, &backlog, &paths);
+    }
+    let (stop, produced, producer) = spawn_producer(addrs.clone(), topic, paths.clone(), 200);
+    {
+        let mut p = produced.lock().expect("lock");
+        let b = backlog.into_inner().expect("lock");
+        p.acked.splice(0..0, b.acked);
+        p.attempted.extend(b.attempted);
+    }
+
+    // 1. The follower moves to the spare node (through the CLI); the
+    // leader stays.
+    let (leader_after, took_follower) =
+        reassign_and_wait(dir.path(), &addrs, topic, &[leader, spare], true, &paths);
+    assert_eq!(leader_after, leader, "moving a follower keeps the leader");
+
+    // 2. The leader is moved away (and the first follower comes back, on an
+    // empty log): the new replica, first in the target, leads once in sync.
+    let (new_leader, took_leader) =
+        reassign_and_wait(dir.path(), &addrs, topic, &[spare, follower], false, &paths);
+    assert_ne!(new_leader, leader, "the removed leader handed over");
+    eprintln!("moves completed in {took_follower:?} (follower) and {took_leader:?} (leader)");
+
+    // Let the producer write on the new leader a little, then stop it.
+    let acked_before = produced.lock().expect("lock").acked.len();
+    wait_until("acknowledged produces on the new leader", &paths, || {
+        produced.lock().expect("lock").acked.len() >= acked_before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("producer thread");
+    let produced = produced.lock().expect("lock");
+    assert!(
+        produced.acked.len() > 220,
+        "{} acknowledged",
+        produced.acked.len()
+    );
+
+    let consumed = consume_all(addr_of(&nodes, new_leader), topic);
+    check_consumed(&consumed, &produced);
+
+    // Both replicas of the target hold the same bytes as far as committed.
+    let stored: usize = {
+        let mut c = client(addr_of(&nodes, new_leader)).expect("connect");
+        let p = c.fetch(topic, 0, 0);
+        p.records.as_ref().map_or(0, |r| r.contiguous().len())
+    };
+    assert!(stored > 0);
+    let leader_bytes = segment_prefix(dir.path(), new_leader, topic, stored);
+    for &other in [spare, follower].iter().filter(|&&n| n != new_leader) {
+        wait_until("the follower's copy", &paths, || {
+            std::fs::metadata(
+                partition_dir(dir.path(), other, topic).join("00000000000000000000.log"),
+            )
+            .is_ok_and(|m| m.len() >= stored as u64)
+        });
+        assert!(
+            segment_prefix(dir.path(), other, topic, stored) == leader_bytes,
+            "replica {other} differs from the leader {new_leader}"
+        );
+    }
+    assert!(!partition_dir(dir.path(), leader, topic).exists());
+}
+
+#[test]
+fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, voters) = three_voters(dir.path());
+    let topic = "growing";
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
+    create_topic(addrs[0], topic, 3);
+    wait_until("a leader and a full ISR", &log_paths(&nodes), || {
+        partition_state(addrs[0], topic).is_some_and(|s| s.2.len() == 3)
+    });
+    let backlog = Mutex::new(Produced::default());
+    for i in 0..100 {
+        produce_acked(&addrs, topic, i, &backlog, &log_paths(&nodes));
+    }
+
+    // Node 4 is no voter: it runs as a broker only, following the metadata
+    // through the voters. It joins while an acks=all producer runs.
+    let kafka4 = SocketAddr::from(([127, 0, 0, 4], free_port()));
+    let listen4 = format!("127.0.0.4:{}", free_port());
+    let mut all = addrs.clone();
+    all.push(kafka4);
+    let mut paths = log_paths(&nodes);
+    paths.push(dir.path().join("n4").join("broker.log"));
+    let (stop, produced, producer) = spawn_producer(all, topic, paths.clone(), 100);
+    {
+        let mut p = produced.lock().expect("lock");
+        let b = backlog.into_inner().expect("lock");
+        p.acked.splice(0..0, b.acked);
+        p.attempted.extend(b.attempted);
+    }
+    nodes.push(start(
+        dir.path(),
+        4,
+        &voters,
+        kafka4,
+        &["--controller-listen", &listen4],
+    ));
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
+    for addr in &addrs {
+        wait_until("node 4 registered and listed everywhere", &paths, || {
+            live_brokers(*addr) == [1, 2, 3, 4]
+        });
+    }
+    // It knows the cluster's topics too.
+    wait_until("node 4 to see the topic", &paths, || {
+        partition_state(kafka4, topic).is_some()
+    });
+    // ApiVersions works on it like on any broker.
+    let mut c = client(kafka4).expect("connect to node 4");
+    let body = RequestBody::ApiVersions(ApiVersionsRequest::default());
+    let ResponseBody::ApiVersions(v) = c.call(3, &body) else {
+        panic!("ApiVersions answered with another response");
+    };
+    assert!(v
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::AlterPartitionReassignments.as_i16()));
+
+    // Voter 1 is drained: its replica moves to node 4 (the only broker
+    // outside the partition), through the CLI, bootstrapped from node 4.
+    let drained = 1;
+    let started = Instant::now();
+    let out = sluice_command(&[
+        "cluster",
+        "reassign",
+        "--bootstrap-server",
+        &kafka4.to_string(),
+        "--drain",
+        &drained.to_string(),
+        "--wait-ms",
+        &MOVE_BOUND.as_millis().to_string(),
+    ])
+    .output()
+    .expect("run sluice cluster reassign --drain");
+    assert!(
+        out.status.success(),
+        "sluice cluster reassign --drain: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        logs(&paths)
+    );
+    wait_until("node 1 drained", &paths, || {
+        addrs.iter().all(|a| {
+            partition_state(*a, topic).is_some_and(|(l, r, isr)| {
+                let mut r = r.clone();
+                r.sort_unstable();
+                r == [2, 3, 4] && isr == [2, 3, 4] && l != drained
+            })
+        })
+    });
+    wait_until("node 1's log to go", &paths, || {
+        !partition_dir(dir.path(), drained, topic).exists()
+    });
+    eprintln!("drained in {:?}", started.elapsed());
+
+    let acked_before = produced.lock().expect("lock").acked.len();
+    wait_until("acknowledged produces after the drain", &paths, || {
+        produced.lock().expect("lock").acked.len() >= acked_before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("producer thread");
+    let produced = produced.lock().expect("lock");
+    let (leader, _, _) = partition_state(addrs[1], topic).expect("a leader");
+    let consumed = consume_all(addr_of(&nodes, leader), topic);
+    check_consumed(&consumed, &produced);
+
+    // Node 4's copy is the leader's, byte for byte.
+    let stored: usize = {
+        let mut c = client(addr_of(&nodes, leader)).expect("connect");
+        let p = c.fetch(topic, 0, 0);
+        p.records.as_ref().map_or(0, |r| r.contiguous().len())
+    };
+    if leader != 4 {
+        wait_until("node 4's copy", &paths, || {
+            std::fs::metadata(partition_dir(dir.path(), 4, topic).join("00000000000000000000.log"))
+                .is_ok_and(|m| m.len() >= stored as u64)
+        });
+        assert!(
+            segment_prefix(dir.path(), 4, topic, stored)
+                == segment_prefix(dir.path(), leader, topic, stored),
+            "node 4's replica differs from the leader {leader}"
+        );
+    }
+}
