@@ -286,7 +286,7 @@ fn handle_outputs(
                             .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
                             .map(|p| p.isr.clone());
                         if let Some(isr) = isr {
-                            let out = leading.borrow_mut().state.on_isr_committed(&isr, now_ms());
+                            let out = leading.borrow_mut().state.on_isr_refused(&isr, now_ms());
                             handle_outputs(&s, &tp, &leading, out);
                         }
                     }

@@ -725,6 +725,41 @@ fn isolate_a_partition_leader(c: &mut Cluster, topic: &str, victim: i32, label: 
         divergent.len()
     );
 
+    // What went wrong, record by record, for the failure message.
+    let stored_at = |value: &str| log.iter().find(|r| r.2 == value.as_bytes()).map(|r| r.0);
+    for a in &producer.attempts {
+        if let Answer::Acked(offset) = a.answer {
+            if stored_at(&a.value) != Some(offset) {
+                let held = log
+                    .get(offset as usize)
+                    .map(|r| String::from_utf8_lossy(&r.2).into_owned());
+                println!(
+                    "{label}: LOST {} acknowledged by node {} at offset {offset}, {:?} after the \
+                     cut (healed {:?} after the cut); in the log at {:?}; that offset holds {held:?}",
+                    a.value,
+                    a.leader,
+                    a.at.saturating_duration_since(cut_at),
+                    healed_at.duration_since(cut_at),
+                    stored_at(&a.value),
+                );
+            }
+        }
+    }
+    if round.lost > 0 {
+        let log = std::fs::read_to_string(c.log_path(victim)).unwrap_or_default();
+        let roles: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                ["ISR", "leading", "following", "truncat", "fenc"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .collect();
+        println!(
+            "{label}: node {victim}'s roles and ISR changes:\n{}",
+            roles.join("\n")
+        );
+    }
     assert_eq!(
         (round.lost, round.duplicated, round.reordered),
         (0, 0, 0),

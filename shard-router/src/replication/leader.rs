@@ -89,6 +89,11 @@ pub struct LeaderState {
     isr: BTreeSet<NodeId>,
     /// A proposal not yet committed.
     proposed: Option<BTreeSet<NodeId>>,
+    /// The controller refused a proposal: followers rejoin from the next
+    /// tick, not from their next ack (a follower that reconnects before its
+    /// broker is unfenced would otherwise be proposed, and refused, on
+    /// every ack: a Raft write each time).
+    expand_on_tick_only: bool,
     /// The log end when this epoch began: a follower joins the ISR only once
     /// it has everything of earlier epochs.
     epoch_start_offset: i64,
@@ -139,6 +144,7 @@ impl LeaderState {
             followers,
             isr: committed,
             proposed: None,
+            expand_on_tick_only: false,
             epoch_start_offset: log_end,
             log_end,
             local_durable,
@@ -285,7 +291,9 @@ impl LeaderState {
         }
         f.prev_report = Some((leader_end, now_ms));
         f.log_end = Some(log_end);
-        self.maybe_expand(from, &mut out);
+        if !self.expand_on_tick_only {
+            self.maybe_expand(from, &mut out);
+        }
         self.advance(now_ms, &mut out);
         out
     }
@@ -324,6 +332,7 @@ impl LeaderState {
         // e.g. fenced it while it restarted) rejoins even when the partition
         // is idle and no new ack would come to trigger it. At the tick's
         // pace, so a refused proposal is not retried in a loop.
+        self.expand_on_tick_only = false;
         let outside: Vec<NodeId> = self
             .followers
             .keys()
@@ -345,6 +354,14 @@ impl LeaderState {
         let mut out = Vec::new();
         self.advance(now_ms, &mut out);
         out
+    }
+
+    /// The controller refused our proposal (or it was lost); `isr` is the
+    /// one it holds. Like [`LeaderState::on_isr_committed`], and a follower
+    /// is proposed again only from the next [`LeaderState::tick`].
+    pub fn on_isr_refused(&mut self, isr: &[NodeId], now_ms: i64) -> Vec<LeaderOutput> {
+        self.expand_on_tick_only = true;
+        self.on_isr_committed(isr, now_ms)
     }
 
     /// Leadership moved on: every waiting produce fails.
@@ -576,6 +593,35 @@ mod tests {
         // Refused (the controller keeps its ISR): tried again at the next tick only.
         assert!(l.on_isr_committed(&[N1, N2], 5).is_empty());
         assert_eq!(l.tick(6).len(), 1);
+    }
+
+    #[test]
+    fn a_refused_expansion_is_retried_on_the_tick_not_on_every_ack() {
+        let mut l = leader(&[N1, N2], 1);
+        l.on_follower_subscribe(N2, E, 10, 1);
+        let propose = vec![LeaderOutput::ProposeIsr {
+            epoch: E,
+            isr: BTreeSet::from([N1, N2, N3]),
+        }];
+        assert_eq!(l.on_follower_subscribe(N3, E, 10, 1), propose);
+        // Refused: N3's broker is still fenced. Its acks under load do not
+        // propose it again (each would be a refused controller write).
+        assert!(l.on_isr_refused(&[N1, N2], 2).is_empty());
+        for end in 11..15 {
+            l.on_appended(end, 3);
+            l.on_local_durable(end, 3);
+            l.on_follower_ack(N2, E, end, 4);
+            let out = l.on_follower_ack(N3, E, end, 4);
+            assert!(
+                !out.iter()
+                    .any(|o| matches!(o, LeaderOutput::ProposeIsr { .. })),
+                "{out:?}"
+            );
+        }
+        assert_eq!(l.tick(5), propose, "the tick retries");
+        // Committed this time.
+        l.on_isr_committed(&[N1, N2, N3], 6);
+        assert_eq!(l.isr(), &BTreeSet::from([N1, N2, N3]));
     }
 
     #[test]
