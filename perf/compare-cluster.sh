@@ -158,7 +158,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "Run: $STARTED to $(date -u +%FT%TZ) ($((SECONDS - T0)) s), mode **$MODE**, pairing **$PAIRING**: $DURATION s per timed run."
   echo
   if awk -v m="${MAXLOAD:-0}" 'BEGIN { exit !(m > 1.5) }'; then
-    echo "**The machine was shared with other work during this run: load average (1 min) reached $MAXLOAD before a run (2 cores; three brokers run here). Take the figures as rough.**"
+    echo "**Load average (1 min) reached $MAXLOAD before a run (2 cores). Three brokers, and for Kafka three JVMs with their GC and network threads, share CPU 0, which accounts for much of it; other work on the machine would add to it (see the uptime lines below).**"
     echo
   fi
   echo "## Setup"
