@@ -835,34 +835,7 @@ fn produce_acked(
     key: &[u8],
     value: &[u8],
 ) -> (i64, i32) {
-    let until = Instant::now() + FORM_TIMEOUT;
-    loop {
-        let leader = kafka
-            .iter()
-            .find_map(|a| partition_state(*a, topic))
-            .map(|s| s.0);
-        let reachable =
-            leader.filter(|&l| client(kafka[usize::try_from(l - 1).expect("node id")]).is_some());
-        if let Some(leader) = reachable {
-            let addr = kafka[usize::try_from(leader - 1).expect("node id")];
-            let answer = produce_to(addr, topic, batch(&[(key, value)]));
-            match answer.error_code {
-                0 => return (answer.base_offset, leader),
-                6 | 19 => {}
-                code => panic!(
-                    "produce refused with {code}: {:?}\n{}",
-                    answer.error_message,
-                    logs(nodes)
-                ),
-            }
-        }
-        assert!(
-            Instant::now() < until,
-            "no leader took the produce:\n{}",
-            logs(nodes)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    produce_batch_acked(kafka, nodes, topic, &batch(&[(key, value)]))
 }
 
 #[test]
