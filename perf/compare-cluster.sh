@@ -3,6 +3,7 @@
 # factor 3, on this one machine (issue #9's benchmark).
 #
 # Usage: perf/compare-cluster.sh [--quick] [--duration SECS] [--fsync] [--out DIR]
+#                                [--broker-cpus LIST] [--client-cpus LIST]
 #   --quick          4 s per timed run (a smoke test of the harness)
 #   --duration SECS  length of each timed run (default 15)
 #   --fsync          Kafka log.flush.interval.messages=1 against sluice flush=always;
@@ -10,29 +11,37 @@
 #                    acknowledge acks=all once every in-sync replica has the batch
 #                    in memory / written, not fsynced)
 #   --out DIR        where the report goes (default perf/results)
+#   --broker-cpus LIST  CPUs every node is pinned to (taskset list, default 0)
+#   --client-cpus LIST  CPUs the client is pinned to (default 1); --broker-cpus 0,1
+#                    --client-cpus 0,1 lets three JVMs spread over both cores
+#                    (fairer to Kafka, whose three nodes starve on one core)
 # Env: SLUICE_BIN (default $CARGO_TARGET_DIR or target, /release/sluice),
 #      KAFKA_LIB (default .cache/kafka/lib, from scripts/install-test-deps).
 #
 # Each cluster runs alone: nodes 1-3 on 127.0.0.1-3, each a broker and a controller
 # voter (KRaft combined mode for Kafka, --controller-voters for sluice), all
-# pinned to CPU 0 (taskset -c 0), as the single broker of perf/compare.sh is;
-# the client (sluice bench) is pinned to CPU 1. Topics: 6 partitions, replication
+# pinned to CPU 0 (taskset -c 0) by default, as the single broker of
+# perf/compare.sh is; the client (sluice bench) is pinned to CPU 1. Topics: 6 partitions, replication
 # factor 3, min.insync.replicas 2 on both. Workloads as in compare.sh: W1 100-byte
 # messages, acks=all, maximum throughput; W2 1 KiB messages at half of Kafka's W1
 # bytes per second (latency); W5 end to end at 20,000 msg/s.
-# Writes perf/results/<date>-compare-cluster.md and .svg via perf-report.
+# Writes perf/results/<date>-compare-cluster[-fsync][-brokers-on-CPUS].md and .svg
+# via perf-report.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
 DURATION=15; OUT="$ROOT/perf/results"; MODE=full; PAIRING=default
+BROKER_CPUS=0; CLIENT_CPUS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) MODE=quick; DURATION=4; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
     --fsync) PAIRING=fsync; shift ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --broker-cpus) BROKER_CPUS="$2"; shift 2 ;;
+    --client-cpus) CLIENT_CPUS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "compare-cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -69,16 +78,16 @@ log() { echo "compare-cluster.sh [$((SECONDS - T0))s]: $*" >&2; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# run_client BROKER WORKLOAD FILE CMD...: as compare.sh's (pinned to CPU 1).
+# run_client BROKER WORKLOAD FILE CMD...: as compare.sh's (pinned to the client CPUs).
 run_client() {
   local broker="$1" w="$2" file="$3"; shift 3
   local l; l="$(load1)"
   echo "$PAIRING $broker $w $(uptime)" >> "$LOADS"
   log "$broker $w, load $l"
   local rc=0
-  taskset -c 1 "$@" > "$RAW/$file" 2> "$RAW/$file.err" || rc=$?
+  taskset -c "$CLIENT_CPUS" "$@" > "$RAW/$file" 2> "$RAW/$file.err" || rc=$?
   [ $rc -eq 0 ] || log "  exit $rc: $(tail -n 3 "$RAW/$file.err" | tr '\n' ' ')"
-  local cmd; cmd="taskset -c 1 $*"; cmd="${cmd//$ROOT\//}"
+  local cmd; cmd="taskset -c $CLIENT_CPUS $*"; cmd="${cmd//$ROOT\//}"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "rf3-$PAIRING" "$broker" "$w" sluice-bench "$file" "$l" "$cmd" >> "$MANIFEST"
 }
 
@@ -90,12 +99,12 @@ start_sluice() {
   local n
   for n in 1 2 3; do
     local d="$WORK/sluice-$n"; mkdir -p "$d/data"
-    taskset -c 0 "$SLUICE" serve --node-id "$n" --controller-voters "$voters" --shards 1 \
+    taskset -c "$BROKER_CPUS" "$SLUICE" serve --node-id "$n" --controller-voters "$voters" --shards 1 \
       --data-dir "$d/data" --listen "127.0.0.$n:$SPORT" --replication-port $((SPORT + 2)) \
       --metrics-listen off --flush "$flush" --num-partitions 6 > "$d/server.out" 2>&1 &
     PIDS+=($!)
   done
-  echo "sluice: taskset -c 0 target/release/sluice serve --node-id N --controller-voters $voters --shards 1 --listen 127.0.0.N:$SPORT --flush $flush" >> "$RAW/brokers.txt"
+  echo "sluice: taskset -c $BROKER_CPUS target/release/sluice serve --node-id N --controller-voters $voters --shards 1 --listen 127.0.0.N:$SPORT --flush $flush" >> "$RAW/brokers.txt"
   for n in 1 2 3; do
     for _ in $(seq 1 300); do port_open "127.0.0.$n" $SPORT && break; sleep 0.2; done
     port_open "127.0.0.$n" $SPORT || { tail -n 20 "$WORK/sluice-$n/server.out" >&2; echo "compare-cluster.sh: sluice node $n did not start" >&2; exit 1; }
@@ -110,11 +119,11 @@ start_kafka() {
   for n in 1 2 3; do
     local d="$WORK/kafka-$n"; mkdir -p "$d"
     KAFKA_EXTRA_PROPS="$WORK/kafka.props" KAFKA_LIB="$KAFKA_LIB" KAFKA_HEAP="-Xms256m -Xmx768m" \
-      taskset -c 0 "$ROOT/scripts/kafka-broker" run --host "127.0.0.$n" --node-id "$n" \
+      taskset -c "$BROKER_CPUS" "$ROOT/scripts/kafka-broker" run --host "127.0.0.$n" --node-id "$n" \
       --voters "$voters" --port $KPORT --dir "$d" > "$d/run.out" 2>&1 &
     PIDS+=($!)
   done
-  echo "kafka: KAFKA_EXTRA_PROPS=<$(tr '\n' ' ' < "$WORK/kafka.props")> taskset -c 0 scripts/kafka-broker run --host 127.0.0.N --node-id N --voters $voters --port $KPORT" >> "$RAW/brokers.txt"
+  echo "kafka: KAFKA_EXTRA_PROPS=<$(tr '\n' ' ' < "$WORK/kafka.props")> taskset -c $BROKER_CPUS scripts/kafka-broker run --host 127.0.0.N --node-id N --voters $voters --port $KPORT" >> "$RAW/brokers.txt"
   for n in 1 2 3; do
     local ok=0
     for _ in $(seq 1 600); do
@@ -158,12 +167,12 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "Run: $STARTED to $(date -u +%FT%TZ) ($((SECONDS - T0)) s), mode **$MODE**, pairing **$PAIRING**: $DURATION s per timed run."
   echo
   if awk -v m="${MAXLOAD:-0}" 'BEGIN { exit !(m > 1.5) }'; then
-    echo "**Load average (1 min) reached $MAXLOAD before a run (2 cores). Three brokers, and for Kafka three JVMs with their GC and network threads, share CPU 0, which accounts for much of it; other work on the machine would add to it (see the uptime lines below).**"
+    echo "**Load average (1 min) reached $MAXLOAD before a run (2 cores). Three brokers, and for Kafka three JVMs with their GC and network threads, share CPUs $BROKER_CPUS, which accounts for much of it; other work on the machine would add to it (see the uptime lines below).**"
     echo
   fi
   echo "## Setup"
   echo
-  echo "- Three nodes of each system on 127.0.0.1-3, every node a broker and a controller voter, all three pinned to CPU 0; the client (\`sluice bench\`) pinned to CPU 1. Kafka runs first."
+  echo "- Three nodes of each system on 127.0.0.1-3, every node a broker and a controller voter, all three pinned to CPUs $BROKER_CPUS; the client (\`sluice bench\`) pinned to CPUs $CLIENT_CPUS. Kafka runs first."
   echo "- Topics: 6 partitions, replication factor 3, \`min.insync.replicas\` 2, produced with acks=all: a batch is acknowledged once every in-sync replica has it."
   echo "- Pairing **$PAIRING**: $([ "$PAIRING" = fsync ] && echo "Kafka \`log.flush.interval.messages=1\` vs sluice \`flush=always\` (each replica fsyncs before it counts)" || echo "Kafka default flush (page cache) vs sluice \`flush=never\` (written with O_DIRECT, not fsynced)")."
   echo "- W2 rate = half of Kafka's W1 MB/s in 1 KiB messages: $(grep 'W2 rate' "$RAW/notes.txt" | tr '\n' ' ')."
@@ -184,6 +193,9 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
 } > "$RAW/preamble.md"
 
 mkdir -p "$OUT"
-MD="$OUT/$STAMP-compare-cluster.md"; SVG="$OUT/$STAMP-compare-cluster.svg"
+# One report per setup: -fsync for that pairing, -brokers-on-CPUS when not on CPU 0.
+TAG=""; [ "$PAIRING" = fsync ] && TAG="-fsync"
+[ "$BROKER_CPUS" = 0 ] || TAG="$TAG-brokers-on-${BROKER_CPUS//,/-}"
+MD="$OUT/$STAMP-compare-cluster$TAG.md"; SVG="$OUT/$STAMP-compare-cluster$TAG.svg"
 "$REPORT_BIN" "$RAW" "$MD" "$SVG" "sluice vs Apache Kafka 4.4.0, three nodes, replication factor 3 ($STAMP, $MODE)"
 log "done: $MD; raw outputs in $RAW"
