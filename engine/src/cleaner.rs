@@ -1042,7 +1042,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         // Cached copies of the old batches must not be served any more.
         self.tail.drop_before(covered_end);
-        self.read_ahead = None;
+        self.read_ahead.clear();
         self.swapping = true;
         true
     }

@@ -122,9 +122,9 @@ pub struct PartitionLog<S: Storage> {
     /// Set by a clean close: appends are refused, as the clean-shutdown marker
     /// describes the log as it was then.
     pub(crate) closed: bool,
-    /// The disk read issued for where the last cold read stopped (catch-up
+    /// The disk reads issued for where the last cold read stopped (catch-up
     /// readers read on: the disk works while the reader handles this fetch).
-    pub(crate) read_ahead: Option<ReadAhead<S::File>>,
+    pub(crate) read_ahead: ReadAheads<S::File>,
     /// The cleaner checkpoint: offsets below it were cleaned (compacted logs).
     pub(crate) first_dirty_offset: i64,
     /// A cleaning pass runs (see `cleaner`).
@@ -165,7 +165,7 @@ impl<S: Storage> PartitionLog<S> {
             leader_epochs_dirty: false,
             pending_deletes: Vec::new(),
             closed: false,
-            read_ahead: None,
+            read_ahead: ReadAheads::default(),
             first_dirty_offset: 0,
             cleaning: false,
             swapping: false,
@@ -1018,7 +1018,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(seg) = self.segments.remove(&first) {
                 self.pending_deletes.push(seg.path);
                 dropped.extend(seg.file);
-                self.read_ahead = None;
+                self.read_ahead.clear();
             }
         }
         dropped
@@ -1054,7 +1054,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(seg) = self.segments.remove(&first_base) {
                 self.pending_deletes.push(seg.path);
                 // Its file stays open while a read-ahead holds it.
-                self.read_ahead = None;
+                self.read_ahead.clear();
             }
             removed += 1;
         }
@@ -1475,12 +1475,27 @@ pub struct DiskRead<F: StorageFile> {
 /// The smallest disk read: reads are large and aligned so catch-up consumers
 /// run at disk bandwidth.
 const MIN_DISK_READ_BYTES: usize = 64 << 10;
+/// How much a sequential reader reads ahead at once when the shard's budget
+/// allows: Kafka consumers fetch 1 MiB per partition, and this disk read a
+/// catch-up topic at ~750 MB/s in 1 MiB reads, ~1,030 MB/s in 4 MiB ones
+/// (`sluice bench consume`, 2026-12-03).
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
+/// Most bytes a shard holds in read-aheads larger than the fetches asked for
+/// (two per partition being read from disk); past it, reads are fetch-sized.
+pub const READ_AHEAD_BUDGET_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// Bytes of this thread's (shard's) read-aheads beyond the fetch size.
+    static READ_AHEAD_EXTRA: Cell<usize> = const { Cell::new(0) };
+}
 
 /// A read submitted ahead of the reader: the bytes `[pos, pos + len)` of a file.
 pub(crate) struct ReadAhead<F: StorageFile> {
     file: Rc<F>,
     /// Where the read starts (block aligned).
     pos: u64,
+    /// Where the read ends: `pos` + its length.
+    end: u64,
     /// The batch boundary where the reader stopped, `>= pos`.
     resume_pos: u64,
     /// Every batch before `resume_pos` ends below this offset.
@@ -1488,68 +1503,179 @@ pub(crate) struct ReadAhead<F: StorageFile> {
     /// The file's written end when the read was issued: bytes past it may be
     /// stale in the buffer, and are never used.
     valid_end: u64,
+    /// Bytes counted in [`READ_AHEAD_EXTRA`], given back on drop.
+    extra: usize,
     data: Shared<LocalBoxFuture<'static, Result<Bytes, Rc<std::io::Error>>>>,
 }
 
 impl<F: StorageFile> ReadAhead<F> {
-    fn issue(file: Rc<F>, resume_pos: u64, resume_offset: i64, len: usize, valid_end: u64) -> Self {
+    /// Reads `[align_down(resume_pos), +len)`, clipped to `valid_end`, and
+    /// submits it at once; up to [`READ_AHEAD_BYTES`] when the shard's budget
+    /// has room.
+    async fn issue(
+        file: Rc<F>,
+        resume_pos: u64,
+        resume_offset: i64,
+        len: usize,
+        valid_end: u64,
+    ) -> Self {
         let pos = align_down(resume_pos);
-        let len = (valid_end - pos).min(len as u64) as usize;
+        let extra = READ_AHEAD_EXTRA.with(|held| {
+            let extra = READ_AHEAD_BYTES.saturating_sub(len);
+            if held.get() + extra > READ_AHEAD_BUDGET_BYTES {
+                return 0;
+            }
+            held.set(held.get() + extra);
+            extra
+        });
+        let len = (valid_end - pos).min((len + extra) as u64) as usize;
         let reader = file.clone();
         let data = async move { reader.read_at(pos, len).await.map_err(Rc::new) }
             .boxed_local()
             .shared();
+        // Submit it now; the reader awaits it on its next fetch.
+        let _ = futures::future::poll_immediate(data.clone()).await;
         ReadAhead {
             file,
             pos,
+            end: pos + len as u64,
             resume_pos,
             resume_offset,
             valid_end,
+            extra,
             data,
         }
+    }
+
+    /// Whether it holds the start of `read`: the same file, no batch skipped
+    /// at or above the offset asked for, and bytes at the read's position.
+    fn serves(&self, read: &DiskRead<F>) -> bool {
+        let from = read.position.max(self.resume_pos);
+        Rc::ptr_eq(&self.file, &read.file)
+            && self.resume_offset <= read.offset
+            && from < self.valid_end.min(read.end).min(self.end)
+    }
+
+    /// Where the whole batches in the buffer from `from` (a batch boundary)
+    /// end, and the offset after the last of them; `None` before the data is
+    /// in or on a read error.
+    fn whole_batches_end(&self, from: u64, visible_end: i64) -> Option<(u64, i64)> {
+        let data = futures::FutureExt::now_or_never(self.data.clone())?.ok()?;
+        let limit = self.valid_end.min(self.end);
+        let (mut pos, mut next_offset) = (from, None);
+        while pos < limit {
+            let rest = &data[(pos - self.pos) as usize..(limit - self.pos) as usize];
+            let Ok(header) = BatchHeader::parse(rest) else {
+                break;
+            };
+            let len = header.total_len();
+            if len < sluice_records::HEADER_LEN
+                || rest.len() < len
+                || header.base_offset >= visible_end
+            {
+                break;
+            }
+            pos += len as u64;
+            next_offset = Some(header.last_offset() + 1);
+        }
+        next_offset.map(|o| (pos, o))
+    }
+}
+
+impl<F: StorageFile> Drop for ReadAhead<F> {
+    fn drop(&mut self) {
+        READ_AHEAD_EXTRA.with(|held| held.set(held.get() - self.extra));
+    }
+}
+
+/// A log's read-aheads: the one the next cold read is served from, and the
+/// one after it, issued before the first runs out so that the disk is
+/// never idle between them.
+pub(crate) struct ReadAheads<F: StorageFile> {
+    current: Option<ReadAhead<F>>,
+    next: Option<ReadAhead<F>>,
+}
+
+impl<F: StorageFile> Default for ReadAheads<F> {
+    fn default() -> Self {
+        ReadAheads {
+            current: None,
+            next: None,
+        }
+    }
+}
+
+impl<F: StorageFile> ReadAheads<F> {
+    /// Drops both (the bytes may be stale, or the file gone).
+    pub(crate) fn clear(&mut self) {
+        *self = ReadAheads::default();
     }
 }
 
 impl<F: StorageFile> DiskRead<F> {
     pub async fn execute(self) -> Result<ReadResult, LogError> {
-        self.execute_with(None, false).await.0
+        self.execute_with(ReadAheads::default(), false).await.0
     }
 
-    /// Like [`DiskRead::execute`], first serving what it can from `ahead` (a
-    /// read issued by the previous call) and, when `read_on`, issuing the next
-    /// read ahead from where this one stops.
+    /// Like [`DiskRead::execute`], first serving what it can from `aheads`
+    /// (reads issued by the previous calls) and, when `read_on`, keeping the
+    /// read-ahead while it holds more and issuing the next one from where
+    /// its whole batches end once less than two fetches of them are left
+    /// (or from where this read stopped, when none served).
     pub(crate) async fn execute_with(
         self,
-        ahead: Option<ReadAhead<F>>,
+        aheads: ReadAheads<F>,
         read_on: bool,
-    ) -> (Result<ReadResult, LogError>, Option<ReadAhead<F>>) {
-        // The read-ahead serves this read when it is for the same file and
-        // every batch it skips ends below the offset asked for.
-        let ahead = ahead.filter(|a| {
-            Rc::ptr_eq(&a.file, &self.file)
-                && a.resume_offset <= self.offset
-                && self.position.max(a.resume_pos) < a.valid_end.min(self.end)
-        });
-        let mut last_offset = None;
-        let result = self.run(ahead, &mut last_offset).await;
-        let next = match (&result, last_offset) {
-            (Ok((_, stop)), Some(last)) if read_on && *stop < self.end => {
-                let want = self.max_bytes.max(MIN_DISK_READ_BYTES);
-                let next = ReadAhead::issue(self.file.clone(), *stop, last + 1, want, self.end);
-                // Submit it now; the reader awaits it on its next fetch.
-                let _ = futures::future::poll_immediate(next.data.clone()).await;
-                Some(next)
-            }
-            _ => None,
+    ) -> (Result<ReadResult, LogError>, ReadAheads<F>) {
+        let ReadAheads { current, next } = aheads;
+        let (current, mut next) = match (current, next) {
+            (Some(c), n) if c.serves(&self) => (Some(c), n),
+            (_, Some(n)) if n.serves(&self) => (Some(n), None),
+            _ => (None, None),
         };
-        (result.map(|(r, _)| r), next)
+        let mut last_offset = None;
+        let result = self.run(current.as_ref(), &mut last_offset).await;
+        let (stop, last) = match (&result, last_offset) {
+            (Ok((_, stop)), Some(last)) if read_on && *stop < self.end => (*stop, last),
+            _ => return (result.map(|(r, _)| r), ReadAheads::default()),
+        };
+        let want = self.max_bytes.max(MIN_DISK_READ_BYTES);
+        let mut current = match current {
+            Some(mut c) => match c.whole_batches_end(stop, self.visible_end) {
+                Some((whole_end, after)) => {
+                    c.resume_pos = stop;
+                    c.resume_offset = last + 1;
+                    // The next fetch or the one after it runs this one out.
+                    let runs_out_soon = whole_end - stop < 2 * want as u64;
+                    if next.is_none() && runs_out_soon && whole_end < self.end {
+                        let file = self.file.clone();
+                        next = Some(ReadAhead::issue(file, whole_end, after, want, self.end).await);
+                    }
+                    Some(c)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if current.is_none() {
+            // This read used up the current one (or none served): the next
+            // one, if it starts where this read stopped, else a new one.
+            current = match next.take() {
+                Some(n) if n.resume_pos == stop => Some(n),
+                _ => {
+                    let file = self.file.clone();
+                    Some(ReadAhead::issue(file, stop, last + 1, want, self.end).await)
+                }
+            };
+        }
+        (result.map(|(r, _)| r), ReadAheads { current, next })
     }
 
     /// The read itself; returns the result and the position where it stopped
     /// (a batch boundary), and sets `last_offset` to the last offset returned.
     async fn run(
         &self,
-        ahead: Option<ReadAhead<F>>,
+        ahead: Option<&ReadAhead<F>>,
         last_offset: &mut Option<i64>,
     ) -> Result<(ReadResult, u64), LogError> {
         // A read issued ahead is not counted until a fetch waits for it here:
@@ -1562,6 +1688,7 @@ impl<F: StorageFile> DiskRead<F> {
             Some(a) => {
                 let data = a
                     .data
+                    .clone()
                     .await
                     .map_err(|e| LogError::io("read", &self.path, &e))?;
                 pos = pos.max(a.resume_pos);
@@ -1777,8 +1904,8 @@ pub async fn read<S: Storage>(
             let mut l = log.borrow_mut();
             let plan = l.plan_read(offset, max_bytes)?;
             let ahead = match plan {
-                ReadPlan::Disk(_) => l.read_ahead.take(),
-                ReadPlan::Done(_) => None,
+                ReadPlan::Disk(_) => std::mem::take(&mut l.read_ahead),
+                ReadPlan::Done(_) => ReadAheads::default(),
             };
             (plan, ahead)
         };
@@ -1786,7 +1913,7 @@ pub async fn read<S: Storage>(
             ReadPlan::Done(r) => return Ok(r),
             ReadPlan::Disk(d) => {
                 let (result, next) = d.execute_with(ahead, true).await;
-                if next.is_some() {
+                if next.current.is_some() {
                     log.borrow_mut().read_ahead = next;
                 }
                 result?

@@ -247,7 +247,7 @@ impl<S: Storage> PartitionLog<S> {
         self.leader_epochs_dirty |= self.leader_epoch_cache.len() != epochs;
         self.snapshot_due = self.snapshot_due.filter(|&b| b <= offset);
         // Bytes read ahead may be from before the cut.
-        self.read_ahead = None;
+        self.read_ahead.clear();
         let err = LogError::Abandoned(format!("the log was truncated to {offset}"));
         self.fail_waiters_above(offset, &err);
         Ok(removed)

@@ -923,6 +923,76 @@ fn cold_reads_through_the_read_ahead_are_exact_and_truncation_drops_it() {
     });
 }
 
+/// A log larger than two read-aheads, read on in fetches smaller and larger
+/// than a read-ahead (and from the start again, a seek back), with one
+/// segment and with segments of a few read-aheads: every record comes back
+/// once, in order (the reader goes from the current read-ahead to the next
+/// one issued before it ran out, and the batch cut at a read-ahead's end is
+/// read again whole).
+#[test]
+fn long_cold_reads_chain_read_aheads_exactly() {
+    block_on(async {
+        for segment_bytes in [1u64 << 30, 3 << 20] {
+            let storage = MemStorage::new();
+            let cfg = LogConfig {
+                flush: FlushPolicy::Never,
+                segment_bytes,
+                ..LogConfig::default()
+            };
+            let log = open(&storage, &cfg).await.expect("open");
+            let batches = 240u32;
+            for id in 0..batches {
+                append(&log, id, 400);
+            }
+            flush(&log, NOW, false).await;
+            close(&log, NOW).await.expect("close");
+            let log = engine::recovery::open(
+                storage.clone(),
+                dir(),
+                cfg.clone(),
+                engine::CacheBudget::new(0),
+                NOW,
+            )
+            .await
+            .map(RefCell::new)
+            .expect("reopen");
+            assert!(
+                log.borrow().size_bytes() > 2 * engine::log::READ_AHEAD_BYTES as u64,
+                "the log spans more than two read-aheads: {} bytes",
+                log.borrow().size_bytes()
+            );
+            let expected: Vec<Vec<u8>> = (0..batches)
+                .flat_map(|id| (0..400).map(move |i| value_of(id, i)))
+                .collect();
+            for fetch in [1 << 20, 700 << 10, 5 << 20] {
+                let mut offset = 0;
+                let mut values = Vec::new();
+                loop {
+                    let r = read(&log, offset, fetch).await.expect("read");
+                    let Some(last) = r.last_offset() else { break };
+                    for c in &r.chunks {
+                        for item in sluice_records::BatchIter::new(c) {
+                            let (_, range) = item.expect("whole batches");
+                            let (_, records) =
+                                sluice_records::RecordIter::from_batch(&c[range]).expect("batch");
+                            values.extend(
+                                records.map(|r| r.expect("record").value.unwrap().to_vec()),
+                            );
+                        }
+                    }
+                    offset = last + 1;
+                }
+                assert!(
+                    values == expected,
+                    "segments of {segment_bytes} bytes, fetches of {fetch}: {} values read, {} expected",
+                    values.len(),
+                    expected.len()
+                );
+            }
+        }
+    });
+}
+
 /// Runs jobs prepared one after another, polled newest first: each must wait
 /// for its predecessor where it rewrites that one's last block, and be applied
 /// after it.
