@@ -393,6 +393,8 @@ fn summary(mode: Mode, rounds: &[Round]) {
 }
 
 fn main() {
+    // As `sluice serve` does: the flush and read buffers stay in the arenas.
+    engine::sys::keep_freed_memory();
     let rounds: usize = std::env::var("SLUICE_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -466,7 +466,12 @@ fn bench_dir() -> (PathBuf, Option<tempfile::TempDir>) {
 }
 
 fn main() {
+    // As `sluice serve` does: the flush and read buffers stay in the arenas.
+    engine::sys::keep_freed_memory();
     // `cargo bench` passes `--bench`; a filter argument is not supported.
+    // SLUICE_BENCH_ONLY=TEXT runs only the append cases whose name holds
+    // TEXT (after the raw figures), e.g. to profile one of them.
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
     let (root, guard) = bench_dir();
     let started = Instant::now();
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -516,14 +521,17 @@ fn main() {
                 flush: FlushPolicy::Always,
                 preallocate_bytes: 0,
             });
-            for case in &cases {
+            let only = only.as_deref();
+            for case in cases.iter().filter(|c| only.is_none_or(|o| c.name.contains(o))) {
                 let row = append_case(&root, case, raw_write_mb_s).await;
                 print_row(&row);
                 rows.push(row);
             }
             let mut more = Vec::new();
-            read_cases(&root, raw_read_mb_s, &mut more).await;
-            segment_count_cases(&root, raw_write_mb_s, &mut more).await;
+            if only.is_none() {
+                read_cases(&root, raw_read_mb_s, &mut more).await;
+                segment_count_cases(&root, raw_write_mb_s, &mut more).await;
+            }
             for r in &more {
                 print_row(r);
             }

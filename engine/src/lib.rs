@@ -13,6 +13,7 @@ pub mod producers;
 pub mod recovery;
 pub mod segment;
 pub mod storage;
+pub mod sys;
 pub mod tail_cache;
 pub mod timestamp;
 pub mod truncate;

@@ -189,7 +189,6 @@ where
     Fut: Future<Output = ShardResult> + 'static,
 {
     env::check_io_uring()?;
-    crate::sys::keep_freed_memory();
     let budget = env::cpu_budget()?;
     let shards = cfg.shards.unwrap_or_else(|| budget.usable());
     if shards == 0 || shards > usize::from(u16::MAX) {

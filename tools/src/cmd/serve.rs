@@ -451,6 +451,8 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
     };
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "starting sluice");
     let scrapes = start_metrics_endpoint(&c)?;
+    // Before the shards start allocating from their arenas.
+    engine::sys::keep_freed_memory();
     shard_router::run(runtime, move |ctx: ShardCtx<ShardState>| {
         let cfg = cfg.clone();
         let scrapes = scrapes.clone();
