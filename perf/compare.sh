@@ -58,6 +58,8 @@ LOADS="$RAW/loads.txt"; : > "$LOADS"
 BROKER_PID=""
 STAMP="$(date -u +%Y-%m-%d)"
 STARTED="$(date -u +%FT%TZ)"; T0=$SECONDS
+# What used CPU as the run began (a 1 s sample; builds beside it show here).
+BUSY_AT_START="$(top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%; ", $12, $9 }')"
 
 cleanup() {
   if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
@@ -199,7 +201,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "Run: $STARTED to $(date -u +%FT%TZ) ($((SECONDS - T0)) s), mode **$MODE**: $DURATION s per timed run, W3 on $W3_MIB MiB ($W3_MESSAGES x 1 KiB)."
   echo
   if awk -v m="${MAXLOAD:-0}" 'BEGIN { exit !(m > 1) }'; then
-    echo "**The machine was shared with other builds during this run: load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores). Take the figures as rough; the full run is to be done on a quiet machine.**"
+    echo "**Load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores).** The benchmark raises it itself: the kernel's disk workers (\\`dio/vda\\` kworkers, io_uring's \\`iou-wrk\\`) waiting on the disk count in it, and the last run's linger. Builds beside it would too: the \\`busy at start\\` line below lists what used CPU when the run began."
     echo
   fi
   [ "$MODE" = quick ] && { echo "Quick mode: runs are too short to pass segment rolls and too short for stable tails; a smoke test of the harness, not the comparison."; echo; }
@@ -219,6 +221,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "## Machine"
   echo
   echo '```'
+  echo "busy at start (>= 5% CPU): ${BUSY_AT_START:-nothing}"
   echo "kernel: $(uname -sr); CPUs: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "memory: $(free -m | awk '/Mem:/ { print $2 " MiB" }'); disk: $(df -h "$WORK" | awk 'NR==2 { print $1 " " $2 " " $5 " used" }')"
   echo "java: $(java -version 2>&1 | head -n 1); Kafka: $(ls "$KAFKA_LIB" | grep -m1 '^kafka_2.13-' || echo '?')"
