@@ -126,6 +126,21 @@ start_kafka() { # PAIRING
 
 stop_broker() { cleanup; sleep 1; }
 
+# raw_read PAIRING BROKER: the physical limit for W3 in the same run: the W3
+# topic's segment files read back with O_DIRECT in 1 MiB reads (dd, one file
+# after another, on the client CPU), caches dropped first.
+raw_read() {
+  local files bytes t0 t1
+  mapfile -t files < <(find "$WORK/$2-$1" -path '*/w3-[0-9]*' -name '*.log' -size +0 | sort)
+  [ "${#files[@]}" -gt 0 ] || return 0
+  drop_caches
+  bytes=$(du -cb "${files[@]}" | tail -n 1 | cut -f1)
+  t0=$(date +%s.%N)
+  for f in "${files[@]}"; do taskset -c 1 dd if="$f" of=/dev/null bs=1M iflag=direct status=none; done
+  t1=$(date +%s.%N)
+  echo "$1 $2 raw W3 read $(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.0f MB/s (%.0f MB)", b / 1e6 / (z - a), b / 1e6 }')" >> "$RAW/notes.txt"
+}
+
 # workloads PAIRING BROKER BOOTSTRAP
 workloads() {
   local p="$1" b="$2" boot="$3" tag="$1-$2"
@@ -156,6 +171,7 @@ workloads() {
   run_client "$p" "$b" W3 kafka-consumer-perf "kw3-$tag.txt" java -Xms256m -Xmx1g -cp "$KAFKA_LIB/*" \
     org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$boot" --topic w3 \
     --num-records "$W3_MESSAGES" --timeout 60000
+  raw_read "$p" "$b"
   run_client "$p" "$b" W4 sluice-bench "w4-$tag.json" "$SLUICE" bench produce --bootstrap "$boot" \
     --topic w4 --partitions 64 --acks all --message-size 100 --connections 64 \
     --duration "$D" --json --quiet
@@ -210,7 +226,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "- Pairings: **default** = Kafka default flush (page cache, no fsync per message) vs sluice \`flush=never\`; **fsync** = Kafka \`log.flush.interval.messages=1\` vs sluice \`flush=always\` (fsync before ack)."
   echo "- One broker at a time on a fresh temp dir, pinned to CPU 0; every client pinned to CPU 1. Kafka runs first in each pairing."
   echo "- W2 rate = half of Kafka's W1 MB/s in 1 KiB messages: $(grep 'W2 rate' "$RAW/notes.txt" | tr '\n' ';' | sed 's/;$//')."
-  echo "- W3: the topic is filled (row W3-fill), caches dropped (\`sync; echo 3 > /proc/sys/vm/drop_caches\`), then read from the start by one \`sluice bench consume\` connection; caches dropped again, then read by \`kafka-consumer-perf-test\` (fetch rate, without group join). sluice reads with O_DIRECT, so dropping caches matters for Kafka only."
+  echo "- W3: the topic is filled (row W3-fill), caches dropped (\`sync; echo 3 > /proc/sys/vm/drop_caches\`), then read from the start by one \`sluice bench consume\` connection; caches dropped again, then read by \`kafka-consumer-perf-test\` (fetch rate, without group join). sluice reads with O_DIRECT, so dropping caches matters for Kafka only. The raw limit, measured right after on the same files (\`dd iflag=direct bs=1M\`, caches dropped): $(grep 'raw W3 read' "$RAW/notes.txt" | sed 's/ raw W3 read//' | tr '\n' ';' | sed 's/;$//')."
   echo "- \`kafka-producer-perf-test\` is one Java producer; W1: a fixed count per pairing, Kafka's sluice-bench W1 rate (at most 1M/s) x duration, as fast as possible ($(grep 'records' "$RAW/notes.txt" | tr '\n' ';' | sed 's/;$//')); W2: at the W2 rate. Each is bounded by a timeout; a run cut short shows its last interim figures. W4 and W5 have no Kafka-tool equivalent here."
   echo "- Latency: sluice bench counts from each message's intended send time (open loop); kafka-producer-perf-test from its actual send (closed loop, hides queueing), and gives no p99.99. MB = 10^6 bytes (Kafka tools' MiB converted)."
   echo "- Brokers:"
@@ -229,7 +245,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   [ -z "$DIRTY_AT_START" ] || echo "  (the work tree had uncommitted changes by other sessions at run start: $DIRTY_AT_START)"
   echo "uptime before each run:"
   sed 's/^/  /' "$LOADS"
-  [ -f "$RAW/notes.txt" ] && grep -v 'W2 rate\|records' "$RAW/notes.txt" | sed 's/^/note: /' || true
+  [ -f "$RAW/notes.txt" ] && grep -v 'W2 rate\|records\|raw W3 read' "$RAW/notes.txt" | sed 's/^/note: /' || true
   echo '```'
 } > "$RAW/preamble.md"
 
