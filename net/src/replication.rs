@@ -257,6 +257,26 @@ fn handle_outputs(
                 let Some(controller) = s.config.controller.clone() else {
                     continue;
                 };
+                // KIP-841: a broker the controller has fenced (or does not
+                // know) is not proposed into the ISR; the controller would
+                // refuse it, a Raft write on every tick until it unfences.
+                let meta = controller.metadata();
+                let committed = meta
+                    .topics
+                    .get(&tp.0)
+                    .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
+                    .map(|p| p.isr.clone());
+                if let Some(committed) = committed {
+                    let ineligible = isr.iter().any(|n| {
+                        !committed.contains(n) && meta.brokers.get(n).is_none_or(|b| b.fenced)
+                    });
+                    if ineligible {
+                        tracing::debug!(topic = tp.0, partition = tp.1, ?isr, "not proposing a fenced broker into the ISR");
+                        let out = leading.borrow_mut().state.on_isr_refused(&committed, now_ms());
+                        handle_outputs(s, tp, leading, out);
+                        continue;
+                    }
+                }
                 let command = Command::AlterIsr {
                     topic: tp.0.clone(),
                     partition: tp.1,
