@@ -830,16 +830,7 @@ fn reads_return_whole_batch_chunks_adjacent_disk_batches_in_one() {
         close(&log, NOW).await.expect("close");
 
         // No cache: the reads below go to the disk.
-        let log = engine::recovery::open(
-            storage.clone(),
-            dir(),
-            cfg.clone(),
-            engine::CacheBudget::new(0),
-            NOW,
-        )
-        .await
-        .map(RefCell::new)
-        .expect("reopen");
+        let log = reopen_cold(&storage, &cfg).await;
         let cold = read(&log, 0, 1 << 20).await.expect("disk read");
         assert_eq!(
             cold.chunks.len(),
@@ -862,6 +853,61 @@ fn reads_return_whole_batch_chunks_adjacent_disk_batches_in_one() {
     });
 }
 
+/// Appends `batches` batches of `records` records to a new log, flushes and
+/// closes it, and reopens it with no tail cache: every read goes to disk.
+async fn cold_log(
+    storage: &MemStorage,
+    cfg: &LogConfig,
+    batches: u32,
+    records: usize,
+) -> RefCell<PartitionLog<MemStorage>> {
+    let log = open(storage, cfg).await.expect("open");
+    for id in 0..batches {
+        append(&log, id, records);
+    }
+    flush(&log, NOW, false).await;
+    close(&log, NOW).await.expect("close");
+    reopen_cold(storage, cfg).await
+}
+
+/// Opens the log in `storage` with no tail cache.
+async fn reopen_cold(storage: &MemStorage, cfg: &LogConfig) -> RefCell<PartitionLog<MemStorage>> {
+    engine::recovery::open(
+        storage.clone(),
+        dir(),
+        cfg.clone(),
+        engine::CacheBudget::new(0),
+        NOW,
+    )
+    .await
+    .map(RefCell::new)
+    .expect("reopen")
+}
+
+/// Every record value from `offset` to the end, read in fetches of `fetch` bytes.
+async fn values_from(
+    log: &RefCell<PartitionLog<MemStorage>>,
+    offset: i64,
+    fetch: usize,
+) -> Vec<Vec<u8>> {
+    let mut offset = offset;
+    let mut values = Vec::new();
+    loop {
+        let r = read(log, offset, fetch).await.expect("read");
+        let Some(last) = r.last_offset() else { break };
+        for c in &r.chunks {
+            for item in sluice_records::BatchIter::new(c) {
+                let (_, range) = item.expect("whole batches");
+                let (_, records) =
+                    sluice_records::RecordIter::from_batch(&c[range]).expect("batch");
+                values.extend(records.map(|r| r.expect("record").value.unwrap().to_vec()));
+            }
+        }
+        offset = last + 1;
+    }
+    values
+}
+
 /// Cold reads go through the read-ahead (each read issues the next): a whole
 /// log read in small fetches matches what was appended, and after a truncation
 /// and new appends no bytes read ahead from before the cut are served.
@@ -873,39 +919,9 @@ fn cold_reads_through_the_read_ahead_are_exact_and_truncation_drops_it() {
             flush: FlushPolicy::Never,
             ..LogConfig::default()
         };
-        let log = open(&storage, &cfg).await.expect("open");
-        for id in 0..60u32 {
-            append(&log, id, 3);
-        }
-        flush(&log, NOW, false).await;
-        close(&log, NOW).await.expect("close");
-        // A tiny cache: every read below goes to the disk.
-        let log = engine::recovery::open(
-            storage.clone(),
-            dir(),
-            cfg.clone(),
-            engine::CacheBudget::new(0),
-            NOW,
-        )
-        .await
-        .map(RefCell::new)
-        .expect("reopen");
+        let log = cold_log(&storage, &cfg, 60, 3).await;
         let expect = |id: u32| (0..3).map(move |i| value_of(id, i));
-        let mut offset = 0;
-        let mut values = Vec::new();
-        loop {
-            let r = read(&log, offset, 2 << 10).await.expect("read");
-            let Some(last) = r.last_offset() else { break };
-            for c in &r.chunks {
-                for item in sluice_records::BatchIter::new(c) {
-                    let (_, range) = item.expect("whole batches");
-                    let (_, records) =
-                        sluice_records::RecordIter::from_batch(&c[range]).expect("batch");
-                    values.extend(records.map(|r| r.expect("record").value.unwrap().to_vec()));
-                }
-            }
-            offset = last + 1;
-        }
+        let values = values_from(&log, 0, 2 << 10).await;
         assert_eq!(values, (0..60).flat_map(expect).collect::<Vec<_>>());
 
         // Read the first part (a read-ahead is now in flight past it), cut
@@ -939,23 +955,8 @@ fn long_cold_reads_chain_read_aheads_exactly() {
                 segment_bytes,
                 ..LogConfig::default()
             };
-            let log = open(&storage, &cfg).await.expect("open");
             let batches = 240u32;
-            for id in 0..batches {
-                append(&log, id, 400);
-            }
-            flush(&log, NOW, false).await;
-            close(&log, NOW).await.expect("close");
-            let log = engine::recovery::open(
-                storage.clone(),
-                dir(),
-                cfg.clone(),
-                engine::CacheBudget::new(0),
-                NOW,
-            )
-            .await
-            .map(RefCell::new)
-            .expect("reopen");
+            let log = cold_log(&storage, &cfg, batches, 400).await;
             assert!(
                 log.borrow().size_bytes() > 2 * engine::log::READ_AHEAD_BYTES as u64,
                 "the log spans more than two read-aheads: {} bytes",
@@ -965,23 +966,7 @@ fn long_cold_reads_chain_read_aheads_exactly() {
                 .flat_map(|id| (0..400).map(move |i| value_of(id, i)))
                 .collect();
             for fetch in [1 << 20, 700 << 10, 5 << 20] {
-                let mut offset = 0;
-                let mut values = Vec::new();
-                loop {
-                    let r = read(&log, offset, fetch).await.expect("read");
-                    let Some(last) = r.last_offset() else { break };
-                    for c in &r.chunks {
-                        for item in sluice_records::BatchIter::new(c) {
-                            let (_, range) = item.expect("whole batches");
-                            let (_, records) =
-                                sluice_records::RecordIter::from_batch(&c[range]).expect("batch");
-                            values.extend(
-                                records.map(|r| r.expect("record").value.unwrap().to_vec()),
-                            );
-                        }
-                    }
-                    offset = last + 1;
-                }
+                let values = values_from(&log, 0, fetch).await;
                 assert!(
                     values == expected,
                     "segments of {segment_bytes} bytes, fetches of {fetch}: {} values read, {} expected",

@@ -261,18 +261,21 @@ fn handle_outputs(
                 // know) is not proposed into the ISR; the controller would
                 // refuse it, a Raft write on every tick until it unfences.
                 let meta = controller.metadata();
-                let committed = meta
-                    .topics
-                    .get(&tp.0)
-                    .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
-                    .map(|p| p.isr.clone());
-                if let Some(committed) = committed {
+                if let Some(committed) = committed_isr(&meta, tp) {
                     let ineligible = isr.iter().any(|n| {
                         !committed.contains(n) && meta.brokers.get(n).is_none_or(|b| b.fenced)
                     });
                     if ineligible {
-                        tracing::debug!(topic = tp.0, partition = tp.1, ?isr, "not proposing a fenced broker into the ISR");
-                        let out = leading.borrow_mut().state.on_isr_refused(&committed, now_ms());
+                        tracing::debug!(
+                            topic = tp.0,
+                            partition = tp.1,
+                            ?isr,
+                            "not proposing a fenced broker into the ISR"
+                        );
+                        let out = leading
+                            .borrow_mut()
+                            .state
+                            .on_isr_refused(&committed, now_ms());
                         handle_outputs(s, tp, leading, out);
                         continue;
                     }
@@ -299,13 +302,7 @@ fn handle_outputs(
                         // Refused or lost: take the controller's ISR as it is,
                         // which also clears the pending proposal.
                         tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "ISR change not applied");
-                        let meta = controller.metadata();
-                        let isr = meta
-                            .topics
-                            .get(&tp.0)
-                            .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
-                            .map(|p| p.isr.clone());
-                        if let Some(isr) = isr {
+                        if let Some(isr) = committed_isr(&controller.metadata(), &tp) {
                             let out = leading.borrow_mut().state.on_isr_refused(&isr, now_ms());
                             handle_outputs(&s, &tp, &leading, out);
                         }
@@ -316,6 +313,14 @@ fn handle_outputs(
             }
         }
     }
+}
+
+/// The ISR the controller committed for `tp`.
+fn committed_isr(meta: &ClusterMetadata, tp: &Tp) -> Option<Vec<NodeId>> {
+    meta.topics
+        .get(&tp.0)
+        .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
+        .map(|p| p.isr.clone())
 }
 
 /// The leader config of a partition of `meta`.
