@@ -360,7 +360,13 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
         }
         for (p, ps) in ct.partitions.iter().enumerate() {
             let p = p as i32;
-            if t.replica_shard(p, me.0) != Some(s.shard.0) {
+            // Both the topic table and the metadata must place this node's
+            // replica here: a replica moving to another shard of this node
+            // gives up its role as soon as either says so, and the new shard
+            // takes it once its table has the log open.
+            if t.replica_shard(p, me.0) != Some(s.shard.0)
+                || ps.replica_on(me).map(|r| r.shard) != Some(s.shard)
+            {
                 continue;
             }
             let Some(log) = s.log(name, p) else {
@@ -504,6 +510,23 @@ pub fn forget(s: &ShardState, tp: &Tp) {
         stop_role(s, tp, old);
     }
     s.replicas.high_watermarks.borrow_mut().remove(tp);
+}
+
+/// This shard hands `tp` to another shard of this node: its role ends; the
+/// high watermark it knew is returned (and kept, so a second ask gets it
+/// too).
+pub fn hand_over(s: &ShardState, tp: &Tp) -> i64 {
+    if let Some(old) = s.replicas.roles.borrow_mut().remove(tp) {
+        stop_role(s, tp, old);
+    }
+    s.replicas.known_high_watermark(tp)
+}
+
+/// This shard takes `tp` over from another shard of this node, which knew
+/// the high watermark `hw`: a leader starts from it instead of from 0.
+pub fn took_over(s: &ShardState, tp: &Tp, hw: i64) {
+    let known = s.replicas.known_high_watermark(tp);
+    s.replicas.note_high_watermark(tp, known.max(hw));
 }
 
 /// Ends a role: waiters of a leader get NOT_LEADER, and a coordinator of
@@ -1093,6 +1116,11 @@ async fn follow_once(
             Err(e) if is_timeout(&e) => continue,
             Err(e) => return Err(e.to_string()),
         };
+        // The role may have ended while this task waited: the log may be
+        // closed (or handed to another shard) by now.
+        if f.stopped.get() || s.shutdown.is_set() {
+            return Ok(());
+        }
         let actions = match msg {
             Message::Hello { .. } => continue,
             Message::EpochAnswer {
@@ -1160,6 +1188,10 @@ async fn run_actions(
     let epoch = f.epoch;
     let mut appended = false;
     for a in actions {
+        // An earlier action awaited: the role may have ended meanwhile.
+        if f.stopped.get() {
+            return Ok(());
+        }
         match a {
             FollowerAction::QueryEpoch { requested } => {
                 let m = Message::EpochQuery {
@@ -1221,7 +1253,7 @@ async fn run_actions(
             }
         }
     }
-    if appended {
+    if appended && !f.stopped.get() {
         // A new epoch's first batch: its start goes to the checkpoint before
         // the leader hears the batch is here.
         engine::recovery::checkpoint_leader_epochs(log)

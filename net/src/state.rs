@@ -58,6 +58,9 @@ pub struct ShardState {
     pub admin_lock: glommio::sync::Semaphore,
     /// Topic table changes are applied one at a time on each shard.
     apply_lock: glommio::sync::Semaphore,
+    /// Logs handed to another shard of this node are closed one at a time,
+    /// so a second ask waits for the close in flight (see `release`).
+    release_lock: glommio::sync::Semaphore,
     started: Cell<bool>,
     /// Open client connections on this shard.
     pub(crate) connections: Cell<usize>,
@@ -99,6 +102,7 @@ impl ShardState {
             producer_ids: Cell::new((0, 0)),
             admin_lock: glommio::sync::Semaphore::new(1),
             apply_lock: glommio::sync::Semaphore::new(1),
+            release_lock: glommio::sync::Semaphore::new(1),
             started: Cell::new(false),
             connections: Cell::new(0),
             drained: Cell::new(false),
@@ -254,12 +258,26 @@ impl ShardState {
         // shard has its log open: a shard never lists a partition it cannot serve.
         let old = self.topics.borrow().clone();
         // Deleted (or deleted and re-created) topics, and partitions a
-        // reassignment moved off this shard: drop and delete their logs.
+        // reassignment moved off this shard: drop and delete their logs. A
+        // partition that moved to another shard of this node keeps its
+        // directory (it is per node): the log is closed, for the new shard
+        // to open.
         for (name, meta) in &old.topics {
             let kept = table.get(name).filter(|t| t.id == meta.id);
             for p in 0..meta.partitions {
                 if self.holds(meta, p) && !kept.is_some_and(|t| self.holds(t, p)) {
                     let tp = (name.clone(), p);
+                    let on_this_node = kept.and_then(|t| t.replica_shard(p, self.config.node_id));
+                    if let Some(shard) = on_this_node {
+                        tracing::info!(
+                            topic = name,
+                            partition = p,
+                            to_shard = shard,
+                            "replica moved to another shard of this node; closing its log"
+                        );
+                        self.release(&tp).await?;
+                        continue;
+                    }
                     if kept.is_some() {
                         tracing::info!(
                             topic = name,
@@ -285,6 +303,23 @@ impl ShardState {
                     log.borrow_mut().set_config(cfg.clone());
                     continue;
                 }
+                // Moved here from another shard of this node: that shard
+                // closes the log first, so it is never open on both.
+                let from = old
+                    .get(name)
+                    .filter(|m| m.id == meta.id && m.is_replicated())
+                    .and_then(|m| m.replica_shard(p, self.config.node_id))
+                    .filter(|&o| o != self.shard.0 && o < self.shards);
+                if let Some(from) = from {
+                    let hw = self.take_from(ShardId(from), name, p).await?;
+                    crate::replication::took_over(self, &(name.clone(), p), hw);
+                    tracing::info!(
+                        topic = name,
+                        partition = p,
+                        from_shard = from,
+                        "replica moved here from another shard of this node; opening its log"
+                    );
+                }
                 let log = engine::recovery::open(
                     self.storage,
                     self.log_dir(name, p),
@@ -305,6 +340,46 @@ impl ShardState {
             crate::replication::sync(self, &controller.metadata());
         }
         Ok(())
+    }
+
+    /// This shard gives up `tp`, which moved to another shard of this node:
+    /// its role ends (clients get NOT_LEADER_OR_FOLLOWER, `acks=all` waiters
+    /// too), then the log is flushed and closed cleanly, so appends that got
+    /// in before are on disk and later ones are refused (`AppendError::Closed`). Returns the high
+    /// watermark this shard knew, for the new shard to start from. A second
+    /// call (the new shard asks while this shard's own table change is
+    /// closing the log) waits for that close and finds nothing left to do.
+    pub async fn release(&self, tp: &crate::replication::Tp) -> Result<i64, LogError> {
+        let _permit = self
+            .release_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        let hw = crate::replication::hand_over(self, tp);
+        let log = self.logs.borrow_mut().remove(tp);
+        if let Some(log) = log {
+            // A log that cannot close cleanly (a poisoned one) is recovered
+            // by the new shard as after a crash: better than no shard
+            // serving the partition.
+            if let Err(e) = engine::recovery::close(&log, now_ms()).await {
+                tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "could not close the log cleanly before handing it over");
+            }
+        }
+        Ok(hw)
+    }
+
+    /// Asks shard `from` to release partition `partition` of `topic` and
+    /// waits until it has: its high watermark.
+    async fn take_from(&self, from: ShardId, topic: &str, partition: i32) -> Result<i64, LogError> {
+        let tp = (topic.to_string(), partition);
+        self.router
+            .call(from, move |s: &Rc<ShardState>| {
+                let s = s.clone();
+                Box::pin(async move { s.release(&tp).await.map_err(|e| e.to_string()) })
+            })
+            .await
+            .map_err(|e| LogError::InvalidArgument(format!("{from} did not answer: {e}")))?
+            .map_err(|e| LogError::InvalidArgument(format!("{from} could not close the log: {e}")))
     }
 
     /// Shard 0: persists `table` and installs it on every shard.

@@ -1523,3 +1523,406 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
         "{out}"
     );
 }
+
+/// (node, shard) of each replica of `topic`-0 as node `id`'s topic table
+/// (`topics.json`) places them; None before the node has the topic.
+fn placement_on(dir: &Path, id: i32, topic: &str) -> Option<Vec<(i32, u16)>> {
+    let path = dir.join(format!("n{id}")).join("data").join("topics.json");
+    let table: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    table["topics"][topic]["replicas"][0]
+        .as_array()?
+        .iter()
+        .map(|r| {
+            Some((
+                i32::try_from(r[0].as_i64()?).ok()?,
+                u16::try_from(r[1].as_u64()?).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The shards node `id`'s topic table places its replicas on (every
+/// replicated topic and partition).
+fn shards_used(dir: &Path, id: i32) -> std::collections::BTreeSet<u64> {
+    let path = dir.join(format!("n{id}")).join("data").join("topics.json");
+    let Some(table) = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return Default::default();
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for t in table["topics"]
+        .as_object()
+        .into_iter()
+        .flat_map(|t| t.values())
+    {
+        for p in t["replicas"].as_array().into_iter().flatten() {
+            for r in p.as_array().into_iter().flatten() {
+                if r[0].as_i64() == Some(i64::from(id)) {
+                    used.extend(r[1].as_u64());
+                }
+            }
+        }
+    }
+    used
+}
+
+/// The shard of node `id`'s replica of `topic`-0, as that node places it.
+fn shard_on(dir: &Path, id: i32, topic: &str) -> Option<u16> {
+    placement_on(dir, id, topic)?
+        .into_iter()
+        .find(|&(n, _)| n == id)
+        .map(|(_, s)| s)
+}
+
+fn cli_reassign(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let bootstrap = addr.to_string();
+    let mut all = vec![
+        "cluster",
+        "reassign",
+        "--bootstrap-server",
+        bootstrap.as_str(),
+    ];
+    all.extend_from_slice(args);
+    let out = sluice_command(&all)
+        .output()
+        .expect("run sluice cluster reassign");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `--replicas` for `topic`-0: its brokers in their current order, with
+/// `node`'s replica on `shard`.
+fn replicas_with_shard(addr: SocketAddr, topic: &str, node: i32, shard: u16) -> String {
+    partitions_of(addr, topic).expect("metadata")[0]
+        .replica_nodes
+        .iter()
+        .map(|&n| {
+            if n == node {
+                format!("{n}:{shard}")
+            } else {
+                n.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Acknowledged records: (offset, key, value).
+type Acked = Vec<(i64, Vec<u8>, Vec<u8>)>;
+
+/// An idempotent acks=all producer to `topic`-0 on a thread, one record
+/// at a time, until `stop` (Metadata asked of `ask_first` first): each batch is retried (bounded) on the newest
+/// leader while the leadership moves (NOT_LEADER_OR_FOLLOWER, not enough
+/// replicas); any other error fails it. Counts the acknowledged records
+/// in `count` as it goes and returns them.
+fn produce_in_background(
+    kafka: Vec<SocketAddr>,
+    ask_first: SocketAddr,
+    topic: &'static str,
+    producer: (i64, i16),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::thread::JoinHandle<Result<Acked, String>> {
+    std::thread::spawn(move || {
+        let mut acked: Acked = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let i = acked.len();
+            let (key, value) = (format!("k{i}"), format!("v{i}"));
+            let mut builder = BatchBuilder::new(Compression::None);
+            builder
+                .producer(producer.0, producer.1, i32::try_from(i).expect("small"))
+                .push(
+                    // Now: a producer whose last batch is older than
+                    // `producer.id.expiration.ms` is forgotten when a
+                    // log is opened (as in Kafka), and a moved log is.
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    Some(key.as_bytes()),
+                    Some(value.as_bytes()),
+                    &[],
+                );
+            let records = builder.build();
+            let until = Instant::now() + Duration::from_secs(30);
+            let offset = loop {
+                // The leader's node first: the test never stops it, so
+                // Metadata is not asked of a node that is going down.
+                let leader = std::iter::once(&ask_first)
+                    .chain(kafka.iter())
+                    .find_map(|a| partition_state(*a, topic))
+                    .map(|s| s.0);
+                let addr = leader.map(|l| kafka[usize::try_from(l - 1).expect("node id")]);
+                if let Some(mut c) = addr.and_then(client) {
+                    c.set_timeout(Duration::from_secs(20));
+                    let answer = match c
+                        .call(PRODUCE_VERSION, &produce_request(topic, 0, records.clone()))
+                    {
+                        ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
+                        other => return Err(format!("not a Produce response: {other:?}")),
+                    };
+                    match answer.error_code {
+                        0 => break answer.base_offset,
+                        // NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS(_AFTER_APPEND).
+                        6 | 19 | 20 => {}
+                        code => {
+                            return Err(format!(
+                                "record {i} refused with {code}: {:?}",
+                                answer.error_message
+                            ))
+                        }
+                    }
+                }
+                if Instant::now() > until {
+                    return Err(format!("record {i}: no leader took it in 30 s"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            acked.push((offset, key.into_bytes(), value.into_bytes()));
+            count.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
+            // Paced, so the log stays small enough to read back at once.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(acked)
+    })
+}
+
+/// Waits until node `id` places its replica of `topic`-0 on `shard`, and
+/// the topic is led with a full ISR again.
+fn wait_for_shard(
+    dir: &Path,
+    nodes: &[Node],
+    kafka: &[SocketAddr],
+    id: i32,
+    topic: &str,
+    shard: u16,
+) {
+    wait_until(
+        &format!("node {id} holding {topic}-0 on shard {shard}"),
+        nodes,
+        || shard_on(dir, id, topic) == Some(shard) && kafka.iter().any(|a| isrs_full(*a, topic)),
+    );
+}
+
+#[test]
+fn a_replica_moves_to_another_shard_under_acks_all_and_a_node_restarts_with_fewer_shards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra: Vec<&str> = FAST_LIVENESS
+        .iter()
+        .copied()
+        .chain(["--shards", "2", "--auto-leader-rebalance-enable", "false"])
+        .collect();
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
+    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
+    let topic = "shardmove";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    wait_until("the topic led with a full ISR", &nodes, || {
+        kafka.iter().any(|a| isrs_full(*a, topic))
+    });
+    let (leader, _, _) = kafka
+        .iter()
+        .find_map(|a| partition_state(*a, topic))
+        .expect("a leader");
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
+    let mut leader_shard = None;
+    wait_until("every node's placement of the topic", &nodes, || {
+        leader_shard = shard_on(dir.path(), leader, topic);
+        leader_shard.is_some() && (1..=3).all(|n| shard_on(dir.path(), n, topic).is_some())
+    });
+    let leader_shard = leader_shard.expect("placed");
+
+    // A shard the node does not run is refused, and nothing moves.
+    let replicas = |node: i32, shard: u16| replicas_with_shard(kafka[0], topic, node, shard);
+    let (code, out) = cli_reassign(
+        kafka[0],
+        &[
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--replicas",
+            &replicas(leader, 7),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("broker {leader} has no shard 7")),
+        "{out}"
+    );
+    assert_eq!(shard_on(dir.path(), leader, topic), Some(leader_shard));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = init_producer_id(kafka[0]);
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut load = Some(produce_in_background(
+        kafka.clone(),
+        at(leader),
+        topic,
+        producer,
+        stop.clone(),
+        count.clone(),
+    ));
+    // The load goes on: `n` more records acknowledged (the producer stops
+    // only on an error: then it is reported).
+    let more_acked = |nodes: &[Node],
+                      load: &mut Option<std::thread::JoinHandle<Result<Acked, String>>>,
+                      n: usize| {
+        let target = count.load(std::sync::atomic::Ordering::Relaxed) + n;
+        wait_until(&format!("{n} more acknowledged records"), nodes, || {
+            if load.as_ref().is_some_and(|l| l.is_finished()) {
+                let result: Result<Acked, String> = load
+                    .take()
+                    .expect("checked")
+                    .join()
+                    .expect("producer thread");
+                panic!("the producer stopped: {:?}\n{}", result.err(), logs(nodes));
+            }
+            count.load(std::sync::atomic::Ordering::Relaxed) >= target
+        });
+    };
+    more_acked(&nodes, &mut load, 10);
+
+    // The leader's replica moves to its other shard under the load: a new
+    // leader epoch on the same node, and produces go on.
+    let epoch_before = metadata_leader_epoch(at(leader), topic);
+    let to = 1 - leader_shard;
+    let (code, out) = cli_reassign(
+        kafka[0],
+        &[
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--replicas",
+            &replicas(leader, to),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("replica on broker {leader} moving to shard {to}")),
+        "{out}"
+    );
+    wait_for_shard(dir.path(), &nodes, &kafka, leader, topic, to);
+    wait_until("the same node leading in a new epoch", &nodes, || {
+        partition_state(at(leader), topic).is_some_and(|s| s.0 == leader)
+            && metadata_leader_epoch(at(leader), topic) == epoch_before + 1
+    });
+    more_acked(&nodes, &mut load, 10);
+
+    // A follower's replica moves too (it subscribes again from its new
+    // shard), ending on shard 1 so that the restart below must re-place it.
+    let follower_shard = shard_on(dir.path(), follower, topic).expect("placed");
+    let mut moves = vec![1 - follower_shard];
+    if moves[0] == 0 {
+        moves.push(1);
+    }
+    for to in moves {
+        let (code, out) = cli_reassign(
+            kafka[0],
+            &[
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+                "--replicas",
+                &replicas(follower, to),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!(
+                "replica on broker {follower} moving to shard {to}"
+            )),
+            "{out}"
+        );
+        assert!(
+            !out.contains(&format!("{topic}-0: moving to")),
+            "the same brokers: no reassignment: {out}"
+        );
+        wait_for_shard(dir.path(), &nodes, &kafka, follower, topic, to);
+        more_acked(&nodes, &mut load, 5);
+        // Acknowledged with the moved follower in the ISR: it streams again
+        // (one that did not would stall acks=all until the lag time took it
+        // out of the ISR).
+        assert!(isrs_full(at(leader), topic), "{}", logs(&nodes));
+    }
+    assert_eq!(
+        metadata_leader_epoch(at(leader), topic),
+        epoch_before + 1,
+        "a follower's move keeps the leader epoch"
+    );
+
+    // The follower restarts with one shard: the controller re-places its
+    // replicas of shard 1 on shard 0, which opens them from the data dir;
+    // it catches up and rejoins the ISR.
+    assert!(shards_used(dir.path(), follower).contains(&1));
+    let i = usize::try_from(follower - 1).expect("node id");
+    let logs_now = logs(&nodes);
+    stop_cleanly(&mut nodes[i], || logs_now.clone());
+    more_acked(&nodes, &mut load, 5);
+    let (root, id, voters, old_extra) = nodes[i].started_as.clone();
+    let mut one_shard: Vec<String> = old_extra;
+    let s = one_shard
+        .iter()
+        .position(|a| a == "--shards")
+        .expect("started with --shards");
+    one_shard[s + 1] = "1".into();
+    let one_shard: Vec<&str> = one_shard.iter().map(String::as_str).collect();
+    nodes[i] = start(&root, id, &voters, nodes[i].kafka, &one_shard);
+    wait_for_shard(dir.path(), &nodes, &kafka, follower, topic, 0);
+    assert_eq!(
+        shards_used(dir.path(), follower),
+        std::collections::BTreeSet::from([0]),
+        "every replica of the one-shard node on shard 0"
+    );
+    more_acked(&nodes, &mut load, 10);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = load
+        .take()
+        .expect("running")
+        .join()
+        .expect("producer thread")
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&nodes)));
+    assert!(acked.len() >= 20, "the load ran: {} records", acked.len());
+
+    // Every acknowledged record, once, in order, with dense offsets, on
+    // the leader; the restarted follower's copy is the leader's, byte for
+    // byte, once it has caught up.
+    let (leader_now, _, _) = kafka
+        .iter()
+        .find_map(|a| partition_state(*a, topic))
+        .expect("a leader");
+    let mut c = client(at(leader_now)).expect("connect");
+    let (mut got, mut stored) = (Vec::new(), 0);
+    loop {
+        let fetched = c.fetch(topic, 0, got.len() as i64);
+        assert_eq!(fetched.error_code, 0);
+        let batch = records_of(&fetched.records);
+        if batch.is_empty() {
+            break;
+        }
+        stored += fetched.records.as_ref().map_or(0, |r| r.contiguous().len());
+        got.extend(batch);
+    }
+    assert_eq!(got.len(), acked.len(), "{}", logs(&nodes));
+    assert_eq!(got, acked, "acknowledged records across the shard moves");
+    assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+    // Segment files are longer than their data (preallocation): the data
+    // part is compared.
+    wait_until("every replica's log equal to the leader's", &nodes, || {
+        let leader_log = segment_bytes(dir.path(), leader_now, topic);
+        (1..=3).all(|n| {
+            let log = segment_bytes(dir.path(), n, topic);
+            log.len() >= stored && log[..stored] == leader_log[..stored]
+        })
+    });
+}

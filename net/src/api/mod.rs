@@ -20,6 +20,7 @@ use crate::state::ShardState;
 pub mod admin;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod delete_groups;
 pub mod delete_records;
@@ -80,6 +81,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -313,6 +315,9 @@ async fn handle(
         RequestBody::ListPartitionReassignments(req) => ResponseBody::ListPartitionReassignments(
             list_partition_reassignments::handle(state, req),
         ),
+        RequestBody::AlterReplicaLogDirs(req) => {
+            ResponseBody::AlterReplicaLogDirs(alter_replica_log_dirs::handle(state, req).await)
+        }
         RequestBody::ElectLeaders(req) => {
             ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
         }

@@ -24,6 +24,7 @@ use crate::ids::{NodeId, ShardId};
 
 mod election;
 pub use election::{ElectionError, ElectionResult, ElectionType};
+mod shards;
 
 /// Most partitions one topic may have; bounds the work of one command.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
@@ -154,6 +155,15 @@ pub enum Command {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Move `node`'s replica of a partition to another of its shards (see
+    /// `shards.rs`). The node keeps the data: its partition directories are
+    /// per node, not per shard.
+    MoveReplicaShard {
+        topic: String,
+        partition: i32,
+        node: NodeId,
+        shard: ShardId,
+    },
 }
 
 /// What an applied command produced.
@@ -185,6 +195,11 @@ pub enum Outcome {
     /// needed an election).
     LeadersElected {
         results: Vec<ElectionResult>,
+    },
+    /// The replica is on the shard asked for (`moved` false: it already was).
+    ReplicaShardMoved {
+        moved: bool,
+        leader_epoch: i32,
     },
 }
 
@@ -220,6 +235,18 @@ pub enum MetadataError {
     InvalidReplicaAssignment(String),
     #[error("no reassignment of partition {partition} of topic {topic:?} is in progress")]
     NoReassignmentInProgress { topic: String, partition: i32 },
+    #[error("{node} holds no replica of partition {partition} of topic {topic:?}")]
+    NoReplicaOnNode {
+        topic: String,
+        partition: i32,
+        node: NodeId,
+    },
+    #[error("{node} runs {shards} shard(s) (0 to {}); it has no shard {}", .shards.saturating_sub(1), .shard.0)]
+    UnknownShard {
+        node: NodeId,
+        shard: ShardId,
+        shards: u16,
+    },
 }
 
 /// The whole cluster metadata. Cloned wholesale to every shard on change.
@@ -271,6 +298,12 @@ impl ClusterMetadata {
                 election,
                 partitions,
             } => Ok(self.elect_leaders(*election, partitions.as_deref())),
+            Command::MoveReplicaShard {
+                topic,
+                partition,
+                node,
+                shard,
+            } => self.move_replica_shard(topic, *partition, *node, *shard),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()));
         outcome
@@ -321,22 +354,6 @@ impl ClusterMetadata {
         if reg.host.is_empty() {
             return Err(MetadataError::InvalidRegistration("empty host".into()));
         }
-        // Replicas already placed on this node must still have their shard.
-        let highest_shard = self
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .filter_map(|p| p.replica_on(reg.node))
-            .map(|r| r.shard.0)
-            .max();
-        if let Some(highest) = highest_shard {
-            if highest >= reg.shards {
-                return Err(MetadataError::InvalidRegistration(format!(
-                    "{} holds replicas on shard {highest}; it cannot restart with {} shards",
-                    reg.node, reg.shards
-                )));
-            }
-        }
         self.next_broker_epoch += 1;
         let broker_epoch = self.next_broker_epoch;
         self.brokers.insert(
@@ -347,6 +364,9 @@ impl ClusterMetadata {
                 broker_epoch,
             },
         );
+        // A node back with fewer shards: its replicas on shards it no
+        // longer runs move to the ones it has.
+        self.replace_beyond_shards(reg.node, reg.shards);
         self.take_leaderless(reg.node);
         Ok(Outcome::BrokerRegistered { broker_epoch })
     }

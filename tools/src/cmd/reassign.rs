@@ -1,6 +1,8 @@
 //! `sluice cluster reassign`: move partitions between brokers through
 //! AlterPartitionReassignments and watch them with
-//! ListPartitionReassignments, like Kafka's `kafka-reassign-partitions`.
+//! ListPartitionReassignments, like Kafka's `kafka-reassign-partitions`;
+//! move a replica to another shard of its broker through
+//! AlterReplicaLogDirs (a shard is the broker's "log dir" `shard-N`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -8,6 +10,9 @@ use std::time::{Duration, Instant};
 use clap::{ArgGroup, Args};
 use sluice_codec::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
+};
+use sluice_codec::alter_replica_log_dirs_request::{
+    AlterReplicaLogDir, AlterReplicaLogDirTopic, AlterReplicaLogDirsRequest,
 };
 use sluice_codec::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use sluice_codec::{ErrorCode, RequestBody, ResponseBody};
@@ -34,8 +39,13 @@ pub struct ReassignArgs {
     /// first), e.g. 1,2,4. New replicas copy the log from the leader; the
     /// move completes once they have caught up, then the replicas left out
     /// drop theirs. A leader left out hands over to an in-sync new replica.
-    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...")]
-    replicas: Option<Vec<i32>>,
+    /// ID:SHARD also puts that broker's replica on that shard (core) of the
+    /// broker, e.g. 1:1,2,3: the log stays in the broker's data dir, the old
+    /// shard closes it and the new one opens it (a leader moved this way
+    /// starts a new leader epoch; clients follow as after a failover).
+    /// Needs the controller (a cluster, or a node with controller_voters).
+    #[arg(long, value_delimiter = ',', value_name = "ID[:SHARD],...", value_parser = parse_replica)]
+    replicas: Option<Vec<ReplicaSpec>>,
     /// Cancel the move in progress of the partition: the replicas it added
     /// go, the old ones stay.
     #[arg(long)]
@@ -58,10 +68,38 @@ pub struct ReassignArgs {
 /// (topic, partition, new replicas or `None` to cancel).
 type Move = (String, i32, Option<Vec<i32>>);
 
+/// One replica of `--replicas`: a broker, and the shard asked for, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReplicaSpec {
+    node: i32,
+    shard: Option<u16>,
+}
+
+/// `ID` or `ID:SHARD`.
+fn parse_replica(s: &str) -> Result<ReplicaSpec, String> {
+    let (node, shard) = match s.split_once(':') {
+        Some((n, sh)) => (n, Some(sh)),
+        None => (s, None),
+    };
+    let node = node
+        .trim()
+        .parse::<i32>()
+        .map_err(|_| format!("{node:?} is not a broker id"))?;
+    let shard = shard
+        .map(|sh| {
+            sh.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{sh:?} is not a shard number"))
+        })
+        .transpose()?;
+    Ok(ReplicaSpec { node, shard })
+}
+
 pub fn run(s: &mut Session, args: ReassignArgs) -> anyhow::Result<()> {
     if args.list {
         return list(s);
     }
+    let mut shard_moves: Vec<(i32, u16)> = Vec::new();
     let moves: Vec<Move> = if let Some(broker) = args.drain {
         drain_plan(s, broker)?
     } else {
@@ -70,24 +108,101 @@ pub fn run(s: &mut Session, args: ReassignArgs) -> anyhow::Result<()> {
                 "--replicas and --cancel need --topic and --partition",
             ));
         };
-        vec![(
-            topic,
-            partition,
-            if args.cancel {
-                None
+        if args.cancel {
+            vec![(topic, partition, None)]
+        } else {
+            let specs = args.replicas.clone().unwrap_or_default();
+            let nodes: Vec<i32> = specs.iter().map(|r| r.node).collect();
+            shard_moves = specs
+                .iter()
+                .filter_map(|r| Some((r.node, r.shard?)))
+                .collect();
+            // A move between the shards of the brokers that already hold
+            // the partition, in their order, needs no reassignment.
+            let same_brokers = !shard_moves.is_empty()
+                && s.topic(&topic, false)?
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == partition)
+                    .is_some_and(|p| p.replicas == nodes);
+            if same_brokers {
+                Vec::new()
             } else {
-                args.replicas.clone()
-            },
-        )]
+                vec![(topic, partition, Some(nodes))]
+            }
+        }
     };
-    if moves.is_empty() {
+    if moves.is_empty() && shard_moves.is_empty() {
         println!("Nothing to move.");
         return Ok(());
     }
-    let started = alter(s, &moves)?;
+    let started = if moves.is_empty() {
+        Vec::new()
+    } else {
+        alter(s, &moves)?
+    };
+    if let (Some(topic), Some(partition)) = (&args.topic, args.partition) {
+        move_shards(s, topic, partition, &shard_moves)?;
+    }
     if args.wait_ms > 0 && !started.is_empty() {
         wait(s, &started, Duration::from_millis(args.wait_ms))?;
         println!("Done: {} partition(s) moved.", started.len());
+    }
+    Ok(())
+}
+
+/// Puts each broker's replica of the partition on the shard asked for
+/// (AlterReplicaLogDirs to that broker, the log dir naming the shard);
+/// errors if any was refused.
+fn move_shards(
+    s: &mut Session,
+    topic: &str,
+    partition: i32,
+    shard_moves: &[(i32, u16)],
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for &(node, shard) in shard_moves {
+        let body = RequestBody::AlterReplicaLogDirs(AlterReplicaLogDirsRequest {
+            dirs: vec![AlterReplicaLogDir {
+                path: format!("shard-{shard}"),
+                topics: vec![AlterReplicaLogDirTopic {
+                    name: topic.to_string(),
+                    partitions: vec![partition],
+                }],
+            }],
+        });
+        let ResponseBody::AlterReplicaLogDirs(r) = s.call(Some(node), &body)? else {
+            unreachable!("call() checks the response type");
+        };
+        let code = r
+            .results
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == partition)
+            .map_or(ErrorCode::UNKNOWN_SERVER_ERROR, |p| ErrorCode(p.error_code));
+        if code.is_none() {
+            println!("{topic}-{partition}: replica on broker {node} moving to shard {shard}");
+            continue;
+        }
+        failed += 1;
+        let why = match code {
+            ErrorCode::LOG_DIR_NOT_FOUND => format!("broker {node} has no shard {shard}"),
+            ErrorCode::REPLICA_NOT_AVAILABLE => {
+                format!("broker {node} holds no replica of it")
+            }
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION => "no such topic or partition".to_string(),
+            ErrorCode::INVALID_REQUEST => {
+                "the topic lives on one node, placed by hash; only topics placed by the controller move between shards".to_string()
+            }
+            other => describe_error(other, None),
+        };
+        eprintln!("{topic}-{partition}: not moved to shard {shard} of broker {node}: {why}");
+    }
+    if failed > 0 {
+        return Err(runtime_error(format!(
+            "{failed} of {} shard move(s) refused",
+            shard_moves.len()
+        )));
     }
     Ok(())
 }
@@ -299,4 +414,30 @@ fn join(ids: &[i32]) -> String {
         return "-".into();
     }
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_is_a_broker_id_with_an_optional_shard() {
+        assert_eq!(
+            parse_replica("1"),
+            Ok(ReplicaSpec {
+                node: 1,
+                shard: None
+            })
+        );
+        assert_eq!(
+            parse_replica("1:3"),
+            Ok(ReplicaSpec {
+                node: 1,
+                shard: Some(3)
+            })
+        );
+        for bad in ["", "x", "1:", "1:x", ":1", "1:-1", "1:2:3"] {
+            assert!(parse_replica(bad).is_err(), "{bad:?}");
+        }
+    }
 }

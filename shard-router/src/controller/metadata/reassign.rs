@@ -236,7 +236,7 @@ pub(super) fn check(p: &PartitionState) -> Result<(), String> {
 
 impl Loads {
     /// The shard of `node` with the fewest replicas, for a new follower.
-    fn pick_follower_shard(&mut self, node: NodeId, shards: u16) -> Replica {
+    pub(super) fn pick_follower_shard(&mut self, node: NodeId, shards: u16) -> Replica {
         let replica = (0..shards)
             .map(|s| Replica {
                 node,

@@ -287,16 +287,23 @@ fn alter_isr_checks_leader_epoch_and_membership() {
 }
 
 #[test]
-fn reregistering_with_fewer_shards_than_placed_is_refused() {
+fn reregistering_with_fewer_shards_than_placed_moves_replicas_onto_the_shards_left() {
     let mut m = cluster(&[(1, 4)]);
     m.apply(&create("t", 4, 1)).expect("create");
-    assert!(matches!(
+    assert_eq!(
         m.apply(&reg(1, 2)),
-        Err(MetadataError::InvalidRegistration(_))
-    ));
+        Ok(Outcome::BrokerRegistered { broker_epoch: 2 })
+    );
+    let shards: Vec<u16> = m.topics["t"]
+        .partitions
+        .iter()
+        .map(|p| p.replicas[0].shard.0)
+        .collect();
+    assert_eq!(shards, vec![0, 1, 0, 1], "two replicas per shard left");
+    assert_eq!(m.check_invariants(), Ok(()));
     assert_eq!(
         m.apply(&reg(1, 8)),
-        Ok(Outcome::BrokerRegistered { broker_epoch: 2 })
+        Ok(Outcome::BrokerRegistered { broker_epoch: 3 })
     );
     assert!(matches!(
         m.apply(&reg(-1, 1)),
@@ -433,7 +440,13 @@ proptest! {
                     if new.leader != old.leader {
                         prop_assert!(new.leader_epoch > old.leader_epoch);
                     }
-                    prop_assert_eq!(&new.replicas, &old.replicas);
+                    // A node back with fewer shards moves its replicas
+                    // between its shards, never to another node.
+                    let nodes = |p: &PartitionState| p.replicas.iter().map(|r| r.node).collect::<Vec<_>>();
+                    prop_assert_eq!(nodes(new), nodes(old));
+                    if new.replicas != old.replicas {
+                        prop_assert!(new.partition_epoch > old.partition_epoch);
+                    }
                 }
             }
         }
