@@ -384,6 +384,21 @@ impl LeaderState {
             .collect()
     }
 
+    /// Whether follower `to` must restart its log at `log_start`, this
+    /// leader's log start: its stream would continue below it, at offsets
+    /// retention or DeleteRecords removed here (or it is a new replica with
+    /// an empty log at 0). Kafka's follower gets `OFFSET_OUT_OF_RANGE` and
+    /// truncates fully to the leader's log start. Nothing more is streamed to
+    /// it until it subscribes again.
+    pub fn start_over(&mut self, to: NodeId, log_start: i64) -> Option<i64> {
+        let f = self.followers.get_mut(&to)?;
+        if f.next_send? >= log_start {
+            return None;
+        }
+        f.next_send = None;
+        Some(log_start)
+    }
+
     /// The connection to `to` was lost: send nothing more until it
     /// subscribes again (what was sent may not have arrived).
     pub fn on_disconnected(&mut self, to: NodeId) {
@@ -717,6 +732,28 @@ mod tests {
         assert_eq!(
             l.on_follower_ack(N4, E, 12, 5),
             vec![LeaderOutput::HighWatermark(12)]
+        );
+    }
+
+    #[test]
+    fn a_follower_below_the_log_start_is_told_to_start_over_once_then_streamed_to() {
+        let mut l = leader(&[N1, N2], 1);
+        // A new replica's empty log; this leader's log starts at 6 now.
+        l.on_follower_subscribe(N3, E, 0, 1);
+        assert_eq!(l.start_over(N2, 6), None, "not subscribed");
+        assert_eq!(l.start_over(N3, 6), Some(6));
+        assert_eq!(l.start_over(N3, 6), None, "once, until it subscribes again");
+        assert!(l.to_send().is_empty());
+        l.on_follower_subscribe(N3, E, 6, 2);
+        assert_eq!(l.start_over(N3, 6), None);
+        assert_eq!(l.to_send(), vec![(N3, 6)]);
+        l.on_sent(N3, 10);
+        assert_eq!(
+            l.on_follower_ack(N3, E, 10, 3),
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: BTreeSet::from([N1, N2, N3])
+            }]
         );
     }
 }
