@@ -236,6 +236,31 @@ pub fn wait_committed(
     rx
 }
 
+/// Like [`wait_committed`], bounded by `timeout` (the produce request's
+/// `timeout_ms`): `None` when it passes first. Kafka then answers
+/// `REQUEST_TIMED_OUT`; the batch stays appended and may still commit.
+pub async fn wait_committed_within(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    leading: &Rc<RefCell<Leading>>,
+    end_offset: i64,
+    timeout: Duration,
+) -> Option<AckResult> {
+    let id = leading.borrow().next_ack;
+    let committed = wait_committed(s, tp, leading, end_offset);
+    let timer = glommio::timer::sleep(timeout);
+    futures::pin_mut!(committed, timer);
+    match futures::future::select(committed, timer).await {
+        futures::future::Either::Left((r, _)) => Some(r.unwrap_or(AckResult::NotLeader)),
+        futures::future::Either::Right(_) => {
+            let mut l = leading.borrow_mut();
+            l.waiters.remove(&id);
+            l.state.cancel_wait(AckId(id));
+            None
+        }
+    }
+}
+
 fn handle_outputs(
     s: &Rc<ShardState>,
     tp: &Tp,

@@ -234,6 +234,12 @@ impl LeaderState {
         Vec::new()
     }
 
+    /// The produce `id` stopped waiting (its request timed out): forget it.
+    /// Its batch stays appended and commits like any other.
+    pub fn cancel_wait(&mut self, id: AckId) {
+        self.waiters.retain(|&(_, w)| w != id);
+    }
+
     /// A follower (re)starts its stream at `log_end`, after its truncation:
     /// what was sent to it before is forgotten.
     pub fn on_follower_subscribe(
@@ -755,5 +761,27 @@ mod tests {
                 isr: BTreeSet::from([N1, N2, N3])
             }]
         );
+    }
+
+    #[test]
+    fn a_cancelled_wait_is_never_answered() {
+        let mut l = leader(&[N1, N2], 1);
+        l.on_follower_subscribe(N2, E, 10, 0);
+        l.on_appended(14, 0);
+        assert!(l.wait(AckId(1), 12).is_empty());
+        assert!(l.wait(AckId(2), 14).is_empty());
+        l.cancel_wait(AckId(1));
+        l.on_local_durable(14, 1);
+        assert_eq!(
+            l.on_follower_ack(N2, E, 14, 2),
+            vec![
+                LeaderOutput::HighWatermark(14),
+                LeaderOutput::Ack {
+                    id: AckId(2),
+                    result: AckResult::Committed
+                }
+            ]
+        );
+        assert!(l.resign().is_empty());
     }
 }
