@@ -770,7 +770,6 @@ fn delete_records(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
             }],
         }],
         timeout_ms: 10_000,
-        ..Default::default()
     });
     let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
         panic!("DeleteRecords answered with another response");
