@@ -24,7 +24,7 @@ use crate::storage::{align_down, align_up, Storage, StorageFile, BLOCK_SIZE};
 use crate::tail_cache::{CacheBudget, TailCache};
 
 pub use crate::timestamp::offset_for_timestamp;
-pub use crate::truncate::truncate_to;
+pub use crate::truncate::{truncate_fully_and_start_at, truncate_to};
 
 /// What an accepted append got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,9 @@
-//! Truncation of the log's end (a follower dropping divergent history, KIP-101).
+//! Truncation of the log's end (a follower dropping divergent history, KIP-101),
+//! and emptying a log to restart it at another offset (a follower whose log
+//! ends below its leader's log start, Kafka's `truncateFullyAndStartAt`).
 //!
-//! The one operation that takes offsets back: every batch at or past the target
-//! goes, the visible offset included. It runs in the log's flush slot, so no
+//! The operations that take offsets back: every batch at or past the target
+//! goes, the visible offset included. They run in the log's flush slot, so no
 //! flush writes while files are cut; appends that arrive meanwhile were assigned
 //! offsets past the cut and are failed, as if they had come just before it.
 
@@ -14,7 +16,8 @@ use sluice_records::BatchHeader;
 
 use crate::error::LogError;
 use crate::log::PartitionLog;
-use crate::segment::{parse_file_name, SegmentState};
+use crate::producers::ProducerStates;
+use crate::segment::{parse_file_name, Segment, SegmentState};
 use crate::storage::{align_down, Storage, StorageFile};
 
 /// Bytes read per step while looking for the batch that starts at the target.
@@ -162,7 +165,137 @@ pub async fn truncate_to<S: Storage>(
     crate::recovery::checkpoint_leader_epochs(log).await
 }
 
+/// Empties the log and restarts it at `offset`, which becomes its log start
+/// and log end (Kafka's `truncateFullyAndStartAt`). A follower calls it when
+/// its leader no longer holds the offsets that would continue its log
+/// (retention or DeleteRecords moved the leader's log start past this log's
+/// end), or when its history diverges from below its own log start.
+///
+/// Every segment, index, producer snapshot and leader epoch goes. On disk the
+/// segment files are deleted newest first, then the (now empty) leader-epoch
+/// checkpoint and the new log start are written atomically, then the
+/// directory is synced: a crash midway leaves a prefix of the old log, or an
+/// empty log at the old start, both of which a follower empties again; after
+/// it, a reopen of the empty directory starts at `offset`. Waiters for
+/// appends not yet durable are failed. A failure of the file steps poisons
+/// the log.
+pub async fn truncate_fully_and_start_at<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+    offset: i64,
+    now_ms: i64,
+) -> Result<(), LogError> {
+    if offset < 0 {
+        return Err(LogError::InvalidArgument(format!(
+            "restart the log at {offset}: negative"
+        )));
+    }
+    let mut rounds = 0;
+    loop {
+        let busy = {
+            let mut l = log.borrow_mut();
+            if let Some(reason) = &l.poisoned {
+                return Err(LogError::Poisoned(reason.clone()));
+            }
+            if l.flush_busy() {
+                Some(l.flush_finished())
+            } else {
+                // Nothing kept needs to be durable: take the flush slot now.
+                l.exclusive = true;
+                None
+            }
+        };
+        let Some(done) = busy else {
+            break;
+        };
+        rounds += 1;
+        if rounds > TRUNCATE_MAX_FLUSH_ROUNDS {
+            return Err(LogError::Abandoned(format!(
+                "restart the log at {offset}: its flushes never paused"
+            )));
+        }
+        done.await;
+    }
+    let (storage, dir, removed) = {
+        let mut l = log.borrow_mut();
+        let removed = l.start_at(offset, now_ms);
+        (l.storage.clone(), l.dir.clone(), removed)
+    };
+    let io = async {
+        for path in &removed {
+            for ext in ["log", "index", "timeindex"] {
+                remove_if_present(&storage, &path.with_extension(ext)).await?;
+            }
+        }
+        // Anything else of the old log: snapshots, and segment files a
+        // cleaner or an earlier deletion left behind.
+        let names = storage
+            .list_dir(&dir)
+            .await
+            .map_err(|e| LogError::io("list", &dir, &e))?;
+        for name in names {
+            let old = ["log", "index", "timeindex", "snapshot"]
+                .iter()
+                .any(|ext| parse_file_name(&name, ext).is_some());
+            if old {
+                remove_if_present(&storage, &dir.join(name)).await?;
+            }
+        }
+        crate::recovery::checkpoint_leader_epochs(log).await?;
+        crate::recovery::checkpoint_log_start(log).await?;
+        storage
+            .sync_dir(&dir)
+            .await
+            .map_err(|e| LogError::io("sync dir", &dir, &e))
+    };
+    let io = io.await;
+    let mut l = log.borrow_mut();
+    l.end_flush();
+    if let Err(err) = io {
+        tracing::error!(dir = %l.dir.display(), error = %err, "log poisoned: restarting it at a new offset failed midway");
+        l.poisoned = Some(err.to_string());
+        return Err(err);
+    }
+    tracing::info!(dir = %l.dir.display(), offset, "log emptied and restarted");
+    Ok(())
+}
+
 impl<S: Storage> PartitionLog<S> {
+    /// The in-memory half of [`truncate_fully_and_start_at`]: returns the
+    /// paths of every segment that was in the log (or waiting for deletion),
+    /// newest first.
+    fn start_at(&mut self, offset: i64, now_ms: i64) -> Vec<PathBuf> {
+        let mut removed: Vec<PathBuf> = self
+            .segments
+            .values()
+            .rev()
+            .map(|s| s.path.clone())
+            .collect();
+        removed.extend(std::mem::take(&mut self.pending_deletes));
+        self.segments.clear();
+        self.segments
+            .insert(offset, Segment::new(&self.dir, offset, now_ms));
+        let err = LogError::Abandoned(format!("the log was emptied and restarted at {offset}"));
+        self.fail_waiters_above(i64::MIN, &err);
+        self.log_start_offset = offset;
+        self.next_offset = offset;
+        self.written_offset = offset;
+        self.durable_offset = offset;
+        // Nothing below `offset` is readable any more, so the visible offset
+        // may go either way here.
+        self.visible_offset = offset;
+        for w in self.watchers.drain(..) {
+            let _ = w.send(());
+        }
+        self.tail.truncate_from(i64::MIN);
+        self.producers = ProducerStates::default();
+        self.leader_epoch_cache.clear();
+        self.leader_epochs_dirty = true;
+        self.snapshot_due = None;
+        self.read_ahead = None;
+        self.first_dirty_offset = offset;
+        removed
+    }
+
     /// Finds the segment holding `offset` and where to look for its batch.
     fn plan_truncation(&self, offset: i64) -> Result<Plan<S::File>, LogError> {
         let (_, seg) = self.segments.range(..=offset).next_back().ok_or_else(|| {

@@ -5,7 +5,9 @@ mod common;
 use std::cell::RefCell;
 
 use common::*;
-use engine::log::{flush, offset_for_timestamp, truncate_to, PartitionLog};
+use engine::log::{
+    flush, offset_for_timestamp, truncate_fully_and_start_at, truncate_to, PartitionLog,
+};
 use engine::recovery::close;
 use engine::storage::memory::{CrashKind, MemStorage};
 use engine::{FlushPolicy, LogConfig, LogError};
@@ -303,6 +305,128 @@ fn pending_appends_past_a_durable_cut_are_abandoned() {
         assert_eq!(
             read_all(&log, 0).await.expect("read"),
             expected(&first[..5], 4)
+        );
+    });
+}
+
+#[test]
+fn a_log_emptied_and_restarted_at_a_later_offset_stays_there_across_reopens() {
+    for kind in [
+        None,
+        Some(CrashKind::ProcessKill),
+        Some(CrashKind::PowerLoss),
+    ] {
+        block_on(async {
+            let storage = MemStorage::new();
+            let cfg = small_segments();
+            let log = open(&storage, &cfg).await.expect("open");
+            fill(&log, 0..40, 4).await;
+            assert!(log.borrow().segment_count() >= 3);
+            // An append not yet durable: its waiter is failed, not answered.
+            let pending = log
+                .borrow_mut()
+                .append(&batch(99, 4, NOW), 3, NOW)
+                .expect("append");
+            let waiter = log.borrow_mut().wait_visible(pending.last_offset + 1);
+
+            truncate_fully_and_start_at(&log, 500, NOW)
+                .await
+                .expect("restart at 500");
+            let err = waiter.await.expect_err("the pending append is failed");
+            assert!(matches!(err, LogError::Abandoned(_)), "{err}");
+            {
+                let l = log.borrow();
+                assert_eq!(l.log_start_offset(), 500);
+                assert_eq!(l.log_end_offset(), 500);
+                assert_eq!(l.visible_offset(), 500);
+                assert_eq!(l.segment_count(), 1);
+                assert!(l.leader_epochs().is_empty());
+                assert!(l.producers().is_empty());
+            }
+            assert!(matches!(
+                read_all(&log, 0).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(read_all(&log, 500).await.expect("read"), vec![]);
+            let names = engine::storage::Storage::list_dir(&storage, &dir())
+                .await
+                .expect("list");
+            assert!(
+                !names.iter().any(|n| n.ends_with(".log")
+                    || n.ends_with("index")
+                    || n.ends_with(".snapshot")),
+                "{names:?}"
+            );
+
+            // Empty, then reopened: still at 500.
+            drop(log);
+            let reopened = match kind {
+                None => storage.clone(),
+                Some(kind) => storage.after_crash(kind),
+            };
+            let log = open(&reopened, &cfg).await.expect("reopen empty");
+            assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
+            assert_eq!(log.borrow().log_end_offset(), 500, "{kind:?}");
+            assert!(log.borrow().leader_epochs().is_empty(), "{kind:?}");
+
+            // Replication goes on from there, in a later epoch.
+            let more = fill(&log, 70..73, 4).await;
+            assert_eq!(more[0].1, 500);
+            engine::recovery::checkpoint_leader_epochs(&log)
+                .await
+                .expect("epochs");
+            let reopened = match kind {
+                None => {
+                    close(&log, NOW).await.expect("close");
+                    drop(log);
+                    reopened.clone()
+                }
+                Some(kind) => {
+                    drop(log);
+                    reopened.after_crash(kind)
+                }
+            };
+            let log = open(&reopened, &cfg).await.expect("reopen");
+            assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
+            assert_eq!(
+                read_all(&log, 500).await.expect("read"),
+                expected(&more, 4),
+                "{kind:?}"
+            );
+            assert_eq!(log.borrow().leader_epochs(), &[(7, 500)], "{kind:?}");
+        });
+    }
+}
+
+#[test]
+fn restarting_below_the_log_start_empties_the_log_too() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let log = open(&storage, &small_segments()).await.expect("open");
+        fill(&log, 0..10, 4).await;
+        log.borrow_mut()
+            .advance_log_start(20)
+            .expect("delete records");
+        // A history that diverges below the log start: truncate_to refuses,
+        // the log restarts at the offset instead.
+        assert!(matches!(
+            truncate_to(&log, 8).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        truncate_fully_and_start_at(&log, 8, NOW)
+            .await
+            .expect("restart at 8");
+        assert_eq!(log.borrow().log_start_offset(), 8);
+        assert_eq!(log.borrow().log_end_offset(), 8);
+        let a = log
+            .borrow_mut()
+            .append(&batch(5, 4, NOW), 0, NOW)
+            .expect("append");
+        assert_eq!(a.base_offset, 8);
+        flush(&log, NOW, false).await;
+        assert_eq!(
+            read_all(&log, 8).await.expect("read"),
+            expected(&[(5, 8, 11)], 4)
         );
     });
 }

@@ -236,6 +236,31 @@ pub fn wait_committed(
     rx
 }
 
+/// Like [`wait_committed`], bounded by `timeout` (the produce request's
+/// `timeout_ms`): `None` when it passes first. Kafka then answers
+/// `REQUEST_TIMED_OUT`; the batch stays appended and may still commit.
+pub async fn wait_committed_within(
+    s: &Rc<ShardState>,
+    tp: &Tp,
+    leading: &Rc<RefCell<Leading>>,
+    end_offset: i64,
+    timeout: Duration,
+) -> Option<AckResult> {
+    let id = leading.borrow().next_ack;
+    let committed = wait_committed(s, tp, leading, end_offset);
+    let timer = glommio::timer::sleep(timeout);
+    futures::pin_mut!(committed, timer);
+    match futures::future::select(committed, timer).await {
+        futures::future::Either::Left((r, _)) => Some(r.unwrap_or(AckResult::NotLeader)),
+        futures::future::Either::Right(_) => {
+            let mut l = leading.borrow_mut();
+            l.waiters.remove(&id);
+            l.state.cancel_wait(AckId(id));
+            None
+        }
+    }
+}
+
 fn handle_outputs(
     s: &Rc<ShardState>,
     tp: &Tp,
@@ -986,6 +1011,28 @@ async fn send_loop(
                 .map(|(_, o)| o);
             (next, l.state.high_watermark())
         };
+        // What the follower lacks is gone here (retention, DeleteRecords):
+        // it restarts its log at our log start and subscribes there.
+        let log_start = log.borrow().log_start_offset();
+        let start_over = leading.borrow_mut().state.start_over(follower, log_start);
+        if let Some(log_start) = start_over {
+            tracing::info!(
+                topic = tp.0,
+                partition = tp.1,
+                follower = follower.0,
+                log_start,
+                "the follower's log ends below this log's start: it starts over there"
+            );
+            let m = Message::StartAt {
+                tp: tp_ref(&tp),
+                leader_epoch: epoch,
+                log_start,
+            };
+            if tx.send(encode(&m)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let visible = log.borrow().visible_offset();
         if let Some(from) = next.filter(|&n| n < visible) {
             match engine::log::read(&log, from, MAX_SEND_BYTES).await {
@@ -1021,6 +1068,13 @@ async fn send_loop(
                     continue;
                 }
                 Ok(_) => {}
+                // Retention or DeleteRecords moved the log start meanwhile:
+                // the next round tells the follower to start over.
+                Err(engine::LogError::OffsetOutOfRange { .. })
+                    if from < log.borrow().log_start_offset() =>
+                {
+                    continue
+                }
                 Err(e) => {
                     tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "reading for a follower failed");
                     glommio::timer::sleep(RECONNECT_PAUSE).await;
@@ -1086,17 +1140,22 @@ async fn follow_once(
         shard: s.shard,
     };
     tx.send(encode(&hello)).await.map_err(|e| e.to_string())?;
-    let (cache, end) = {
+    let (cache, start, end) = {
         let l = log.borrow();
-        (l.leader_epochs().to_vec(), l.log_end_offset())
+        (
+            l.leader_epochs().to_vec(),
+            l.log_start_offset(),
+            l.log_end_offset(),
+        )
     };
     let actions = match state {
-        Some(st) => st.reconnect(&cache, end),
+        Some(st) => st.reconnect(&cache, start, end),
         None => {
             let (st, a) = FollowerState::new(
                 f.leader,
                 LeaderEpoch(f.epoch),
                 &cache,
+                start,
                 end,
                 f.high_watermark.get(),
             );
@@ -1134,9 +1193,13 @@ async fn follow_once(
                 if error_code != 0 {
                     return Err(format!("epoch query refused with error {error_code}"));
                 }
-                let (cache, end) = {
+                let (cache, start, end) = {
                     let l = log.borrow();
-                    (l.leader_epochs().to_vec(), l.log_end_offset())
+                    (
+                        l.leader_epochs().to_vec(),
+                        l.log_start_offset(),
+                        l.log_end_offset(),
+                    )
                 };
                 st.on_epoch_answer(
                     f.leader,
@@ -1144,6 +1207,7 @@ async fn follow_once(
                     requested_epoch,
                     (epoch, end_offset),
                     &cache,
+                    start,
                     end,
                 )
                 .map_err(|e| e.to_string())?
@@ -1154,15 +1218,28 @@ async fn follow_once(
                 records,
                 ..
             } => {
-                let end = log.borrow().log_end_offset();
+                let (start, end) = {
+                    let l = log.borrow();
+                    (l.log_start_offset(), l.log_end_offset())
+                };
                 st.on_batches(
                     f.leader,
                     LeaderEpoch(leader_epoch),
                     high_watermark,
                     records,
+                    start,
                     end,
                 )
                 .map_err(|e| e.to_string())?
+            }
+            Message::StartAt {
+                leader_epoch,
+                log_start,
+                ..
+            } => {
+                let end = log.borrow().log_end_offset();
+                st.on_start_at(f.leader, LeaderEpoch(leader_epoch), log_start, end)
+                    .map_err(|e| e.to_string())?
             }
             Message::Refused { error_code, .. } => {
                 return Err(format!("the leader refused with error {error_code}"));
@@ -1209,6 +1286,17 @@ async fn run_actions(
                     "truncating divergent history"
                 );
                 engine::log::truncate_to(log, offset)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            FollowerAction::StartAt(offset) => {
+                tracing::info!(
+                    topic = tp.0,
+                    partition = tp.1,
+                    offset,
+                    "emptying the log to restart it at the leader's log start"
+                );
+                engine::log::truncate_fully_and_start_at(log, offset, now_ms())
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
-use engine::log::{flush, read, truncate_to, PartitionLog};
+use engine::log::{
+    delete_dropped_files, flush, read, truncate_fully_and_start_at, truncate_to, PartitionLog,
+};
 use engine::storage::memory::MemStorage;
 use engine::{CacheBudget, LogConfig};
 use futures::executor::block_on;
@@ -60,8 +62,11 @@ struct Sim {
     /// Every high watermark any leader announced, per epoch, in order.
     hw_history: Vec<(LeaderEpoch, i64)>,
     /// The stored bytes of every batch an acks=all produce was answered
-    /// for: none of them may ever be lost.
+    /// for: none may ever be lost (unless DeleteRecords removed it).
     committed: Vec<Bytes>,
+    /// How many times a follower emptied its log to restart at its
+    /// leader's log start.
+    restarts: usize,
 }
 
 fn tp() -> PartitionRef {
@@ -97,10 +102,17 @@ fn open_log() -> RefCell<PartitionLog<MemStorage>> {
     RefCell::new(log)
 }
 
-/// Every stored batch of `log` from 0 to its visible end.
+/// Every stored batch of `log` from its log start to its visible end.
 fn batches_of(log: &RefCell<PartitionLog<MemStorage>>) -> Vec<Bytes> {
+    let start = log.borrow().log_start_offset();
+    batches_from(log, start)
+}
+
+/// Every stored batch of `log` holding an offset at or past `from` (which
+/// must be at or past its log start), to its visible end.
+fn batches_from(log: &RefCell<PartitionLog<MemStorage>>, from: i64) -> Vec<Bytes> {
     let mut out = Vec::new();
-    let mut offset = 0;
+    let mut offset = from;
     loop {
         let r = block_on(read(log, offset, 1 << 20)).expect("read");
         if r.chunks.is_empty() {
@@ -151,6 +163,7 @@ impl Sim {
             },
             hw_history: Vec::new(),
             committed: Vec::new(),
+            restarts: 0,
         };
         sim.elect(NodeId(1));
         sim
@@ -192,9 +205,10 @@ impl Sim {
         let (config, now_ms) = (self.config, self.now_ms);
         for id in replicas.clone() {
             let node = self.node(id);
-            let (log_end, durable, cache) = {
+            let (log_start, log_end, durable, cache) = {
                 let l = node.log.borrow();
                 (
+                    l.log_start_offset(),
                     l.log_end_offset(),
                     l.visible_offset(),
                     l.leader_epochs().to_vec(),
@@ -214,8 +228,14 @@ impl Sim {
                 ));
                 node.high_watermark = node.high_watermark.min(log_end);
             } else {
-                let (f, actions) =
-                    FollowerState::new(new_leader, epoch, &cache, log_end, node.high_watermark);
+                let (f, actions) = FollowerState::new(
+                    new_leader,
+                    epoch,
+                    &cache,
+                    log_start,
+                    log_end,
+                    node.high_watermark,
+                );
                 node.role = Role::Follower(f);
                 self.apply_follower_actions(id, actions);
             }
@@ -293,6 +313,23 @@ impl Sim {
         let epoch = self.epoch.0;
         for (to, from) in sends {
             let node = self.node(leader);
+            let log_start = node.log.borrow().log_start_offset();
+            let start_over = match &mut node.role {
+                Role::Leader(l) => l.start_over(to, log_start),
+                _ => None,
+            };
+            if let Some(log_start) = start_over {
+                self.send(
+                    leader,
+                    to,
+                    Message::StartAt {
+                        tp: tp(),
+                        leader_epoch: epoch,
+                        log_start,
+                    },
+                );
+                continue;
+            }
             if from >= node.log.borrow().visible_offset() {
                 continue;
             }
@@ -436,9 +473,13 @@ impl Sim {
                     ..
                 },
             ) => {
-                let (cache, log_end) = {
+                let (cache, log_start, log_end) = {
                     let l = node.log.borrow();
-                    (l.leader_epochs().to_vec(), l.log_end_offset())
+                    (
+                        l.leader_epochs().to_vec(),
+                        l.log_start_offset(),
+                        l.log_end_offset(),
+                    )
                 };
                 match f.on_epoch_answer(
                     from,
@@ -446,6 +487,7 @@ impl Sim {
                     requested_epoch,
                     (epoch, end_offset),
                     &cache,
+                    log_start,
                     log_end,
                 ) {
                     Ok(actions) => self.apply_follower_actions(to, actions),
@@ -461,15 +503,41 @@ impl Sim {
                     ..
                 },
             ) => {
-                let log_end = node.log.borrow().log_end_offset();
+                let (log_start, log_end) = {
+                    let l = node.log.borrow();
+                    (l.log_start_offset(), l.log_end_offset())
+                };
                 match f.on_batches(
                     from,
                     LeaderEpoch(leader_epoch),
                     high_watermark,
                     records,
+                    log_start,
                     log_end,
                 ) {
                     Ok(actions) => self.apply_follower_actions(to, actions),
+                    Err(_) => self.refuse(to, from, leader_epoch),
+                }
+            }
+            (
+                Role::Follower(f),
+                Message::StartAt {
+                    leader_epoch,
+                    log_start,
+                    ..
+                },
+            ) => {
+                let log_end = node.log.borrow().log_end_offset();
+                match f.on_start_at(from, LeaderEpoch(leader_epoch), log_start, log_end) {
+                    Ok(actions) => {
+                        if actions
+                            .iter()
+                            .any(|a| matches!(a, FollowerAction::StartAt(_)))
+                        {
+                            self.restarts += 1;
+                        }
+                        self.apply_follower_actions(to, actions)
+                    }
                     Err(_) => self.refuse(to, from, leader_epoch),
                 }
             }
@@ -516,6 +584,14 @@ impl Sim {
                     let node = self.node(id);
                     block_on(truncate_to(&node.log, offset)).expect("truncate");
                     node.high_watermark = node.high_watermark.min(offset);
+                }
+                FollowerAction::StartAt(offset) => {
+                    let node = self.node(id);
+                    block_on(truncate_fully_and_start_at(&node.log, offset, now_ms))
+                        .expect("restart the log");
+                    node.high_watermark = node.high_watermark.min(offset);
+                    let l = node.log.borrow();
+                    assert_eq!((l.log_start_offset(), l.log_end_offset()), (offset, offset));
                 }
                 FollowerAction::Subscribe { log_end } => {
                     let node = self.node(id);
@@ -618,7 +694,13 @@ impl Sim {
                 log.borrow().visible_offset() >= end,
                 "{r} in the ISR lacks offsets below {end}"
             );
-            let theirs = batches_of(log);
+            // Compared where both logs hold data (log starts may differ).
+            let from = log
+                .borrow()
+                .log_start_offset()
+                .max(self.nodes[&leader].log.borrow().log_start_offset());
+            let leader_batches = batches_from(&self.nodes[&leader].log, from);
+            let theirs = batches_from(log, from);
             for (mine, other) in leader_batches.iter().zip(&theirs) {
                 let h = BatchHeader::parse(mine).expect("header");
                 if h.base_offset >= end {
@@ -634,7 +716,11 @@ impl Sim {
         leader_batches
             .into_iter()
             .find(|b| BatchHeader::parse(b).is_ok_and(|h| h.next_offset() == end))
-            .expect("the acknowledged batch is in the leader's log")
+            .unwrap_or_else(|| {
+                // DeleteRecords removed it already (acknowledged late).
+                assert!(self.nodes[&leader].log.borrow().log_start_offset() >= end);
+                Bytes::new()
+            })
     }
 
     /// Cuts `id` off the network: its connections drop.
@@ -660,15 +746,66 @@ impl Sim {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             let node = self.node(id);
-            let (cache, log_end) = {
+            let (cache, log_start, log_end) = {
                 let l = node.log.borrow();
-                (l.leader_epochs().to_vec(), l.log_end_offset())
+                (
+                    l.leader_epochs().to_vec(),
+                    l.log_start_offset(),
+                    l.log_end_offset(),
+                )
             };
             if let Role::Follower(f) = &mut node.role {
-                let actions = f.reconnect(&cache, log_end);
+                let actions = f.reconnect(&cache, log_start, log_end);
                 self.apply_follower_actions(id, actions);
             }
         }
+    }
+
+    /// DeleteRecords on the leader, as Kafka bounds it: the log start moves
+    /// to `fraction`/4 of the way from where it is to the high watermark
+    /// (often inside a batch).
+    fn delete_records(&mut self, fraction: i64) {
+        let Some(leader) = self.leader_id() else {
+            return;
+        };
+        let hw = self.leader().high_watermark();
+        let node = self.node(leader);
+        // A new leader may know a high watermark past its own durable end.
+        let hw = hw.min(node.log.borrow().visible_offset());
+        let start = node.log.borrow().log_start_offset();
+        let target = start + (hw - start).max(0) * fraction / 4;
+        node.log
+            .borrow_mut()
+            .advance_log_start(target)
+            .expect("delete records below the high watermark");
+        block_on(delete_dropped_files(&node.log)).expect("delete files");
+    }
+
+    /// Follower `id` loses its disk (or a reassignment adds it as a new
+    /// replica): the controller takes it out of the ISR, and it follows
+    /// again from an empty log at 0.
+    fn wipe(&mut self, id: NodeId) {
+        let Some(leader) = self.leader_id().filter(|&l| l != id) else {
+            return;
+        };
+        if self.isr.remove(&id) {
+            let (now_ms, isr) = (self.now_ms, self.isr.iter().copied().collect::<Vec<_>>());
+            let outs = match &mut self.node(leader).role {
+                Role::Leader(l) => l.on_isr_committed(&isr, now_ms),
+                _ => Vec::new(),
+            };
+            self.apply_leader_outputs(leader, outs);
+        }
+        if let Role::Leader(l) = &mut self.node(leader).role {
+            l.on_disconnected(id);
+        }
+        let epoch = self.epoch;
+        let node = self.node(id);
+        node.log = open_log();
+        node.high_watermark = 0;
+        let (f, actions) = FollowerState::new(leader, epoch, &[], 0, 0, 0);
+        node.role = Role::Follower(f);
+        self.apply_follower_actions(id, actions);
     }
 
     fn advance(&mut self, ms: i64) {
@@ -830,6 +967,75 @@ fn a_follower_refuses_a_stale_leaders_stream() {
     assert!(sim.nodes[&NodeId(3)].high_watermark < 99);
 }
 
+#[test]
+fn a_new_replica_restarts_its_log_at_the_leaders_log_start_inside_a_batch() {
+    let mut sim = Sim::new(2);
+    for id in 0..40 {
+        sim.produce(id, true);
+    }
+    sim.settle();
+    assert_eq!(sim.leader().high_watermark(), 80);
+    // Batches hold two records: 61 lies inside the batch 60..=61.
+    sim.node(NodeId(1))
+        .log
+        .borrow_mut()
+        .advance_log_start(61)
+        .expect("delete records");
+    block_on(delete_dropped_files(&sim.nodes[&NodeId(1)].log)).expect("delete files");
+    // Node 3 comes back as a new replica with an empty log at 0.
+    sim.wipe(NodeId(3));
+    assert_eq!(sim.isr, BTreeSet::from([NodeId(1), NodeId(2)]));
+    let a = sim.produce(40, true).expect("accepted");
+    sim.settle();
+    assert_eq!(sim.acked.get(&a), Some(&AckResult::Committed));
+    assert_eq!(sim.restarts, 1, "told once to start at 61");
+    assert_eq!(
+        sim.isr,
+        BTreeSet::from([NodeId(1), NodeId(2), NodeId(3)]),
+        "caught up and back in the ISR"
+    );
+    {
+        let l = sim.nodes[&NodeId(3)].log.borrow();
+        // Restarted at 61, then at the base of the batch holding it.
+        assert_eq!((l.log_start_offset(), l.log_end_offset()), (60, 82));
+    }
+    let truth = batches_from(&sim.nodes[&NodeId(1)].log, 61);
+    assert_eq!(batches_from(&sim.nodes[&NodeId(3)].log, 61), truth);
+    // It leads, and serves the same records; node 1 follows it.
+    sim.elect(NodeId(3));
+    let b = sim.produce(41, true).expect("accepted");
+    sim.settle();
+    assert_eq!(sim.acked.get(&b), Some(&AckResult::Committed));
+    let truth = batches_from(&sim.nodes[&NodeId(3)].log, 61);
+    assert_eq!(truth.len(), 12);
+    for n in [NodeId(1), NodeId(2)] {
+        assert_eq!(batches_from(&sim.nodes[&n].log, 61), truth, "{n}");
+    }
+}
+
+#[test]
+fn a_follower_far_behind_the_leaders_log_start_starts_over_there() {
+    let mut sim = Sim::new(1);
+    sim.produce(0, true);
+    sim.settle();
+    sim.cut(NodeId(3));
+    for id in 1..30 {
+        sim.produce(id, true);
+    }
+    sim.settle();
+    sim.advance(LAG_MS + 1);
+    assert_eq!(sim.isr, BTreeSet::from([NodeId(1), NodeId(2)]));
+    // Retention or DeleteRecords: everything node 3 lacks is gone from the leader.
+    sim.delete_records(4);
+    assert_eq!(sim.nodes[&NodeId(1)].log.borrow().log_start_offset(), 60);
+    sim.heal();
+    sim.settle();
+    assert_eq!(sim.restarts, 1);
+    assert_eq!(sim.isr.len(), 3);
+    let l = sim.nodes[&NodeId(3)].log.borrow();
+    assert_eq!((l.log_start_offset(), l.log_end_offset()), (60, 60));
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Produce(bool),
@@ -840,6 +1046,8 @@ enum Op {
     Cut(u8),
     Heal,
     Elect(u8),
+    DeleteRecords(i64),
+    Wipe(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -852,6 +1060,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (2u8..=3).prop_map(Op::Cut),
         1 => Just(Op::Heal),
         1 => (1u8..=3).prop_map(Op::Elect),
+        1 => (1i64..=4).prop_map(Op::DeleteRecords),
+        1 => (1u8..=3).prop_map(Op::Wipe),
     ]
 }
 
@@ -882,6 +1092,8 @@ proptest! {
                 Op::Advance(ms) => sim.advance(ms),
                 Op::Cut(n) => sim.cut(NodeId(i32::from(n))),
                 Op::Heal => sim.heal(),
+                Op::DeleteRecords(fraction) => sim.delete_records(fraction),
+                Op::Wipe(n) => sim.wipe(NodeId(i32::from(n))),
                 Op::Elect(n) => {
                     // Unclean election is off: only an ISR member may lead.
                     let n = NodeId(i32::from(n));
@@ -903,14 +1115,18 @@ proptest! {
         }
         sim.heal();
         sim.settle();
-        let truth = batches_of(&sim.nodes[&NodeId(1)].log);
+        // Log starts differ (DeleteRecords runs on leaders; restarted
+        // followers start where their leader did): compare from the latest.
+        let from = sim.nodes.values().map(|n| n.log.borrow().log_start_offset()).max().unwrap_or(0);
+        let truth = batches_from(&sim.nodes[&NodeId(1)].log, from);
         for n in [NodeId(2), NodeId(3)] {
-            prop_assert_eq!(&batches_of(&sim.nodes[&n].log), &truth);
+            prop_assert_eq!(&batches_from(&sim.nodes[&n].log, from), &truth);
         }
         prop_assert!(sim.waiting.is_empty(), "every acks=all produce answered");
         prop_assert_eq!(sim.leader().high_watermark(), sim.leader().log_end());
         for b in &sim.committed {
-            prop_assert!(truth.contains(b), "an acknowledged batch was lost ({} elections)", elections);
+            let deleted = BatchHeader::parse(b).map_or(true, |h| h.next_offset() <= from);
+            prop_assert!(deleted || truth.contains(b), "an acknowledged batch was lost ({} elections)", elections);
         }
     }
 }

@@ -6,12 +6,20 @@
 //	franz-client --bootstrap H:P offsets-for-times TOPIC:PARTITION:TS...
 //	franz-client --bootstrap H:P group --group G --balancer range|cooperative-sticky
 //	    [--session-ms MS] [--stop-file F] [--read N --partitions P] TOPIC
+//	franz-client --bootstrap H:P stream --topic T --acks-file F --rate R [--stop-file X] [--seconds S]
 //
 // group: a kgo.ConsumerGroup member. It prints "ASSIGNED p,p,..." (its whole
 // assignment) after every change. Without --read it runs until the stop file
 // exists, then leaves the group. With --read N it reads N records of each of
 // the P partitions, commits exactly after the last one read, prints
 // {"read": {"<p>": [offsets]}}, leaves and exits.
+//
+// stream: the failover tests' producer, as the Java client's "stream": a paced,
+// numbered acks=all idempotent stream (record seq: key "<seq>", value
+// "seq-%012d-" padded with '.' to 100 bytes). Every acknowledged record is
+// appended to the acks file as "partition offset seq". It runs until the stop
+// file exists or --seconds pass, then waits for what is in flight and prints
+// {"sent", "acked", "failed", "errors"}.
 //
 // Record content and the dump format are those of tests/integration/clients/common.py.
 // The producer keeps franz-go's defaults (acks=all, idempotence on) apart from
@@ -86,7 +94,7 @@ func codecOf(name string) kgo.CompressionCodec {
 
 func newClient(bootstrap string, opts ...kgo.Opt) *kgo.Client {
 	base := []kgo.Opt{
-		kgo.SeedBrokers(bootstrap),
+		kgo.SeedBrokers(strings.Split(bootstrap, ",")...), // a cluster: "h:p,h:p,..."
 		kgo.RequestTimeoutOverhead(5 * time.Second),
 		kgo.RetryTimeout(30 * time.Second),
 	}
@@ -114,6 +122,10 @@ func main() {
 	sessionMs := fs.Int("session-ms", 6000, "session timeout (ms)")
 	stopFile := fs.String("stop-file", "", "leave the group once this file exists")
 	read := fs.Int64("read", 0, "records to read per partition, then commit and exit")
+	topic := fs.String("topic", "", "topic (stream)")
+	acksFile := fs.String("acks-file", "", "acknowledged records (stream)")
+	rate := fs.Int64("rate", 5000, "records per second (stream)")
+	seconds := fs.Float64("seconds", 120, "longest run in seconds (stream)")
 	if err := fs.Parse(rest); err != nil {
 		die("%v", err)
 	}
@@ -141,6 +153,8 @@ func main() {
 	case "group":
 		os.Exit(groupMember(ctx, bootstrap, *group, *balancer, *sessionMs, *stopFile, *read,
 			*partitions, *timeout, fs.Args()))
+	case "stream":
+		os.Exit(stream(ctx, bootstrap, *topic, *acksFile, *stopFile, *rate, *seconds))
 	case "offsets-for-times":
 		cl := newClient(bootstrap)
 		defer cl.Close()
@@ -422,4 +436,84 @@ func groupMember(ctx context.Context, bootstrap, group, balancer string, session
 	}
 	fmt.Printf("{\"read\": {%s}}\n", strings.Join(parts, ", "))
 	return leave()
+}
+
+func stream(ctx context.Context, bootstrap, topic, acksFile, stopFile string, rate int64,
+	seconds float64) int {
+	if topic == "" || acksFile == "" || rate <= 0 {
+		die("stream: --topic, --acks-file and a positive --rate needed")
+	}
+	f, err := os.Create(acksFile)
+	if err != nil {
+		die("%v", err)
+	}
+	defer f.Close()
+	var mu sync.Mutex // guards w
+	w := bufio.NewWriter(f)
+	flush := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := w.Flush(); err != nil {
+			die("acks file: %v", err)
+		}
+	}
+	// franz-go's defaults otherwise (acks=all, idempotence, retries): the
+	// records carry the producer's clock, so the delivery timeout counts
+	// from their send, like the Java stream's delivery.timeout.ms.
+	cl := newClient(bootstrap,
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.RecordDeliveryTimeout(120*time.Second),
+	)
+	var acked, failed atomic.Int64
+	var firstErr atomic.Value
+	var sent int64
+	t0 := time.Now()
+	end := t0.Add(time.Duration(seconds * float64(time.Second)))
+	nextCheck := t0
+	for time.Now().Before(end) {
+		if now := time.Now(); now.After(nextCheck) {
+			flush()
+			if stopFile != "" {
+				if _, err := os.Stat(stopFile); err == nil {
+					break
+				}
+			}
+			nextCheck = now.Add(100 * time.Millisecond)
+		}
+		due := int64(time.Since(t0).Seconds() * float64(rate))
+		if sent >= due {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		seq := sent
+		sent++
+		v := fmt.Sprintf("seq-%012d-", seq)
+		val := v + strings.Repeat(".", 100-len(v))
+		r := &kgo.Record{Topic: topic, Key: []byte(strconv.FormatInt(seq, 10)), Value: []byte(val)}
+		cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			acked.Add(1)
+			mu.Lock()
+			fmt.Fprintf(w, "%d %d %d\n", r.Partition, r.Offset, seq)
+			mu.Unlock()
+		})
+	}
+	fctx, c2 := context.WithTimeout(ctx, 60*time.Second)
+	if err := cl.Flush(fctx); err != nil {
+		fmt.Fprintf(os.Stderr, "flush: %v\n", err)
+	}
+	c2()
+	cl.Close()
+	flush()
+	errs := ""
+	if e := firstErr.Load(); e != nil {
+		errs = strconv.Quote(e.(string))
+	}
+	fmt.Printf("{\"sent\": %d, \"acked\": %d, \"failed\": %d, \"errors\": [%s]}\n", sent,
+		acked.Load(), failed.Load(), errs)
+	return 0
 }

@@ -93,6 +93,17 @@ class Runner:
         return [res.get(q) for q in queries]
 
 
+    def start_stream(self, bootstrap, topic, acks_file, stop_file, rate, log_file, max_seconds=120):
+        """The failover tests' producer (acks=all, idempotent, numbered records; Java
+        and franz-go), in the background until stop_file exists: the Popen. Each
+        acknowledged record is a line "partition offset seq" of acks_file."""
+        argv = self.argv(bootstrap) + ["stream", "--topic", topic, "--acks-file", str(acks_file),
+                                       "--stop-file", str(stop_file), "--seconds", str(max_seconds),
+                                       "--rate", str(rate)]
+        return subprocess.Popen(argv, stdout=open(log_file, "wb"), stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
 class PythonRunner(Runner):
     def __init__(self, name, module):
         self.name, self.module = name, module
@@ -113,14 +124,6 @@ class JavaRunner(Runner):
         return ["java", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", self.classpath(), self.main_class, "--bootstrap", bootstrap]
-
-    def start_stream(self, bootstrap, topic, acks_file, stop_file, rate, log_file, max_seconds=120):
-        """The SIGKILL test's producer, in the background until stop_file exists: the Popen."""
-        argv = self.argv(bootstrap) + ["stream", "--topic", topic, "--acks-file", str(acks_file),
-                                       "--stop-file", str(stop_file), "--seconds", str(max_seconds),
-                                       "--rate", str(rate)]
-        return subprocess.Popen(argv, stdout=open(log_file, "wb"), stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
 
 
 class FranzRunner(Runner):

@@ -4,13 +4,15 @@
   confluent-kafka's admin API; the Java client and confluent-kafka each produce
   numbered records through the cluster (bootstrap = all three nodes) and read
   them back; verify.py checks every record.
-- test_leader_sigkill_failover: a Java producer (acks=all, idempotence on)
-  streams numbered records into a 1-partition RF=3 topic while a confluent-kafka
-  consumer follows it live; the partition leader's process is SIGKILLed
-  mid-run. A new leader must appear within FAILOVER_BOUND seconds (measured and
-  printed), the producer and the live consumer must go on, and checker.py must
-  find no acknowledged record lost, duplicated or reordered, neither in what the
-  live consumer saw nor in a full read afterwards (Java consumer).
+- test_leader_sigkill_failover[java|franz-go|kafka-python]: a Java, franz-go or
+  kafka-python producer (acks=all, idempotence on, short linger; otherwise the
+  client's defaults) streams numbered records into a 1-partition RF=3 topic
+  while a confluent-kafka consumer follows it live; the partition leader's
+  process is SIGKILLed mid-run. A new leader must appear within
+  FAILOVER_BOUND seconds (measured and printed), the
+  producer and the live consumer must go on, and checker.py must find no
+  acknowledged record lost, duplicated or reordered, neither in what the live
+  consumer saw nor in a full read afterwards (Java consumer).
 - test_group_coordinator_failover: a consumer group commits offsets through its
   coordinator (the leader of its `__consumer_offsets` partition, replicated
   RF=3); the coordinator's process is SIGKILLed. The group's coordinator must
@@ -180,14 +182,16 @@ def _lines(path):
 
 
 @pytest.mark.timeout(180)
-def test_leader_sigkill_failover(cluster, tmp_path, timings):
+@pytest.mark.parametrize("producer", ["java", "franz-go", "kafka-python"])
+def test_leader_sigkill_failover(cluster, tmp_path, timings, producer):
     topic = "failover"
     admin = _create_rf3(cluster, topic, 1)
     java = runners.RUNNERS["java"]
     acks, stop, log = tmp_path / "acks.txt", tmp_path / "stop", tmp_path / "producer.log"
     live = LiveConsumer(cluster.bootstrap, topic)
     live.start()
-    proc = java.start_stream(cluster.bootstrap, topic, acks, stop, RATE, log, max_seconds=90)
+    proc = runners.RUNNERS[producer].start_stream(cluster.bootstrap, topic, acks, stop, RATE, log,
+                                                  max_seconds=90)
     try:
         with timings.phase("warm-up"):
             # Two seconds' worth of acknowledged records before the kill.
@@ -240,7 +244,7 @@ def test_leader_sigkill_failover(cluster, tmp_path, timings):
     report = checker.check(acked, checker.load_consumed(dumps[topic]))
     last = out.strip().splitlines()[-1] if out.strip() else ""
     print(f"\nleader {old} SIGKILLed; new leader {new} (ISR {isr}) after {failover:.2f} s; "
-          f"producer acknowledging again after {resumed:.2f} s\nproducer: {last}\n"
+          f"{producer} producer acknowledging again after {resumed:.2f} s\nproducer: {last}\n"
           f"live consumer ({len(live.errors)} errors {live.errors[:3]}): {live_report.summary()}\n"
           f"full read: {report.summary()}")
     assert old not in isr, f"the dead leader stayed in the ISR: {isr}"

@@ -823,6 +823,92 @@ fn a_dead_follower_leaves_the_isr_consumers_stop_at_the_high_watermark_and_min_i
     );
 }
 
+/// Sends `signal` (`STOP`, `CONT`) to a node's process.
+fn signal(node: &Node, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &node.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[test]
+fn acks_all_answers_request_timed_out_when_timeout_ms_passes_before_the_isr_has_the_batch() {
+    // Long enough that the stopped follower stays in the ISR (and its
+    // broker unfenced: the default 9 s session) for the whole wait.
+    const LAG_MS: u64 = 10_000;
+    const TIMEOUT_MS: i32 = 800;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lag = LAG_MS.to_string();
+    let (nodes, kafka, _, _) =
+        form_cluster(dir.path(), &["--replica-lag-time-max-ms", lag.as_str()]);
+    let topic = "bounded";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let until = Instant::now() + FORM_TIMEOUT;
+    let leader = loop {
+        if let Some((leader, _, isr)) = partition_state(kafka[0], topic) {
+            if isr.len() == 3 {
+                break leader;
+            }
+        }
+        assert!(Instant::now() < until, "no full ISR:\n{}", logs(&nodes));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let leader_addr = kafka[usize::try_from(leader - 1).expect("node id")];
+    let produce = |value: &[u8], timeout_ms: i32| {
+        let mut c = client(leader_addr).expect("connect");
+        c.set_timeout(Duration::from_secs(30));
+        let RequestBody::Produce(mut req) = produce_request(topic, 0, batch(&[(b"k", value)]))
+        else {
+            unreachable!("a produce request")
+        };
+        req.timeout_ms = timeout_ms;
+        let started = Instant::now();
+        match c.call(PRODUCE_VERSION, &RequestBody::Produce(req)) {
+            ResponseBody::Produce(r) => (single_produce_answer(r, topic, 0), started.elapsed()),
+            other => panic!("not a Produce response: {other:?}"),
+        }
+    };
+    let (a, _) = produce(b"first", TIMEOUT_MS);
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+
+    // A follower stops (SIGSTOP) but stays in the ISR until the lag time:
+    // the high watermark cannot pass the next batch.
+    let victim = (1..=3).find(|&n| n != leader).expect("a follower");
+    let stopped = &nodes[usize::try_from(victim - 1).expect("node id")];
+    signal(stopped, "STOP");
+    let stopped_at = Instant::now();
+    let (a, took) = produce(b"timed out", TIMEOUT_MS);
+    let in_isr = stopped_at.elapsed() < Duration::from_millis(LAG_MS);
+    signal(stopped, "CONT");
+    assert!(in_isr, "the produce outlasted the lag time ({took:?})");
+    assert_eq!(
+        a.error_code, 7,
+        "REQUEST_TIMED_OUT after {took:?}: {:?}",
+        a.error_message
+    );
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS as u64),
+        "answered after {took:?}, before timeout_ms"
+    );
+    eprintln!("REQUEST_TIMED_OUT after {took:?} (timeout_ms {TIMEOUT_MS})");
+
+    // The follower resumes: the timed-out batch stayed appended and commits
+    // with the next one.
+    let (a, _) = produce(b"after", 10_000);
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+    assert_eq!(a.base_offset, 2);
+    let got: Vec<Vec<u8>> = records_of(&fetch_from(leader_addr, topic, 0, 0).records)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(
+        got,
+        [b"first".to_vec(), b"timed out".to_vec(), b"after".to_vec()]
+    );
+}
+
 /// Produces one record with acks=all to the leader Metadata names, retrying
 /// (bounded) while the partition has no usable leader yet (a stopped leader
 /// not fenced yet cannot be reached; NOT_LEADER_OR_FOLLOWER (6) and

@@ -26,6 +26,9 @@ use sluice_codec::alter_partition_reassignments_request::{
 };
 use sluice_codec::api_versions_request::ApiVersionsRequest;
 use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use sluice_codec::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
@@ -45,6 +48,7 @@ const FAST_LIVENESS: [&str; 4] = [
     "1500",
 ];
 
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -751,4 +755,112 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
             "node 4's replica differs from the leader {leader}"
         );
     }
+}
+
+/// DeleteRecords of `topic`-0 below `offset`, sent to `addr`: the new low
+/// watermark.
+fn delete_records(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
+        topics: vec![DeleteRecordsTopic {
+            name: topic.into(),
+            partitions: vec![DeleteRecordsPartition {
+                partition_index: 0,
+                offset,
+            }],
+        }],
+        timeout_ms: 10_000,
+    });
+    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
+        panic!("DeleteRecords answered with another response");
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
+    p.low_watermark
+}
+
+/// Every record of `topic`-0 from `from` to the high watermark of the
+/// leader at `addr`: (offset, value).
+fn consume_from(addr: SocketAddr, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut c = client(addr).expect("connect");
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let p = c.fetch(topic, 0, next);
+        assert_eq!(p.error_code, 0, "fetch from {addr} at {next}");
+        let got = records_of(&p.records);
+        if got.is_empty() {
+            assert_eq!(next, p.high_watermark, "stuck below the high watermark");
+            return out;
+        }
+        next = got.last().expect("non-empty").0 + 1;
+        out.extend(
+            got.into_iter()
+                .filter(|r| r.0 >= from)
+                .map(|(o, _, v)| (o, v)),
+        );
+    }
+}
+
+#[test]
+fn a_new_replica_is_seeded_from_the_leaders_log_start_after_delete_records_and_then_leads() {
+    const START: i64 = 60;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, _) = three_voters(dir.path());
+    let paths = log_paths(&nodes);
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
+    let topic = "trimmed";
+    create_topic(addrs[0], topic, 2);
+    let mut state = None;
+    wait_until("a leader and a full ISR", &paths, || {
+        state = partition_state(addrs[0], topic).filter(|s| s.2.len() == 2);
+        state.is_some()
+    });
+    let (leader, replicas, _) = state.expect("waited for");
+    let follower = *replicas.iter().find(|&&n| n != leader).expect("rf 2");
+    let spare = (1..=3)
+        .find(|n| !replicas.contains(n))
+        .expect("a spare node");
+    let produced = Mutex::new(Produced::default());
+    for i in 0..100 {
+        produce_acked(&addrs, topic, i, &produced, &paths);
+    }
+
+    // The leader's log now starts at 60: it has nothing to send a new,
+    // empty replica from 0.
+    assert_eq!(delete_records(addr_of(&nodes, leader), topic, START), START);
+
+    // The leader moves to the spare node, which had no replica: it must be
+    // seeded from the leader's log start, catch up, join the ISR and take
+    // over (the reassignment completes only then).
+    let (new_leader, took) =
+        reassign_and_wait(dir.path(), &addrs, topic, &[spare, follower], false, &paths);
+    assert_eq!(
+        new_leader, spare,
+        "the first in-sync replica of the target leads"
+    );
+    eprintln!("seeded, caught up and leading in {took:?}");
+    let seeded = partition_dir(dir.path(), spare, topic);
+    assert!(
+        seeded.join("00000000000000000060.log").exists()
+            && !seeded.join("00000000000000000000.log").exists(),
+        "the new replica's log does not start at {START}"
+    );
+
+    // It serves the same records, from the same log start.
+    let mut c = client(addr_of(&nodes, spare)).expect("connect");
+    assert_eq!(c.fetch(topic, 0, 0).error_code, OFFSET_OUT_OF_RANGE);
+    for i in 100..110 {
+        produce_acked(&addrs, topic, i, &produced, &paths);
+    }
+    let produced = produced.into_inner().expect("lock");
+    let consumed = consume_from(addr_of(&nodes, spare), topic, START);
+    let want: Vec<(i64, Vec<u8>)> = produced
+        .acked
+        .iter()
+        .filter(|r| r.0 >= START)
+        .cloned()
+        .collect();
+    assert_eq!(want.len(), 50);
+    assert_eq!(consumed, want, "{}", logs(&paths));
 }

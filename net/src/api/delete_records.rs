@@ -3,6 +3,11 @@
 //! (or below -1) is OFFSET_OUT_OF_RANGE; one below the current start changes
 //! nothing. The new start is checkpointed before the answer, and the segments
 //! wholly below it are deleted. The answer's low watermark is the log start.
+//! A replicated partition is trimmed on its leader only, up to the
+//! replication high watermark (Kafka's rule; elsewhere
+//! NOT_LEADER_OR_FOLLOWER); followers keep their log start, and a replica
+//! whose log ends below the leader's start is restarted there by
+//! replication.
 
 use std::rc::Rc;
 
@@ -42,9 +47,21 @@ async fn delete_on_shard(
     let Some(log) = s.log(&topic, partition) else {
         return Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
+    let high_watermark = match crate::replication::consumer_view(&s, &topic, partition) {
+        crate::replication::ConsumerView::Local => log.borrow().visible_offset(),
+        // A new leader may know a high watermark past its own durable end.
+        crate::replication::ConsumerView::Leader(l) => l
+            .borrow()
+            .state
+            .high_watermark()
+            .min(log.borrow().visible_offset()),
+        crate::replication::ConsumerView::NotLeader => {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER)
+        }
+    };
     let advanced = {
         let mut l = log.borrow_mut();
-        let target = target_offset(requested, l.visible_offset())?;
+        let target = target_offset(requested, high_watermark)?;
         l.advance_log_start(target)
     };
     match advanced {

@@ -3,6 +3,7 @@
 //! dequeued there); the response waits until every batch meets its flush policy.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use engine::AppendError;
@@ -56,6 +57,7 @@ pub async fn enqueue(
     let table = state.topics();
     let transactional = req.transactional_id.is_some();
     let acks = req.acks;
+    let timeout_ms = req.timeout_ms;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let meta = if version >= 13 {
@@ -90,8 +92,9 @@ pub async fn enqueue(
                     let records = records.contiguous();
                     let (topic, index) = (m.name.clone(), p.index);
                     let owner = state.owner(&topic, index);
-                    let job =
-                        move |s: &Rc<ShardState>| append_on_shard(s, topic, index, records, acks);
+                    let job = move |s: &Rc<ShardState>| {
+                        append_on_shard(s, topic, index, records, acks, timeout_ms)
+                    };
                     match state.router.submit(owner, job).await {
                         Ok(reply) => Slot::Pending(index, reply),
                         Err(e) => {
@@ -132,13 +135,16 @@ pub async fn enqueue(
 
 /// Runs on the owning shard. The append happens now, synchronously, so the
 /// order of jobs is the order of offsets; the returned future waits for the
-/// flush policy.
+/// flush policy, and with `acks=all` on a replicated partition for the high
+/// watermark, at most `timeout_ms` from the append (then
+/// `REQUEST_TIMED_OUT`, as Kafka answers; the batch stays appended).
 fn append_on_shard(
     s: &Rc<ShardState>,
     topic: String,
     index: i32,
     records: Bytes,
     acks: i16,
+    timeout_ms: i32,
 ) -> LocalBoxFuture<'static, PartitionProduceResponse> {
     let ready =
         |r| -> LocalBoxFuture<'static, PartitionProduceResponse> { Box::pin(async move { r }) };
@@ -205,17 +211,35 @@ fn append_on_shard(
                     let durable = log.borrow().visible_offset();
                     replication::on_leader_durable(&s, &tp, l, durable);
                     if visible.is_ok() && acks == -1 {
-                        let committed = replication::wait_committed(&s, &tp, l, a.last_offset + 1);
-                        match committed.await.unwrap_or(AckResult::NotLeader) {
-                            AckResult::Committed => {}
-                            AckResult::NotEnoughReplicasAfterAppend => {
+                        // A negative timeout_ms times out at once, as in Kafka.
+                        let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
+                            .saturating_sub(started.elapsed());
+                        let committed = replication::wait_committed_within(
+                            &s,
+                            &tp,
+                            l,
+                            a.last_offset + 1,
+                            timeout,
+                        );
+                        match committed.await {
+                            None => {
+                                return failed(
+                                    index,
+                                    ErrorCode::REQUEST_TIMED_OUT,
+                                    format!(
+                                        "the batch was not replicated to every in-sync replica within timeout_ms {timeout_ms}"
+                                    ),
+                                )
+                            }
+                            Some(AckResult::Committed) => {}
+                            Some(AckResult::NotEnoughReplicasAfterAppend) => {
                                 return failed(
                                     index,
                                     ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
                                     "the ISR shrank below min.insync.replicas",
                                 )
                             }
-                            AckResult::NotLeader => {
+                            Some(AckResult::NotLeader) => {
                                 return failed(
                                     index,
                                     ErrorCode::NOT_LEADER_OR_FOLLOWER,

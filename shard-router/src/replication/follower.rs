@@ -4,7 +4,10 @@
 //!
 //! A follower never acknowledges before its log is a prefix of the leader's:
 //! it first asks the leader where its latest epoch ends, truncates there, and
-//! only then subscribes at its log end.
+//! only then subscribes at its log end. When the leader no longer holds the
+//! offsets that would continue its log (the leader's log start moved past
+//! them), the leader says where its log starts and the follower empties its
+//! log and restarts it there (Kafka's `truncateFullyAndStartAt`).
 
 use bytes::Bytes;
 
@@ -17,8 +20,12 @@ use crate::NodeId;
 pub enum FollowerAction {
     /// Ask the leader where `requested` ends (OffsetsForLeaderEpoch).
     QueryEpoch { requested: i32 },
-    /// Cut the local log to this offset (engine `truncate_to`).
+    /// Cut the local log to this offset (engine `truncate_to`); never below
+    /// the log start (that is a [`FollowerAction::StartAt`]).
     Truncate(i64),
+    /// Empty the local log and restart it at this offset, which becomes its
+    /// log start and log end (engine `truncate_fully_and_start_at`).
+    StartAt(i64),
     /// Start the stream at this log end (after any truncation). The leader
     /// counts it as this replica's durable end: make the log durable up to
     /// here before sending it (`truncate_to` does; otherwise flush).
@@ -68,15 +75,18 @@ pub struct FollowerState {
 
 impl FollowerState {
     /// Starts following `leader` in `epoch`. `own_cache` is the local log's
-    /// leader-epoch cache, `high_watermark` the last one known (the fallback
-    /// cut when epochs cannot tell).
+    /// leader-epoch cache, `[log_start, log_end)` its offsets,
+    /// `high_watermark` the last one known (the fallback cut when epochs
+    /// cannot tell).
     pub fn new(
         leader: NodeId,
         epoch: LeaderEpoch,
         own_cache: &[(i32, i64)],
+        log_start: i64,
         log_end: i64,
         high_watermark: i64,
     ) -> (FollowerState, Vec<FollowerAction>) {
+        debug_assert!(log_start <= log_end);
         let mut state = FollowerState {
             leader,
             epoch,
@@ -89,14 +99,13 @@ impl FollowerState {
                 state.phase = Phase::Querying { requested: latest };
                 vec![FollowerAction::QueryEpoch { requested: latest }]
             }
-            // No epochs: either an empty log, or one whose history cannot be
-            // checked; keep only what was known committed.
+            // No epochs: either an empty log (perhaps restarted at a leader's
+            // log start), or one whose history cannot be checked; keep only
+            // what was known committed, and never cut below the log start.
             None => {
-                let cut = state.high_watermark;
-                let mut a = Vec::new();
-                if cut < log_end {
-                    a.push(FollowerAction::Truncate(cut));
-                }
+                let cut = state.high_watermark.max(log_start);
+                state.high_watermark = cut;
+                let mut a = cut_to(cut, log_start, log_end);
                 a.push(FollowerAction::Subscribe { log_end: cut });
                 state.reported = Some(cut);
                 a
@@ -108,11 +117,17 @@ impl FollowerState {
     /// The connection to the leader was lost and is back: what was streamed
     /// meanwhile may be lost, so the handshake starts over (asking about our
     /// epochs again is harmless, and covers a leader that lost data too).
-    pub fn reconnect(&mut self, own_cache: &[(i32, i64)], log_end: i64) -> Vec<FollowerAction> {
+    pub fn reconnect(
+        &mut self,
+        own_cache: &[(i32, i64)],
+        log_start: i64,
+        log_end: i64,
+    ) -> Vec<FollowerAction> {
         let (state, actions) = FollowerState::new(
             self.leader,
             self.epoch,
             own_cache,
+            log_start,
             log_end,
             self.high_watermark,
         );
@@ -146,6 +161,7 @@ impl FollowerState {
         requested: i32,
         answer: (i32, i64),
         own_cache: &[(i32, i64)],
+        log_start: i64,
         log_end: i64,
     ) -> Result<Vec<FollowerAction>, FollowerError> {
         self.check_sender(from, leader_epoch)?;
@@ -156,23 +172,26 @@ impl FollowerState {
             return Ok(Vec::new());
         }
         let mut actions = Vec::new();
-        match truncation_point(own_cache, log_end, answer, self.high_watermark) {
+        // Below the log start nothing is kept anyway.
+        let fallback = self.high_watermark.max(log_start);
+        match truncation_point(own_cache, log_end, answer, fallback) {
             Truncation::Final(cut) => {
-                if cut < log_end {
-                    actions.push(FollowerAction::Truncate(cut));
-                }
+                actions.extend(cut_to(cut, log_start, log_end));
                 self.high_watermark = self.high_watermark.min(cut);
                 self.phase = Phase::Streaming;
                 self.reported = Some(cut);
                 actions.push(FollowerAction::Subscribe { log_end: cut });
             }
             Truncation::AskAgain(cut) => {
-                if cut < log_end {
-                    actions.push(FollowerAction::Truncate(cut));
-                }
+                actions.extend(cut_to(cut, log_start, log_end));
                 self.high_watermark = self.high_watermark.min(cut);
-                // Our latest epoch once the cut is made.
-                match own_cache.iter().rev().find(|&&(_, start)| start < cut) {
+                // Our latest epoch once the cut is made (none left when the
+                // log was emptied).
+                let latest = own_cache
+                    .iter()
+                    .rev()
+                    .find(|&&(_, start)| start < cut && cut >= log_start);
+                match latest {
                     Some(&(e, _)) => {
                         self.phase = Phase::Querying { requested: e };
                         actions.push(FollowerAction::QueryEpoch { requested: e });
@@ -189,13 +208,18 @@ impl FollowerState {
     }
 
     /// Batches streamed by the leader (possibly none: a high watermark
-    /// update). `records` are whole batches, the first at `log_end`.
+    /// update). `records` are whole batches, the first at `log_end`, or
+    /// holding it when the log is empty (`log_start == log_end`) and was
+    /// restarted at a leader's log start inside a batch: the log then
+    /// restarts at that batch's base offset (Kafka does the same).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_batches(
         &mut self,
         from: NodeId,
         leader_epoch: LeaderEpoch,
         leader_high_watermark: i64,
         records: Bytes,
+        log_start: i64,
         log_end: i64,
     ) -> Result<Vec<FollowerAction>, FollowerError> {
         self.check_sender(from, leader_epoch)?;
@@ -207,6 +231,7 @@ impl FollowerState {
         // Batches we already have: sent before our last Subscribe reached
         // the leader (the log is a prefix of the leader's in this epoch).
         let mut skip = 0usize;
+        let mut restart = None;
         while at < records.len() {
             let h = sluice_records::BatchHeader::parse(&records[at..])
                 .map_err(|e| FollowerError::Malformed(e.to_string()))?;
@@ -219,6 +244,9 @@ impl FollowerState {
             }
             if end == log_end && h.next_offset() <= log_end {
                 skip = at + len;
+            } else if end == log_end && h.base_offset < log_end && log_start == log_end {
+                restart = Some(h.base_offset);
+                end = h.next_offset();
             } else if h.base_offset != end {
                 if end == log_end && h.base_offset > log_end {
                     // Something sent was lost: restart the stream here.
@@ -234,6 +262,9 @@ impl FollowerState {
             at += len;
         }
         let mut actions = Vec::new();
+        if let Some(base) = restart {
+            actions.push(FollowerAction::StartAt(base));
+        }
         if skip < records.len() {
             actions.push(FollowerAction::Append(records.slice(skip..)));
         }
@@ -242,6 +273,41 @@ impl FollowerState {
             self.high_watermark = hw;
             actions.push(FollowerAction::HighWatermark(hw));
         }
+        Ok(actions)
+    }
+
+    /// The leader's log starts at `leader_log_start`, past this log's end:
+    /// what would continue this log is gone there (retention or
+    /// DeleteRecords on the leader; a new replica's empty log at 0). Empty
+    /// the log, restart it at the leader's log start and subscribe there.
+    /// When the log already reaches that far (the leader answered a stale
+    /// subscription), the stream restarts at the log end instead: the leader
+    /// sends nothing until this replica subscribes again. During the epoch
+    /// handshake it is dropped (a subscription follows anyway).
+    pub fn on_start_at(
+        &mut self,
+        from: NodeId,
+        leader_epoch: LeaderEpoch,
+        leader_log_start: i64,
+        log_end: i64,
+    ) -> Result<Vec<FollowerAction>, FollowerError> {
+        self.check_sender(from, leader_epoch)?;
+        if self.phase != Phase::Streaming {
+            return Ok(Vec::new());
+        }
+        if leader_log_start <= log_end {
+            return Ok(vec![FollowerAction::Subscribe { log_end }]);
+        }
+        self.reported = Some(leader_log_start);
+        let mut actions = vec![FollowerAction::StartAt(leader_log_start)];
+        // Everything below the leader's log start was committed there.
+        if leader_log_start > self.high_watermark {
+            self.high_watermark = leader_log_start;
+            actions.push(FollowerAction::HighWatermark(leader_log_start));
+        }
+        actions.push(FollowerAction::Subscribe {
+            log_end: leader_log_start,
+        });
         Ok(actions)
     }
 
@@ -282,6 +348,18 @@ impl FollowerState {
     }
 }
 
+/// The actions that cut a log of `[log_start, log_end)` to `cut`: none at
+/// its end, a truncation inside it, a restart below its start.
+fn cut_to(cut: i64, log_start: i64, log_end: i64) -> Vec<FollowerAction> {
+    if cut < log_start {
+        vec![FollowerAction::StartAt(cut)]
+    } else if cut < log_end {
+        vec![FollowerAction::Truncate(cut)]
+    } else {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,10 +383,10 @@ mod tests {
     }
 
     fn streaming() -> FollowerState {
-        let (mut f, a) = FollowerState::new(L, E, &[(3, 0)], 6, 4);
+        let (mut f, a) = FollowerState::new(L, E, &[(3, 0)], 0, 6, 4);
         assert_eq!(a, vec![FollowerAction::QueryEpoch { requested: 3 }]);
         let a = f
-            .on_epoch_answer(L, E, 3, (3, 6), &[(3, 0)], 6)
+            .on_epoch_answer(L, E, 3, (3, 6), &[(3, 0)], 0, 6)
             .expect("answer");
         assert_eq!(a, vec![FollowerAction::Subscribe { log_end: 6 }]);
         f
@@ -318,15 +396,15 @@ mod tests {
     fn stale_newer_and_foreign_streams_are_refused() {
         let mut f = streaming();
         assert_eq!(
-            f.on_batches(L, LeaderEpoch(4), 8, batches(6, 1), 6),
+            f.on_batches(L, LeaderEpoch(4), 8, batches(6, 1), 0, 6),
             Err(FollowerError::StaleEpoch { got: 4, ours: 5 })
         );
         assert_eq!(
-            f.on_batches(L, LeaderEpoch(6), 8, batches(6, 1), 6),
+            f.on_batches(L, LeaderEpoch(6), 8, batches(6, 1), 0, 6),
             Err(FollowerError::UnknownEpoch { got: 6, ours: 5 })
         );
         assert_eq!(
-            f.on_batches(NodeId(2), E, 8, batches(6, 1), 6),
+            f.on_batches(NodeId(2), E, 8, batches(6, 1), 0, 6),
             Err(FollowerError::NotTheLeader {
                 from: NodeId(2),
                 leader: L
@@ -338,7 +416,7 @@ mod tests {
     fn batches_already_held_are_skipped_and_a_hole_restarts_the_stream() {
         let mut f = streaming();
         let all = batches(2, 3); // offsets 2..8, the log ends at 6
-        let a = f.on_batches(L, E, 7, all.clone(), 6).expect("batches");
+        let a = f.on_batches(L, E, 7, all.clone(), 0, 6).expect("batches");
         let second = batches(2, 2).len();
         assert_eq!(
             a,
@@ -348,36 +426,36 @@ mod tests {
             ]
         );
         assert_eq!(
-            f.on_batches(L, E, 9, batches(10, 1), 8).expect("hole"),
+            f.on_batches(L, E, 9, batches(10, 1), 0, 8).expect("hole"),
             vec![FollowerAction::Subscribe { log_end: 8 }]
         );
         let mut torn = batches(8, 1).to_vec();
         torn.truncate(torn.len() - 1);
         assert!(matches!(
-            f.on_batches(L, E, 9, Bytes::from(torn), 8),
+            f.on_batches(L, E, 9, Bytes::from(torn), 0, 8),
             Err(FollowerError::Malformed(_))
         ));
         // The HW never passes what this log holds.
         assert_eq!(
-            f.on_batches(L, E, 100, Bytes::new(), 8).expect("hw"),
+            f.on_batches(L, E, 100, Bytes::new(), 0, 8).expect("hw"),
             vec![FollowerAction::HighWatermark(8)]
         );
     }
 
     #[test]
     fn acks_only_when_news_and_only_after_the_handshake() {
-        let (mut f, _) = FollowerState::new(L, E, &[(3, 0)], 6, 4);
+        let (mut f, _) = FollowerState::new(L, E, &[(3, 0)], 0, 6, 4);
         assert!(f.on_local_durable(6).is_empty(), "still querying");
         assert!(matches!(
-            f.on_batches(L, E, 4, batches(6, 1), 6),
+            f.on_batches(L, E, 4, batches(6, 1), 0, 6),
             Err(FollowerError::NotStreaming)
         ));
         // An answer to another question is not ours.
         assert!(f
-            .on_epoch_answer(L, E, 2, (2, 1), &[(3, 0)], 6)
+            .on_epoch_answer(L, E, 2, (2, 1), &[(3, 0)], 0, 6)
             .expect("ignored")
             .is_empty());
-        f.on_epoch_answer(L, E, 3, (3, 5), &[(3, 0)], 6)
+        f.on_epoch_answer(L, E, 3, (3, 5), &[(3, 0)], 0, 6)
             .expect("answer");
         assert!(f.on_local_durable(5).is_empty(), "subscribe reported 5");
         assert_eq!(
@@ -390,9 +468,9 @@ mod tests {
     #[test]
     fn a_second_round_when_the_leader_answers_an_epoch_we_never_had() {
         let cache = [(1, 0), (3, 10)];
-        let (mut f, _) = FollowerState::new(L, E, &cache, 20, 0);
+        let (mut f, _) = FollowerState::new(L, E, &cache, 0, 20, 0);
         let a = f
-            .on_epoch_answer(L, E, 3, (2, 15), &cache, 20)
+            .on_epoch_answer(L, E, 3, (2, 15), &cache, 0, 20)
             .expect("answer");
         assert_eq!(
             a,
@@ -403,13 +481,79 @@ mod tests {
         );
         let cache = [(1, 0)];
         let a = f
-            .on_epoch_answer(L, E, 1, (1, 8), &cache, 10)
+            .on_epoch_answer(L, E, 1, (1, 8), &cache, 0, 10)
             .expect("answer");
         assert_eq!(
             a,
             vec![
                 FollowerAction::Truncate(8),
                 FollowerAction::Subscribe { log_end: 8 }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_log_below_the_leaders_start_is_emptied_and_restarted_there() {
+        // A new replica: an empty log at 0, no epochs.
+        let (mut f, a) = FollowerState::new(L, E, &[], 0, 0, 0);
+        assert_eq!(a, vec![FollowerAction::Subscribe { log_end: 0 }]);
+        assert_eq!(
+            f.on_start_at(L, LeaderEpoch(4), 60, 0),
+            Err(FollowerError::StaleEpoch { got: 4, ours: 5 })
+        );
+        assert_eq!(
+            f.on_start_at(L, E, 60, 0).expect("start at"),
+            vec![
+                FollowerAction::StartAt(60),
+                FollowerAction::HighWatermark(60),
+                FollowerAction::Subscribe { log_end: 60 }
+            ]
+        );
+        assert_eq!(
+            f.on_start_at(L, E, 60, 60).expect("again"),
+            vec![FollowerAction::Subscribe { log_end: 60 }],
+            "not news: the stream restarts at the log end"
+        );
+        assert!(f.on_local_durable(60).is_empty(), "subscribe reported 60");
+        // The leader's log start lies inside a batch (DeleteRecords): the
+        // batch holding it restarts the empty log at its base.
+        let b = batches(59, 2); // 59..=60, 61..=62
+        let a = f.on_batches(L, E, 63, b.clone(), 60, 60).expect("batches");
+        assert_eq!(
+            a,
+            vec![
+                FollowerAction::StartAt(59),
+                FollowerAction::Append(b),
+                FollowerAction::HighWatermark(63)
+            ]
+        );
+        // Into a log that holds data, a batch across its end is a gap.
+        assert!(matches!(
+            f.on_batches(L, E, 63, batches(62, 1), 0, 63),
+            Err(FollowerError::Gap { .. })
+        ));
+        assert_eq!(
+            f.on_local_durable(63),
+            vec![FollowerAction::Ack { log_end: 63 }]
+        );
+    }
+
+    #[test]
+    fn a_restarted_empty_log_is_not_cut_below_its_start_and_divergence_below_it_restarts_it() {
+        // Restarted at 60 earlier, no epochs, the high watermark forgotten.
+        let (_, a) = FollowerState::new(L, E, &[], 60, 60, 0);
+        assert_eq!(a, vec![FollowerAction::Subscribe { log_end: 60 }]);
+        // Epochs that say the logs agree only below this log's start.
+        let cache = [(3, 30)];
+        let (mut f, _) = FollowerState::new(L, E, &cache, 55, 70, 0);
+        let a = f
+            .on_epoch_answer(L, E, 3, (3, 40), &cache, 55, 70)
+            .expect("answer");
+        assert_eq!(
+            a,
+            vec![
+                FollowerAction::StartAt(40),
+                FollowerAction::Subscribe { log_end: 40 }
             ]
         );
     }

@@ -234,6 +234,12 @@ impl LeaderState {
         Vec::new()
     }
 
+    /// The produce `id` stopped waiting (its request timed out): forget it.
+    /// Its batch stays appended and commits like any other.
+    pub fn cancel_wait(&mut self, id: AckId) {
+        self.waiters.retain(|&(_, w)| w != id);
+    }
+
     /// A follower (re)starts its stream at `log_end`, after its truncation:
     /// what was sent to it before is forgotten.
     pub fn on_follower_subscribe(
@@ -382,6 +388,21 @@ impl LeaderState {
             .iter()
             .filter_map(|(&r, f)| f.next_send.filter(|&n| n < self.log_end).map(|n| (r, n)))
             .collect()
+    }
+
+    /// Whether follower `to` must restart its log at `log_start`, this
+    /// leader's log start: its stream would continue below it, at offsets
+    /// retention or DeleteRecords removed here (or it is a new replica with
+    /// an empty log at 0). Kafka's follower gets `OFFSET_OUT_OF_RANGE` and
+    /// truncates fully to the leader's log start. Nothing more is streamed to
+    /// it until it subscribes again.
+    pub fn start_over(&mut self, to: NodeId, log_start: i64) -> Option<i64> {
+        let f = self.followers.get_mut(&to)?;
+        if f.next_send? >= log_start {
+            return None;
+        }
+        f.next_send = None;
+        Some(log_start)
     }
 
     /// The connection to `to` was lost: send nothing more until it
@@ -718,5 +739,49 @@ mod tests {
             l.on_follower_ack(N4, E, 12, 5),
             vec![LeaderOutput::HighWatermark(12)]
         );
+    }
+
+    #[test]
+    fn a_follower_below_the_log_start_is_told_to_start_over_once_then_streamed_to() {
+        let mut l = leader(&[N1, N2], 1);
+        // A new replica's empty log; this leader's log starts at 6 now.
+        l.on_follower_subscribe(N3, E, 0, 1);
+        assert_eq!(l.start_over(N2, 6), None, "not subscribed");
+        assert_eq!(l.start_over(N3, 6), Some(6));
+        assert_eq!(l.start_over(N3, 6), None, "once, until it subscribes again");
+        assert!(l.to_send().is_empty());
+        l.on_follower_subscribe(N3, E, 6, 2);
+        assert_eq!(l.start_over(N3, 6), None);
+        assert_eq!(l.to_send(), vec![(N3, 6)]);
+        l.on_sent(N3, 10);
+        assert_eq!(
+            l.on_follower_ack(N3, E, 10, 3),
+            vec![LeaderOutput::ProposeIsr {
+                epoch: E,
+                isr: BTreeSet::from([N1, N2, N3])
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_wait_is_never_answered() {
+        let mut l = leader(&[N1, N2], 1);
+        l.on_follower_subscribe(N2, E, 10, 0);
+        l.on_appended(14, 0);
+        assert!(l.wait(AckId(1), 12).is_empty());
+        assert!(l.wait(AckId(2), 14).is_empty());
+        l.cancel_wait(AckId(1));
+        l.on_local_durable(14, 1);
+        assert_eq!(
+            l.on_follower_ack(N2, E, 14, 2),
+            vec![
+                LeaderOutput::HighWatermark(14),
+                LeaderOutput::Ack {
+                    id: AckId(2),
+                    result: AckResult::Committed
+                }
+            ]
+        );
+        assert!(l.resign().is_empty());
     }
 }

@@ -12,8 +12,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{NodeId, ShardId};
 
-/// The protocol version sent in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version sent in `Hello` (2: `StartAt`).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest frame body accepted (the records of one message dominate).
 pub const MAX_FRAME_BYTES: u32 = 16 << 20;
 /// Kafka's limit on a topic name.
@@ -79,6 +79,15 @@ pub enum Message {
         leader_epoch: i32,
         error_code: i16,
     },
+    /// Leader to follower: the offsets you would continue from are gone here
+    /// (my log starts at `log_start`): empty your log, restart it at
+    /// `log_start`, and subscribe there (Kafka: `OFFSET_OUT_OF_RANGE`, then
+    /// `truncateFullyAndStartAt`).
+    StartAt {
+        tp: PartitionRef,
+        leader_epoch: i32,
+        log_start: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +119,7 @@ const KIND_SUBSCRIBE: u8 = 4;
 const KIND_BATCHES: u8 = 5;
 const KIND_ACK: u8 = 6;
 const KIND_REFUSED: u8 = 7;
+const KIND_START_AT: u8 = 8;
 
 impl Message {
     /// Appends the whole frame (length prefix included) to `dst`.
@@ -203,6 +213,16 @@ impl Message {
                 dst.put_i32(*leader_epoch);
                 dst.put_i16(*error_code);
             }
+            Message::StartAt {
+                tp,
+                leader_epoch,
+                log_start,
+            } => {
+                dst.put_u8(KIND_START_AT);
+                put_tp(dst, tp)?;
+                dst.put_i32(*leader_epoch);
+                dst.put_i64(*log_start);
+            }
         }
         let body = (dst.len() - start - FRAME_HEADER_BYTES) as u64;
         if body > u64::from(MAX_FRAME_BYTES) {
@@ -269,6 +289,11 @@ impl Message {
                 tp: tp_(b)?,
                 leader_epoch: i32_(b, "leader_epoch")?,
                 error_code: i16_(b, "error_code")?,
+            },
+            KIND_START_AT => Message::StartAt {
+                tp: tp_(b)?,
+                leader_epoch: i32_(b, "leader_epoch")?,
+                log_start: i64_(b, "log_start")?,
             },
             other => return Err(WireError::UnknownKind(other)),
         };
@@ -421,6 +446,11 @@ mod tests {
                 leader_epoch: 4,
                 error_code: 74,
             },
+            Message::StartAt {
+                tp: tp(),
+                leader_epoch: 5,
+                log_start: 4_096,
+            },
         ]
     }
 
@@ -459,6 +489,25 @@ mod tests {
         assert_eq!(
             &b[..],
             &[0, 0, 0, 20, 6, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn golden_bytes_of_a_start_at() {
+        let mut b = BytesMut::new();
+        Message::StartAt {
+            tp: PartitionRef {
+                topic: "t".into(),
+                partition: 2,
+            },
+            leader_epoch: 9,
+            log_start: 0x0102,
+        }
+        .encode(&mut b)
+        .expect("encode");
+        assert_eq!(
+            &b[..],
+            &[0, 0, 0, 20, 8, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2]
         );
     }
 
@@ -584,10 +633,15 @@ mod tests {
                 leader_epoch: e,
                 log_end: o
             }),
-            (tp, any::<i32>(), any::<i16>()).prop_map(|(tp, e, c)| Message::Refused {
+            (tp.clone(), any::<i32>(), any::<i16>()).prop_map(|(tp, e, c)| Message::Refused {
                 tp,
                 leader_epoch: e,
                 error_code: c
+            }),
+            (tp, any::<i32>(), any::<i64>()).prop_map(|(tp, e, o)| Message::StartAt {
+                tp,
+                leader_epoch: e,
+                log_start: o
             }),
         ]
     }

@@ -64,8 +64,9 @@ def parse_queries(specs):
     return out
 
 
-def add_common_args(parser):
-    """The subcommands every client program offers (see tests/integration/README.md)."""
+def add_common_args(parser, stream=False):
+    """The subcommands every client program offers (see tests/integration/README.md),
+    and with `stream` the failover tests' producer (runners.Runner.start_stream)."""
     parser.add_argument("--bootstrap", required=True)
     sub = parser.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("create-topics")
@@ -84,4 +85,11 @@ def add_common_args(parser):
     r.add_argument("topics", nargs="+")
     o = sub.add_parser("offsets-for-times")
     o.add_argument("queries", nargs="+", metavar="topic:partition:ts")
+    if stream:
+        s = sub.add_parser("stream")
+        s.add_argument("--topic", required=True)
+        s.add_argument("--acks-file", required=True)
+        s.add_argument("--rate", type=int, default=5000, help="records per second")
+        s.add_argument("--stop-file")
+        s.add_argument("--seconds", type=float, default=120.0, help="longest run")
     return parser

@@ -1,12 +1,13 @@
 """kafka-python client program for the integration tests (pure Python).
 
-python kafka_python_client.py --bootstrap H:P create-topics|produce|consume|offsets-for-times ...
+python kafka_python_client.py --bootstrap H:P create-topics|produce|consume|offsets-for-times|stream ...
 """
 import argparse
 import json
 import logging
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -95,11 +96,63 @@ def offsets_for_times(a):
     c.close()
 
 
+def stream(a):
+    """The failover tests' producer, as the Java client's "stream": a paced,
+    numbered acks=all idempotent stream (record seq: key "<seq>", value
+    "seq-%012d-" padded with '.' to 100 bytes); each acknowledged record is a
+    line "partition offset seq" of the acks file. Runs until the stop file
+    exists or --seconds pass, then waits for what is in flight."""
+    p = KafkaProducer(bootstrap_servers=a.bootstrap, acks="all", enable_idempotence=True,
+                      linger_ms=5, request_timeout_ms=15000, max_block_ms=120000,
+                      reconnect_backoff_max_ms=500)
+    lock = threading.Lock()
+    counts = {"acked": 0, "failed": 0}
+    errors = []
+    out = open(a.acks_file, "w")
+
+    def ok(seq):
+        def cb(md):
+            with lock:
+                counts["acked"] += 1
+                out.write(f"{md.partition} {md.offset} {seq}\n")
+        return cb
+
+    def err(e):
+        with lock:
+            counts["failed"] += 1
+            errors.append(repr(e))
+
+    t0 = time.monotonic()
+    end, next_check, sent = t0 + a.seconds, t0, 0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_check:
+            with lock:
+                out.flush()
+            if a.stop_file and os.path.exists(a.stop_file):
+                break
+            next_check = now + 0.1
+        if sent >= int((now - t0) * a.rate):
+            time.sleep(0.001)
+            continue
+        seq, sent = sent, sent + 1
+        v = f"seq-{seq:012d}-".encode()
+        p.send(a.topic, key=str(seq).encode(), value=v + b"." * (100 - len(v))) \
+            .add_callback(ok(seq)).add_errback(err)
+    p.flush(timeout=60)
+    p.close(timeout=10)
+    with lock:
+        out.close()
+        print(json.dumps({"sent": sent, "acked": counts["acked"], "failed": counts["failed"],
+                          "errors": errors[:3]}))
+    return 0
+
+
 def main():
     logging.basicConfig(level=logging.ERROR)
-    a = common.add_common_args(argparse.ArgumentParser()).parse_args()
+    a = common.add_common_args(argparse.ArgumentParser(), stream=True).parse_args()
     rc = {"create-topics": create_topics, "produce": produce, "consume": consume,
-          "offsets-for-times": offsets_for_times}[a.cmd](a)
+          "offsets-for-times": offsets_for_times, "stream": stream}[a.cmd](a)
     sys.exit(rc or 0)
 
 
