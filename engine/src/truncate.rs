@@ -291,7 +291,7 @@ impl<S: Storage> PartitionLog<S> {
         self.leader_epoch_cache.clear();
         self.leader_epochs_dirty = true;
         self.snapshot_due = None;
-        self.read_ahead = None;
+        self.read_ahead.clear();
         self.first_dirty_offset = offset;
         removed
     }
