@@ -29,8 +29,10 @@ enum ClusterCommand {
     /// list the moves in progress, or move every replica off a broker
     /// (drain it before removing it). The data is copied while producers
     /// and consumers keep running; a move is done once every new replica
-    /// has caught up. Only replicated topics (created with a replication
-    /// factor above 1 in a cluster) can move.
+    /// has caught up. A replica can also move to another shard (core) of
+    /// its broker (--replicas ID:SHARD,...), without copying. Only
+    /// replicated topics (created with a replication factor above 1 in a
+    /// cluster) can move.
     Reassign(crate::cmd::reassign::ReassignArgs),
     /// Elect partition leaders: move leaderships back to the preferred
     /// (first) replica, or give a partition whose in-sync replicas are all
