@@ -45,6 +45,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer_id;
 pub mod sync_group;
+pub mod unregister_broker;
 
 /// The APIs this broker serves, with the version range of each handler.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -80,6 +81,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -315,6 +317,9 @@ async fn handle(
         ),
         RequestBody::ElectLeaders(req) => {
             ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
+        }
+        RequestBody::UnregisterBroker(req) => {
+            ResponseBody::UnregisterBroker(unregister_broker::handle(state, req).await)
         }
         other => unreachable_api(other),
     }
