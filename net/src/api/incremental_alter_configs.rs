@@ -342,10 +342,10 @@ async fn alter_replicated(
         Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
     }
     let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
-    while !state
+    while state
         .topics()
         .get(name)
-        .is_some_and(|m| m.configs == configs)
+        .is_none_or(|m| m.configs != configs)
     {
         if std::time::Instant::now() >= deadline {
             return Err((
