@@ -404,6 +404,7 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                 (Some(l), Some(Role::Leader(leading)))
                     if l == me && leading.borrow().state.epoch().0 == ps.leader_epoch =>
                 {
+                    leading.borrow_mut().state.set_config(leader_config(s, t));
                     let changed = leading.borrow().partition_epoch != ps.partition_epoch;
                     if changed {
                         let replicas: Vec<NodeId> = ps.replicas.iter().map(|r| r.node).collect();
@@ -625,11 +626,18 @@ pub async fn run(s: Rc<ShardState>) {
             return;
         }
         let meta = rx.borrow_and_update().clone();
-        if s.shard.0 == 0 {
-            publish_replicated_topics(&s, &meta).await;
+        // After a restart the metadata starts old (the Raft log is applied
+        // again from the start): nothing is installed, dropped or led
+        // until it shows this process's registration. Acting on it at once
+        // deleted the logs of every replica created since the last
+        // snapshot, so a returning last in-sync replica came back empty.
+        if controller.caught_up() {
+            if s.shard.0 == 0 {
+                publish_replicated_topics(&s, &meta).await;
+            }
+            sync(&s, &meta);
+            tick(&s);
         }
-        sync(&s, &meta);
-        tick(&s);
         let changed = rx.changed();
         let timeout = glommio::timer::sleep(Duration::from_millis(tick_ms));
         let stop = s.shutdown.wait();
@@ -643,14 +651,18 @@ pub async fn run(s: Rc<ShardState>) {
 }
 
 /// Shard 0: the controller's topics go into this node's topic table (with
-/// their placement), so every shard opens the logs of its replicas; topics
-/// the controller deleted go.
+/// their placement and configs), so every shard opens the logs of its
+/// replicas and applies config changes to them; topics the controller
+/// deleted go.
 async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<ClusterMetadata>) {
     let table = s.topics();
+    let current = |m: &TopicMeta, t: &shard_router::controller::TopicState| {
+        m.id.as_bytes() == &t.topic_id && m.replicas == placement(t) && m.configs == t.configs
+    };
     let up_to_date = meta.topics.iter().all(|(name, t)| {
-        table.get(name).is_some_and(|m| {
-            (m.id.as_bytes() == &t.topic_id && m.replicas == placement(t)) || !m.is_replicated()
-        })
+        table
+            .get(name)
+            .is_some_and(|m| current(m, t) || !m.is_replicated())
     }) && table
         .topics
         .values()
@@ -666,7 +678,7 @@ async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<Clu
             .retain(|name, m| !m.is_replicated() || meta.topics.contains_key(name));
         for (name, t) in &meta.topics {
             match table.get(name) {
-                Some(m) if m.id.as_bytes() == &t.topic_id && m.replicas == placement(t) => continue,
+                Some(m) if current(m, t) => continue,
                 Some(m) if !m.is_replicated() => {
                     tracing::warn!(topic = name, "a topic of this node alone has the name of a cluster topic; the cluster topic is not served here");
                     continue;
@@ -674,11 +686,9 @@ async fn publish_replicated_topics(s: &Rc<ShardState>, meta: &std::sync::Arc<Clu
                 _ => {}
             }
             let replicas = placement(t);
-            // A reassigned topic keeps the configs changed on this node.
-            let configs = table
-                .get(name)
-                .filter(|m| m.id.as_bytes() == &t.topic_id)
-                .map_or_else(|| t.configs.clone(), |m| m.configs.clone());
+            // Configs are cluster metadata: the controller's win over any
+            // this node had (before config changes went through it).
+            let configs = t.configs.clone();
             table.topics.insert(
                 name.clone(),
                 TopicMeta {

@@ -334,7 +334,7 @@ impl ShardState {
             }
         }
         *self.topics.borrow_mut() = table;
-        if let Some(controller) = &self.config.controller {
+        if let Some(controller) = self.config.controller.as_ref().filter(|c| c.caught_up()) {
             // New replicated partitions take their roles now, not at the
             // next metadata change.
             crate::replication::sync(self, &controller.metadata());

@@ -107,6 +107,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("segment.index.bytes", "10485760"),
     ("index.interval.bytes", "4096"),
     ("min.insync.replicas", "1"),
+    ("unclean.leader.election.enable", "false"),
 ];
 
 /// The effective value of a topic config: the topic's own, else the broker default.
@@ -212,6 +213,13 @@ pub fn log_config(
                     return Err(format!("invalid value {v:?} for {key}: at least 1"));
                 }
             }
+            // Read by the controller (replicated topics only).
+            "unclean.leader.election.enable" => {
+                let v = v.trim();
+                if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                    return Err(format!("invalid value {v:?} for {key}: use true or false"));
+                }
+            }
             _ => {}
         }
     }
@@ -236,6 +244,25 @@ mod tests {
         assert!(validate_topic_name("a/b").is_err());
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
         assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn unclean_leader_election_enable_is_a_boolean() {
+        let none = BTreeMap::new();
+        let mut c = BTreeMap::new();
+        for ok in ["true", "false", "TRUE"] {
+            c.insert("unclean.leader.election.enable".to_string(), ok.to_string());
+            assert!(log_config(&c, &none).is_ok(), "{ok}");
+        }
+        c.insert(
+            "unclean.leader.election.enable".to_string(),
+            "yes".to_string(),
+        );
+        let e = log_config(&c, &none).expect_err("not a boolean");
+        assert!(
+            e.contains("unclean.leader.election.enable") && e.contains("yes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,3 +103,51 @@ def test_kafka_reassign_partitions_moves_a_partition_and_its_leader(cluster, tmp
     print(f"\n{TOPIC}-0 moved from {replicas} (leader {leader}) to {target} "
           f"(leader {new_leader}) in {took:.2f} s (as --verify saw it)")
     assert got == [f"r{i}" for i in range(COUNT)]
+
+
+def _cluster_tool(bootstrap, *args):
+    """Runs kafka-cluster (org.apache.kafka.tools.ClusterTool); (exit status, output)."""
+    argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Dlog4j2.level=warn",
+            "-cp", f"{runners.CACHE}/kafka/lib/*",
+            "org.apache.kafka.tools.ClusterTool", *args, "--bootstrap-server", bootstrap]
+    r = subprocess.run(argv, capture_output=True, timeout=TOOL_TIMEOUT, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+@pytest.mark.timeout(180)
+def test_topic_configs_are_cluster_wide_and_kafka_cluster_tool_unregister(cluster):
+    """A config change of a replicated topic through node 2 reads back from
+    nodes 1 and 3 (it is cluster metadata, written through the controller);
+    Kafka's `kafka-cluster unregister` speaks UnregisterBroker to sluice: a
+    controller voter and an unknown id are refused, each with the reason."""
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    topic = "configs-everywhere"
+    admin = _admin(cluster.node(1).bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 3)], operation_timeout=20)[topic].result(timeout=30)
+    _wait("the topic led, all in sync",
+          lambda: (s := _partition_state(admin, topic)) and s[0] > 0 and len(s[2]) == 3,
+          30, cluster)
+    on2 = _admin(cluster.node(2).bootstrap)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "7654321", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("unclean.leader.election.enable", "true",
+                    incremental_operation=AlterConfigOpType.SET)])
+    for fut in on2.incremental_alter_configs([res]).values():
+        fut.result(timeout=30)
+
+    def seen(node):
+        a = _admin(cluster.node(node).bootstrap)
+        [fut] = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+        c = fut.result(timeout=10)
+        return (c["retention.ms"].value, c["unclean.leader.election.enable"].value)
+
+    for node in (1, 3):
+        _wait(f"node {node} showing the new configs",
+              lambda: seen(node) == ("7654321", "true"), 10, cluster)
+
+    code, out = _cluster_tool(cluster.bootstrap, "unregister", "--id", "1")
+    assert code != 0 and "voter" in out, out
+    code, out = _cluster_tool(cluster.bootstrap, "unregister", "--id", "42")
+    assert code != 0 and "not registered" in out, out

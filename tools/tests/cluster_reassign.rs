@@ -1,7 +1,9 @@
 //! Partition reassignment (KIP-455) and scale-out with real `sluice serve`
 //! processes on 127.0.0.x: replicas move to other nodes while an acks=all
 //! producer keeps writing; a broker-only node (not a controller voter)
-//! joins a running cluster, takes replicas, and a voter is drained.
+//! joins a running cluster, takes replicas, and a voter is drained; topic
+//! configs changed through the controller, unclean leader election, and
+//! UnregisterBroker.
 //!
 //! The harness is a small one of its own (start a node, wait for the
 //! cluster, produce with retries) rather than `cluster.rs`'s, so that the
@@ -30,6 +32,10 @@ use sluice_codec::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
 };
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
+use sluice_codec::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+};
 use sluice_codec::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
 use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use sluice_codec::{ApiKey, RequestBody, ResponseBody};
@@ -863,4 +869,390 @@ fn a_new_replica_is_seeded_from_the_leaders_log_start_after_delete_records_and_t
         .collect();
     assert_eq!(want.len(), 50);
     assert_eq!(consumed, want, "{}", logs(&paths));
+}
+
+/// (leader id, -1 when none; ISR sorted) of `topic`-0 as `addr` lists it,
+/// leaderless partitions included.
+fn leader_and_isr(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>)> {
+    let mut c = client(addr)?;
+    let body = RequestBody::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    });
+    let ResponseBody::Metadata(r) = c.call(12, &body) else {
+        panic!("Metadata answered with another response");
+    };
+    let p = r.topics.first()?.partitions.first()?;
+    let mut isr = p.isr_nodes.clone();
+    isr.sort_unstable();
+    Some((p.leader_id, isr))
+}
+
+/// IncrementalAlterConfigs v1 SET of `pairs` on `topic`, through `addr`.
+fn set_topic_configs(addr: SocketAddr, topic: &str, pairs: &[(&str, &str)]) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::IncrementalAlterConfigs(IncrementalAlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: 2,
+            resource_name: topic.into(),
+            configs: pairs
+                .iter()
+                .map(|(k, v)| AlterableConfig {
+                    name: (*k).into(),
+                    config_operation: 0,
+                    value: Some((*v).into()),
+                })
+                .collect(),
+        }],
+        validate_only: false,
+    });
+    let ResponseBody::IncrementalAlterConfigs(r) = c.call(1, &body) else {
+        panic!("IncrementalAlterConfigs answered with another response");
+    };
+    assert_eq!(
+        r.responses[0].error_code, 0,
+        "{:?}",
+        r.responses[0].error_message
+    );
+}
+
+/// `key`'s value and source in DescribeConfigs of `topic` at `addr`.
+fn topic_config(addr: SocketAddr, topic: &str, key: &str) -> (String, i8) {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::DescribeConfigs(DescribeConfigsRequest {
+        resources: vec![DescribeConfigsResource {
+            resource_type: 2,
+            resource_name: topic.into(),
+            configuration_keys: Some(vec![key.into()]),
+        }],
+        ..Default::default()
+    });
+    let ResponseBody::DescribeConfigs(r) = c.call(4, &body) else {
+        panic!("DescribeConfigs answered with another response");
+    };
+    let res = &r.results[0];
+    assert_eq!(res.error_code, 0, "{:?}", res.error_message);
+    let e = &res.configs[0];
+    (e.value.clone().unwrap_or_default(), e.config_source)
+}
+
+/// Every registered broker DescribeCluster lists at `addr`, fenced ones too.
+fn registered_brokers(addr: SocketAddr) -> Vec<i32> {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::DescribeCluster(DescribeClusterRequest {
+        include_fenced_brokers: true,
+        ..Default::default()
+    });
+    let ResponseBody::DescribeCluster(r) = c.call(2, &body) else {
+        panic!("DescribeCluster answered with another response");
+    };
+    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.broker_id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// `sluice cluster unregister --id N` through `addr`: success and output.
+fn cli_unregister(addr: SocketAddr, id: i32) -> (bool, String) {
+    let out = sluice_command(&[
+        "cluster",
+        "unregister",
+        "--bootstrap-server",
+        &addr.to_string(),
+        "--id",
+        &id.to_string(),
+    ])
+    .output()
+    .expect("run sluice cluster unregister");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Topic configs are cluster metadata (a change on one node shows on every
+/// node and reaches the leader's running partition), unclean leader
+/// election follows `unclean.leader.election.enable`, and a removed broker
+/// can be unregistered once it holds nothing.
+///
+/// One controller voter (node 1) and three broker-only nodes (2-4), so that
+/// every replica of the topic can be down while the controller keeps its
+/// quorum: the topic is moved onto nodes 2-4. Its two followers are
+/// killed (the ISR shrinks to the leader), records are produced, the leader
+/// is killed, and one old follower comes back: it stays out of the
+/// leadership until the config is turned on, then leads without the
+/// records only the old leader had.
+#[test]
+fn topic_configs_through_the_controller_unclean_election_and_unregister() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=4u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = format!("1@127.0.0.1:{}", free_port());
+    // No automatic preferred election: the test names the leader.
+    let common = [
+        "--replica-lag-time-max-ms",
+        "1000",
+        "--auto-leader-rebalance-enable",
+        "false",
+    ];
+    // A learner restarts on the controller address it joined with.
+    let listen: Vec<String> = (1..=4u8)
+        .map(|n| format!("127.0.0.{n}:{}", free_port()))
+        .collect();
+    let start_node = |n: u8| {
+        let mut extra = common.to_vec();
+        if n != 1 {
+            extra.extend_from_slice(&["--controller-listen", &listen[usize::from(n) - 1]]);
+        }
+        start(dir.path(), n, &voters, kafka[usize::from(n) - 1], &extra)
+    };
+    // Node 1 alone first: the offsets topic (one replica, as there is one
+    // voter) lands on it, so the other nodes hold only what the test puts
+    // there.
+    let mut nodes: Vec<Node> = vec![start_node(1)];
+    let paths: Vec<PathBuf> = (1..=4)
+        .map(|n| dir.path().join(format!("n{n}")).join("broker.log"))
+        .collect();
+    wait_until("the offsets topic on node 1", &paths, || {
+        leader_and_isr(kafka[0], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+    for n in 2..=4u8 {
+        nodes.push(start_node(n));
+    }
+    wait_until("four brokers registered", &paths, || {
+        live_brokers(kafka[0]) == [1, 2, 3, 4]
+    });
+    // `unclean` gets its unclean election from the config, `asked` from
+    // ElectLeaders (`sluice cluster elect --type unclean`).
+    let topic = "unclean";
+    let asked = "asked";
+    for t in [topic, asked] {
+        create_topic(kafka[0], t, 3);
+        wait_until("a full ISR", &paths, || {
+            partition_state(kafka[0], t).is_some_and(|s| s.2.len() == 3)
+        });
+        let (code, msg) = alter(kafka[0], t, 0, Some(&[2, 3, 4]), false);
+        assert_eq!(code, 0, "{msg:?}");
+        wait_until("the topic on nodes 2-4, all in sync", &paths, || {
+            partition_state(kafka[0], t).is_some_and(|(l, mut r, isr)| {
+                r.sort_unstable();
+                r == [2, 3, 4] && isr == [2, 3, 4] && l != 1
+            })
+        });
+    }
+
+    for addr in &kafka {
+        wait_until("every node listing both topics", &paths, || {
+            [topic, asked]
+                .iter()
+                .all(|t| partition_state(*addr, t).is_some_and(|s| s.2.len() == 3))
+        });
+    }
+
+    // Part 1: a config change on node 2 (a learner: forwarded to the
+    // controller) shows on every node, as the topic's own value.
+    set_topic_configs(
+        kafka[1],
+        topic,
+        &[("retention.ms", "123456789"), ("min.insync.replicas", "1")],
+    );
+    for addr in &kafka {
+        wait_until("the new configs everywhere", &paths, || {
+            topic_config(*addr, topic, "retention.ms") == ("123456789".into(), 1)
+                && topic_config(*addr, topic, "min.insync.replicas").0 == "1"
+        });
+    }
+    assert_eq!(
+        topic_config(kafka[2], topic, "unclean.leader.election.enable"),
+        ("false".into(), 5),
+        "the default, from DescribeConfigs"
+    );
+
+    let (leader, _, _) = partition_state(kafka[0], topic).expect("a leader");
+    let leader_addr = addr_of(&nodes, leader);
+    let mut committed = Vec::new();
+    for i in 0..5 {
+        let value = format!("committed-{i}");
+        let mut c = client(leader_addr).expect("connect to the leader");
+        let a = c.produce(topic, 0, batch(&[(b"k", value.as_bytes())]));
+        assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&paths));
+        committed.push(value);
+    }
+
+    // Both followers die; the ISR shrinks to the leader, which (with
+    // min.insync.replicas now 1, a change that reached its running
+    // partition) still takes acks=all produces.
+    let followers: Vec<i32> = [2, 3, 4].into_iter().filter(|&n| n != leader).collect();
+    for &f in &followers {
+        let n = &mut nodes[usize::try_from(f - 1).expect("id")];
+        let _ = n.child.kill();
+        let _ = n.child.wait();
+    }
+    wait_until("the ISR down to the leader", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((leader, vec![leader]))
+    });
+    for i in 0..5 {
+        let value = format!("lost-{i}");
+        let mut c = client(leader_addr).expect("connect to the leader");
+        let a = c.produce(topic, 0, batch(&[(b"k", value.as_bytes())]));
+        assert_eq!(
+            a.error_code,
+            0,
+            "acks=all with min.insync.replicas=1: {:?}\n{}",
+            a.error_message,
+            logs(&paths)
+        );
+    }
+
+    // The leader dies: no replica is live, the partition has no leader.
+    {
+        let n = &mut nodes[usize::try_from(leader - 1).expect("id")];
+        let _ = n.child.kill();
+        let _ = n.child.wait();
+    }
+    wait_until("no leader", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((-1, vec![leader]))
+            && leader_and_isr(kafka[0], asked).is_some_and(|(l, _)| l == -1)
+    });
+
+    // An old follower returns. Its registration is applied before it is
+    // listed as live, and with the default nothing elects it.
+    let back = followers[0];
+    nodes[usize::try_from(back - 1).expect("id")] = start_node(u8::try_from(back).expect("id"));
+    let back_addr = addr_of(&nodes, back);
+    wait_until("the old follower registered again", &paths, || {
+        live_brokers(kafka[0]).contains(&back)
+    });
+    assert_eq!(
+        leader_and_isr(kafka[0], topic),
+        Some((-1, vec![leader])),
+        "an out-of-sync replica must not lead by default"
+    );
+    assert_eq!(leader_and_isr(kafka[0], asked).map(|s| s.0), Some(-1));
+    wait_until("the old follower to list the topic", &paths, || {
+        leader_and_isr(back_addr, topic).is_some()
+    });
+    let a = client(back_addr)
+        .expect("connect")
+        .produce(topic, 0, batch(&[(b"k", b"refused")]));
+    assert_eq!(
+        a.error_code, NOT_LEADER_OR_FOLLOWER,
+        "{:?}",
+        a.error_message
+    );
+
+    // Turning unclean election on (through the returned node) elects it.
+    let started = Instant::now();
+    set_topic_configs(
+        back_addr,
+        topic,
+        &[("unclean.leader.election.enable", "true")],
+    );
+    wait_until("the out-of-sync replica to lead", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((back, vec![back]))
+    });
+    let mut after = Vec::new();
+    for i in 0..3 {
+        let value = format!("after-{i}");
+        let until = Instant::now() + WAIT;
+        loop {
+            let a = client(back_addr).expect("connect").produce(
+                topic,
+                0,
+                batch(&[(b"k", value.as_bytes())]),
+            );
+            if a.error_code == 0 {
+                break;
+            }
+            assert_eq!(
+                a.error_code, NOT_LEADER_OR_FOLLOWER,
+                "{:?}",
+                a.error_message
+            );
+            assert!(Instant::now() < until, "the new leader never took produces");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        after.push(value);
+    }
+    eprintln!(
+        "unclean leader serving {:?} after the config change",
+        started.elapsed()
+    );
+
+    // ElectLeaders with election type unclean (1) does the same on demand.
+    let out = sluice_command(&[
+        "cluster",
+        "elect",
+        "--bootstrap-server",
+        &back_addr.to_string(),
+        "--type",
+        "unclean",
+        "--topic",
+        asked,
+        "--partition",
+        "0",
+    ])
+    .output()
+    .expect("run sluice cluster elect");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("leader elected (unclean)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leader_and_isr(kafka[0], asked), Some((back, vec![back])));
+    // It serves what it had, then the new records: those only the old
+    // leader had are gone (Kafka's unclean semantics).
+    let consumed: Vec<String> = consume_all(back_addr, topic)
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).expect("UTF-8"))
+        .collect();
+    let expected: Vec<String> = committed.iter().chain(&after).cloned().collect();
+    assert_eq!(consumed, expected);
+
+    // Part 3: unregistering. The voter, a live broker and a broker that
+    // still holds a replica are refused, each saying why.
+    let (ok, out) = cli_unregister(back_addr, 1);
+    assert!(!ok && out.contains("voter"), "{out}");
+    let (ok, out) = cli_unregister(back_addr, back);
+    assert!(!ok && out.contains("live"), "{out}");
+    let (ok, out) = cli_unregister(back_addr, leader);
+    assert!(!ok && out.contains("replicas"), "{out}");
+    // Once the topic lives on the returned node alone, the dead ones go:
+    // from the broker list and from the controller membership.
+    for t in [topic, asked] {
+        let (code, msg) = alter(kafka[0], t, 0, Some(&[back]), true);
+        assert_eq!(code, 0, "{msg:?}");
+        wait_until("the topic on the returned node alone", &paths, || {
+            partition_state(kafka[0], t).is_some_and(|(_, r, _)| r == [back])
+        });
+    }
+    assert_eq!(registered_brokers(kafka[0]), [1, 2, 3, 4]);
+    for gone in [leader, followers[1]] {
+        let (ok, out) = cli_unregister(back_addr, gone);
+        assert!(ok, "{out}\n{}", logs(&paths));
+    }
+    let mut left = vec![1, back];
+    left.sort_unstable();
+    for addr in [kafka[0], back_addr] {
+        wait_until("the unregistered brokers unlisted", &paths, || {
+            registered_brokers(addr) == left
+        });
+    }
+    let controller_log = std::fs::read_to_string(&paths[0]).expect("node 1 log");
+    assert_eq!(
+        controller_log
+            .matches("removed from the controller membership")
+            .count(),
+        2,
+        "{controller_log}"
+    );
+    let (ok, out) = cli_unregister(kafka[0], leader);
+    assert!(!ok && out.contains("not registered"), "{out}");
 }

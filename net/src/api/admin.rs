@@ -109,7 +109,7 @@ pub async fn create(
 
 /// How long CreateTopics waits for a topic the controller created to reach
 /// this node's topic table (so the client can use it at once).
-const REPLICATED_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const REPLICATED_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A topic with replication factor > 1 in a cluster: the controller places
 /// its replicas; every node then installs it from the metadata

@@ -3,6 +3,13 @@
 //! AlterConfigs: the new configs are computed and validated on shard 0, stored
 //! in the topic table and applied to the open logs by every shard.
 //!
+//! A replicated topic's configs are cluster metadata: in a cluster the change
+//! is computed from the controller's copy, written as one
+//! `AlterTopicConfigs` command (forwarded to the controller leader), and
+//! every node installs it in its topic table and open logs
+//! (`replication::run`); the answer waits (bounded) until this node has it.
+//! Two changes racing on different nodes: the later write wins whole.
+//!
 //! Broker configs are static (config file and flags, read at start): a change
 //! to a BROKER resource is refused with INVALID_REQUEST and a message saying so.
 
@@ -15,7 +22,9 @@ use sluice_codec::incremental_alter_configs_response::{
 };
 use sluice_codec::ErrorCode;
 
-use crate::api::admin::{on_controller, AdminError};
+use shard_router::controller::{Command, ControllerHandle, MetadataError, WriteError};
+
+use crate::api::admin::{on_controller, AdminError, REPLICATED_TOPIC_WAIT};
 use crate::state::ShardState;
 use crate::topics::{log_config, TOPIC_CONFIGS};
 
@@ -220,11 +229,21 @@ pub(crate) async fn alter(
             .entry((r.resource_type, r.name.as_str()))
             .or_default() += 1;
     }
+    let table = state.topics();
     for (i, r) in resources.iter().enumerate() {
         let duplicate = counts[&(r.resource_type, r.name.as_str())] > 1;
-        let early = precheck(r, duplicate);
+        let mut early = precheck(r, duplicate);
         if early.is_none() {
-            topics.push((i, r.name.clone(), r.change.clone()));
+            let replicated = table.get(&r.name).is_some_and(|m| m.is_replicated());
+            match &state.config.controller {
+                Some(controller) if replicated => {
+                    early = Some(
+                        alter_replicated(state, controller, &r.name, &r.change, validate_only)
+                            .await,
+                    );
+                }
+                _ => topics.push((i, r.name.clone(), r.change.clone())),
+            }
         }
         results.push(early);
     }
@@ -271,6 +290,72 @@ pub(crate) async fn alter(
         .into_iter()
         .map(|r| r.expect("every resource has a result"))
         .collect()
+}
+
+/// A config change of a replicated topic, through the controller; waits
+/// (bounded) until this node's topic table has the new configs.
+async fn alter_replicated(
+    state: &Rc<ShardState>,
+    controller: &ControllerHandle,
+    name: &str,
+    change: &ConfigChange,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    // The new configs are computed from this node's copy of the metadata:
+    // after a restart it is old until it catches up.
+    let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
+    while !controller.caught_up() {
+        if std::time::Instant::now() >= deadline {
+            return Err((
+                ErrorCode::REQUEST_TIMED_OUT.0,
+                "this broker's cluster metadata has not caught up with the controller yet".into(),
+            ));
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metadata = controller.metadata();
+    let Some(topic) = metadata.topics.get(name) else {
+        return Err((
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+            format!("no topic {name}"),
+        ));
+    };
+    let configs = new_topic_configs(&topic.configs, &state.config.topic_defaults, change)?;
+    if validate_only || configs == topic.configs {
+        return Ok(());
+    }
+    let command = Command::AlterTopicConfigs {
+        name: name.to_string(),
+        configs: configs.clone(),
+    };
+    match controller.write(command).await {
+        Ok(_) => {}
+        Err(WriteError::Refused(MetadataError::UnknownTopic(_))) => {
+            return Err((
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                format!("no topic {name}"),
+            ))
+        }
+        Err(WriteError::Refused(e)) => {
+            return Err((ErrorCode::UNKNOWN_SERVER_ERROR.0, e.to_string()))
+        }
+        Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
+    }
+    let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
+    while state
+        .topics()
+        .get(name)
+        .is_none_or(|m| m.configs != configs)
+    {
+        if std::time::Instant::now() >= deadline {
+            return Err((
+                ErrorCode::REQUEST_TIMED_OUT.0,
+                format!("the configs of {name} were changed but have not reached this broker yet"),
+            ));
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 pub(crate) fn error_parts(r: Result<(), AdminError>) -> (i16, Option<String>) {

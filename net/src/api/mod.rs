@@ -46,6 +46,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer_id;
 pub mod sync_group;
+pub mod unregister_broker;
 
 /// The APIs this broker serves, with the version range of each handler.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -82,6 +83,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The advertised range of `key`: the handler's range within the codec's.
@@ -320,6 +322,9 @@ async fn handle(
         }
         RequestBody::ElectLeaders(req) => {
             ResponseBody::ElectLeaders(elect_leaders::handle(state, req).await)
+        }
+        RequestBody::UnregisterBroker(req) => {
+            ResponseBody::UnregisterBroker(unregister_broker::handle(state, req).await)
         }
         other => unreachable_api(other),
     }

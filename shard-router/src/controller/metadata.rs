@@ -14,7 +14,10 @@
 //! every ISR it is in, except where it is the last member (so that the
 //! partition's last in-sync copy is still known, and it takes the leadership
 //! back when it returns instead of an out-of-date replica: no unclean
-//! election).
+//! election), unless the topic sets `unclean.leader.election.enable=true`:
+//! then, after every command, a leaderless partition takes its first live
+//! replica as leader and sole ISR member (Kafka's unclean election: the
+//! records it lacks are lost, the partition serves again).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +38,9 @@ pub const MAX_TOPIC_NAME_BYTES: usize = 249;
 
 /// Kafka's "no leader" value in Metadata responses.
 pub const NO_LEADER: i32 = -1;
+/// The topic config that lets a leaderless partition elect an out-of-sync
+/// replica (off unless set to `true`).
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 
 /// One copy of a partition: the broker and the shard on it that owns the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,6 +116,15 @@ pub struct TopicState {
     pub configs: BTreeMap<String, String>,
 }
 
+impl TopicState {
+    /// Whether `unclean.leader.election.enable` is set to true.
+    pub fn unclean_election_enabled(&self) -> bool {
+        self.configs
+            .get(UNCLEAN_LEADER_ELECTION_ENABLE)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
 /// A change to the metadata. Commands are the entries of the Raft log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -132,6 +147,17 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+    },
+    /// A topic's configs become exactly `configs` (computed and validated
+    /// by the broker that took the request, from the configs it saw).
+    AlterTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Forget a broker that is gone for good (Kafka's UnregisterBroker).
+    /// Refused while it is live or still holds replicas.
+    UnregisterBroker {
+        node: NodeId,
     },
     /// A partition leader changes its ISR (a follower caught up or fell
     /// behind). Refused unless `leader` and `leader_epoch` are current.
@@ -182,6 +208,8 @@ pub enum Outcome {
         topic_id: [u8; 16],
     },
     TopicDeleted,
+    TopicConfigsAltered,
+    BrokerUnregistered,
     IsrAltered {
         partition_epoch: i32,
     },
@@ -247,6 +275,18 @@ pub enum MetadataError {
         shard: ShardId,
         shards: u16,
     },
+    #[error("{0} is live (it heartbeats); stop it before unregistering it")]
+    BrokerLive(NodeId),
+    #[error("{node} still holds {replicas} replicas (first: {first}); move them off (sluice cluster reassign --drain) before unregistering it")]
+    BrokerHoldsReplicas {
+        node: NodeId,
+        replicas: usize,
+        first: String,
+    },
+    #[error(
+        "{0} is a controller voter; voters are fixed by configuration and cannot be unregistered"
+    )]
+    ControllerVoter(NodeId),
 }
 
 /// The whole cluster metadata. Cloned wholesale to every shard on change.
@@ -280,6 +320,14 @@ impl ClusterMetadata {
                 Some(_) => Ok(Outcome::TopicDeleted),
                 None => Err(MetadataError::UnknownTopic(name.clone())),
             },
+            Command::AlterTopicConfigs { name, configs } => match self.topics.get_mut(name) {
+                Some(t) => {
+                    t.configs = configs.clone();
+                    Ok(Outcome::TopicConfigsAltered)
+                }
+                None => Err(MetadataError::UnknownTopic(name.clone())),
+            },
+            Command::UnregisterBroker { node } => self.unregister(*node),
             Command::AlterIsr {
                 topic,
                 partition,
@@ -305,6 +353,9 @@ impl ClusterMetadata {
                 shard,
             } => self.move_replica_shard(topic, *partition, *node, *shard),
         };
+        if outcome.is_ok() {
+            self.elect_unclean_where_enabled();
+        }
         debug_assert_eq!(self.check_invariants(), Ok(()));
         outcome
     }
@@ -409,6 +460,67 @@ impl ClusterMetadata {
         Ok(Outcome::BrokerFenced {
             leaderships_moved: moved,
         })
+    }
+
+    fn unregister(&mut self, node: NodeId) -> Result<Outcome, MetadataError> {
+        let broker = self
+            .brokers
+            .get(&node)
+            .ok_or(MetadataError::UnknownBroker(node))?;
+        if !broker.fenced {
+            return Err(MetadataError::BrokerLive(node));
+        }
+        let held: Vec<String> = self
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.replica_on(node).is_some())
+                    .map(move |(i, _)| format!("{name}-{i}"))
+            })
+            .collect();
+        if let Some(first) = held.first() {
+            return Err(MetadataError::BrokerHoldsReplicas {
+                node,
+                replicas: held.len(),
+                first: first.clone(),
+            });
+        }
+        self.brokers.remove(&node);
+        Ok(Outcome::BrokerUnregistered)
+    }
+
+    /// Kafka's unclean election, where a topic enables it: a leaderless
+    /// partition takes its first live replica (preferred order) as leader,
+    /// which becomes the whole ISR. Runs after every command, so it happens
+    /// as soon as a replica is live (registered, unfenced, added) or the
+    /// config is turned on, the same on every controller.
+    fn elect_unclean_where_enabled(&mut self) {
+        let live: BTreeSet<NodeId> = self.live_brokers().map(|b| b.registration.node).collect();
+        for topic in self.topics.values_mut() {
+            if !topic.unclean_election_enabled() {
+                continue;
+            }
+            for partition in topic.partitions.iter_mut() {
+                if partition.leader.is_some() {
+                    continue;
+                }
+                let Some(chosen) = partition
+                    .replicas
+                    .iter()
+                    .map(|r| r.node)
+                    .find(|n| live.contains(n))
+                else {
+                    continue;
+                };
+                partition.leader = Some(chosen);
+                partition.isr = vec![chosen];
+                partition.leader_epoch += 1;
+                partition.partition_epoch += 1;
+            }
+        }
     }
 
     fn unfence(&mut self, node: NodeId) -> Result<Outcome, MetadataError> {
@@ -591,6 +703,11 @@ impl ClusterMetadata {
                     return Err(format!(
                         "{at}: no leader though ISR {:?} has a live node",
                         p.isr
+                    ));
+                } else if topic.unclean_election_enabled() && nodes.iter().any(|n| self.is_live(*n))
+                {
+                    return Err(format!(
+                        "{at}: no leader though unclean election is on and a replica is live"
                     ));
                 }
                 for r in &p.replicas {

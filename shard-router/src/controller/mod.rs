@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use metadata::{
     Broker, BrokerRegistration, ClusterMetadata, Command, ElectionError, ElectionResult,
     ElectionType, MetadataError, Outcome, PartitionState, Replica, TopicState,
+    UNCLEAN_LEADER_ELECTION_ENABLE,
 };
 pub use node::{
     Controller, ControllerConfig, ControllerError, ControllerHandle, QuorumInfo, VoterInfo,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::metadata::Command;
+use super::metadata::{Command, MetadataError, Outcome};
 use super::node::Job;
 use super::{Raft, RaftNodeId, TypeConfig, WriteError, WriteResult};
 use crate::ids::NodeId;
@@ -282,6 +282,56 @@ async fn serve_connection(
 
 /// Apply `command` if this node leads; otherwise say who does.
 pub(crate) async fn write_local(raft: &Raft, command: Command) -> WriteResult {
+    match command {
+        Command::UnregisterBroker { node } => unregister(raft, node).await,
+        command => apply_local(raft, command).await,
+    }
+}
+
+/// Unregisters `node` from the metadata and, on the leader, removes it from
+/// the Raft membership when it is a learner (a broker-only node), so the
+/// leader stops replicating the log to it. Voters are fixed by
+/// configuration and refused. A retried write that finds the broker gone
+/// still removes the learner, and succeeds.
+async fn unregister(raft: &Raft, node: NodeId) -> WriteResult {
+    use openraft::error::ClientWriteError;
+    let id = RaftNodeId::try_from(node.0).unwrap_or(RaftNodeId::MAX);
+    let (voter, learner) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voter = membership.voter_ids().any(|v| v == id);
+        (voter, !voter && membership.get_node(&id).is_some())
+    };
+    if voter {
+        return Err(WriteError::Refused(MetadataError::ControllerVoter(node)));
+    }
+    let outcome = match apply_local(raft, Command::UnregisterBroker { node }).await {
+        Err(WriteError::Refused(MetadataError::UnknownBroker(_))) if learner => {
+            Outcome::BrokerUnregistered
+        }
+        other => other?,
+    };
+    if learner {
+        let remove = openraft::ChangeMembers::RemoveNodes([id].into_iter().collect());
+        match raft.change_membership(remove, false).await {
+            Ok(_) => tracing::info!(
+                node = node.0,
+                "unregistered learner removed from the controller membership"
+            ),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                return Err(WriteError::NotLeader {
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => return Err(WriteError::Internal(e.to_string())),
+        }
+    }
+    Ok(outcome)
+}
+
+async fn apply_local(raft: &Raft, command: Command) -> WriteResult {
     use openraft::error::ClientWriteError;
     match raft.client_write(command).await {
         Ok(response) => match response.data {

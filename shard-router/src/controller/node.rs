@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -152,6 +152,8 @@ pub struct ControllerHandle {
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     metrics: watch::Receiver<openraft::RaftMetrics<RaftNodeId, BasicNode>>,
     broker_heartbeat_interval: Duration,
+    /// The broker epoch of this process's latest registration (0: none yet).
+    registered_epoch: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ControllerHandle {
@@ -298,6 +300,7 @@ impl Controller {
                 broker_heartbeat_interval: Duration::from_millis(
                     config.broker_heartbeat_interval_ms,
                 ),
+                registered_epoch: Arc::new(AtomicU64::new(0)),
             },
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -379,6 +382,24 @@ impl ControllerHandle {
             .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
     }
 
+    /// Whether this node's metadata has caught up with the controller
+    /// since this process started: it shows the broker registration this
+    /// process made (`spawn_registration`). The Raft log is applied again
+    /// from the start on a restart, and until the commit index arrives a
+    /// node sees an old state (empty, without a snapshot): acting on it
+    /// would drop the replicas of every topic created since, deleting
+    /// their logs.
+    pub fn caught_up(&self) -> bool {
+        let epoch = self.registered_epoch.load(Ordering::Acquire);
+        epoch != 0
+            && self
+                .metadata
+                .borrow()
+                .brokers
+                .get(&self.node_id)
+                .is_some_and(|b| b.broker_epoch >= epoch)
+    }
+
     /// The metadata as applied on this node.
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
@@ -447,6 +468,10 @@ impl ControllerHandle {
             ) {
                 Ok(outcome) => {
                     tracing::info!(?outcome, "broker registered with the controller");
+                    if let Outcome::BrokerRegistered { broker_epoch } = outcome {
+                        self.registered_epoch
+                            .fetch_max(broker_epoch, Ordering::AcqRel);
+                    }
                     return true;
                 }
                 Err(WriteError::Refused(e)) => {

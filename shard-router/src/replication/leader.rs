@@ -488,6 +488,13 @@ impl LeaderState {
 }
 
 impl LeaderState {
+    /// The topic's configs changed under this leadership (a config change
+    /// reaches every replica through the controller): later produces and
+    /// ISR checks use the new `min.insync.replicas` and lag time.
+    pub fn set_config(&mut self, config: LeaderConfig) {
+        self.config = config;
+    }
+
     /// The assigned replicas changed under this leadership (a reassignment
     /// added or removed some): new ones are followed from now on, outside the
     /// ISR until they catch up; removed ones are forgotten, so they neither

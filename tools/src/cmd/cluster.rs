@@ -2,13 +2,15 @@
 //! (DescribeCluster when the broker has it, Metadata otherwise);
 //! `sluice cluster elect`: leader elections (see `elect.rs`);
 //! `sluice cluster reassign`: move partitions between brokers
-//! (AlterPartitionReassignments, ListPartitionReassignments).
+//! (AlterPartitionReassignments, ListPartitionReassignments);
+//! `sluice cluster unregister`: forget a removed broker (UnregisterBroker).
 
 use clap::{Args, Subcommand};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
+use sluice_codec::unregister_broker_request::UnregisterBrokerRequest;
 use sluice_codec::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 
-use crate::cmd::config::{describe_error, runtime_error, ClientArgs, Session};
+use crate::cmd::config::{describe_error, not_found, runtime_error, ClientArgs, Session};
 use crate::cmd::elect::ElectArgs;
 
 #[derive(Args, Debug)]
@@ -39,6 +41,16 @@ enum ClusterCommand {
     /// down an out-of-sync leader (unclean, loses records). Without --topic,
     /// every partition; only partitions that needed an election are listed.
     Elect(ElectArgs),
+    /// Forget a broker that was removed for good: it leaves the broker list
+    /// (and, if it was a broker-only node, the controller quorum's
+    /// membership). Refused while the broker is running or still holds
+    /// replicas (drain it first with `reassign --drain`), and for a
+    /// controller voter.
+    Unregister {
+        /// The broker's node id.
+        #[arg(long, value_name = "N")]
+        id: i32,
+    },
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -47,7 +59,27 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Describe => describe(&mut s),
         ClusterCommand::Elect(elect) => crate::cmd::elect::run(&mut s, &elect),
         ClusterCommand::Reassign(r) => crate::cmd::reassign::run(&mut s, r),
+        ClusterCommand::Unregister { id } => unregister(&mut s, id),
     }
+}
+
+fn unregister(s: &mut Session, id: i32) -> anyhow::Result<()> {
+    let body = RequestBody::UnregisterBroker(UnregisterBrokerRequest { broker_id: id });
+    let ResponseBody::UnregisterBroker(r) = s.call(None, &body)? else {
+        unreachable!("call() checks the response type");
+    };
+    let code = ErrorCode(r.error_code);
+    if !code.is_none() {
+        let why = describe_error(code, r.error_message.as_deref());
+        if code == ErrorCode::BROKER_ID_NOT_REGISTERED {
+            return Err(not_found(format!("broker {id} is not registered: {why}")));
+        }
+        return Err(runtime_error(format!(
+            "broker {id} not unregistered: {why}"
+        )));
+    }
+    println!("broker {id} unregistered");
+    Ok(())
 }
 
 fn describe(s: &mut Session) -> anyhow::Result<()> {

@@ -344,6 +344,141 @@ fn metadata_round_trips_through_json() {
     assert_eq!(back, m);
 }
 
+fn unclean(topic: &str, on: bool) -> Command {
+    let mut configs = BTreeMap::new();
+    configs.insert(UNCLEAN_LEADER_ELECTION_ENABLE.to_string(), on.to_string());
+    Command::AlterTopicConfigs {
+        name: topic.to_string(),
+        configs,
+    }
+}
+
+/// Three brokers, `t` with one partition of three replicas whose followers
+/// were fenced (ISR: the leader alone), then the leader fenced too: no
+/// leader, ISR the old leader. Returns the metadata, the old leader and
+/// the two followers.
+fn leaderless() -> (ClusterMetadata, NodeId, [NodeId; 2]) {
+    let mut m = cluster(&[(1, 1), (2, 1), (3, 1)]);
+    m.apply(&create("t", 1, 3)).expect("create");
+    let p = &m.topics["t"].partitions[0];
+    let leader = p.leader.expect("leader");
+    let followers = [p.replicas[1].node, p.replicas[2].node];
+    for f in followers {
+        m.apply(&Command::FenceBroker { node: f }).expect("fence");
+    }
+    m.apply(&Command::FenceBroker { node: leader })
+        .expect("fence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (None, vec![leader]));
+    (m, leader, followers)
+}
+
+#[test]
+fn an_out_of_sync_replica_leads_only_once_unclean_election_is_enabled() {
+    let (mut m, leader, [f1, _]) = leaderless();
+    // Back, out of sync, with the default: no leader.
+    m.apply(&Command::UnfenceBroker { node: f1 })
+        .expect("unfence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (None, vec![leader]));
+    let epoch = p.leader_epoch;
+    // Enabling the config elects it at once, alone in the ISR.
+    assert_eq!(
+        m.apply(&unclean("t", true)),
+        Ok(Outcome::TopicConfigsAltered)
+    );
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (Some(f1), vec![f1]));
+    assert!(p.leader_epoch > epoch);
+    // The old leader returns as a follower, out of the ISR.
+    m.apply(&Command::UnfenceBroker { node: leader })
+        .expect("unfence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (Some(f1), vec![f1]));
+}
+
+#[test]
+fn with_unclean_election_on_a_fenced_last_leader_hands_over_at_once() {
+    let mut m = cluster(&[(1, 1), (2, 1), (3, 1)]);
+    m.apply(&create("t", 1, 3)).expect("create");
+    m.apply(&unclean("t", true)).expect("config");
+    let p = m.topics["t"].partitions[0].clone();
+    let leader = p.leader.expect("leader");
+    let (f1, f2) = (p.replicas[1].node, p.replicas[2].node);
+    // The ISR shrinks to the leader; the followers stay live.
+    m.apply(&Command::AlterIsr {
+        topic: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch: p.leader_epoch,
+        isr: vec![leader],
+    })
+    .expect("shrink");
+    m.apply(&Command::FenceBroker { node: leader })
+        .expect("fence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (Some(f1), vec![f1]));
+    // Off again: nothing moves back, and a partition that loses its only
+    // ISR member then waits for it.
+    m.apply(&unclean("t", false)).expect("config");
+    m.apply(&Command::FenceBroker { node: f1 }).expect("fence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (None, vec![f1]));
+    assert!(!m.brokers[&f2].fenced);
+}
+
+#[test]
+fn unregister_refuses_live_brokers_and_replica_holders() {
+    let (mut m, leader, [f1, _]) = leaderless();
+    m.apply(&reg(4, 1)).expect("register 4");
+    assert_eq!(
+        m.apply(&Command::UnregisterBroker { node: NodeId(4) }),
+        Err(MetadataError::BrokerLive(NodeId(4)))
+    );
+    assert!(matches!(
+        m.apply(&Command::UnregisterBroker { node: f1 }),
+        Err(MetadataError::BrokerHoldsReplicas { replicas: 1, .. })
+    ));
+    m.apply(&Command::FenceBroker { node: NodeId(4) })
+        .expect("fence");
+    assert_eq!(
+        m.apply(&Command::UnregisterBroker { node: NodeId(4) }),
+        Ok(Outcome::BrokerUnregistered)
+    );
+    assert!(!m.brokers.contains_key(&NodeId(4)));
+    assert_eq!(
+        m.apply(&Command::UnregisterBroker { node: NodeId(4) }),
+        Err(MetadataError::UnknownBroker(NodeId(4)))
+    );
+    // Once its topic is gone, a fenced broker may go.
+    m.apply(&Command::DeleteTopic { name: "t".into() })
+        .expect("delete");
+    m.apply(&Command::UnregisterBroker { node: leader })
+        .expect("unregister");
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
+#[test]
+fn configs_of_a_topic_are_replaced_whole() {
+    let mut m = cluster(&[(1, 1)]);
+    m.apply(&create("t", 1, 1)).expect("create");
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    let alter = Command::AlterTopicConfigs {
+        name: "t".into(),
+        configs: configs.clone(),
+    };
+    m.apply(&alter).expect("alter");
+    assert_eq!(m.topics["t"].configs, configs);
+    assert_eq!(
+        m.apply(&Command::AlterTopicConfigs {
+            name: "nope".into(),
+            configs,
+        }),
+        Err(MetadataError::UnknownTopic("nope".into()))
+    );
+}
+
 fn arb_command(nodes: i32) -> impl Strategy<Value = Command> {
     let node = 1..=nodes;
     prop_oneof![
@@ -356,6 +491,9 @@ fn arb_command(nodes: i32) -> impl Strategy<Value = Command> {
         (0..4u8).prop_map(|t| Command::DeleteTopic {
             name: format!("t{t}")
         }),
+        (0..4u8, any::<bool>()).prop_map(|(t, on)| unclean(&format!("t{t}"), on)),
+        node.clone()
+            .prop_map(|n| Command::UnregisterBroker { node: NodeId(n) }),
         (
             0..4u8,
             0..4i32,
