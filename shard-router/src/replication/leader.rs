@@ -406,10 +406,16 @@ impl LeaderState {
     }
 
     /// The connection to `to` was lost: send nothing more until it
-    /// subscribes again (what was sent may not have arrived).
+    /// subscribes again (what was sent may not have arrived), and forget its
+    /// log end: it may come back with less (a replica that lost its disk
+    /// returns empty), and a tick before it subscribes again must not
+    /// propose it into the ISR on the log end it had (the replication
+    /// simulation found that: an emptied replica rejoined the ISR).
     pub fn on_disconnected(&mut self, to: NodeId) {
         if let Some(f) = self.followers.get_mut(&to) {
             f.next_send = None;
+            f.log_end = None;
+            f.prev_report = None;
         }
     }
 
