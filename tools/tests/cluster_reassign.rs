@@ -345,7 +345,10 @@ fn produce_acked(
                         .push((answer.base_offset, value));
                     return;
                 }
-                NOT_LEADER_OR_FOLLOWER | NOT_ENOUGH_REPLICAS => {}
+                // Refused before the append, so a retry cannot duplicate.
+                // The controller lists a new topic (ISR included) before
+                // its leader's node has installed it: unknown there briefly.
+                NOT_LEADER_OR_FOLLOWER | NOT_ENOUGH_REPLICAS | UNKNOWN_TOPIC_OR_PARTITION => {}
                 code => panic!(
                     "produce refused with {code}: {:?}\n{}",
                     answer.error_message,
