@@ -109,6 +109,13 @@ start_sluice() {
     for _ in $(seq 1 300); do port_open "127.0.0.$n" $SPORT && break; sleep 0.2; done
     port_open "127.0.0.$n" $SPORT || { tail -n 20 "$WORK/sluice-$n/server.out" >&2; echo "compare-cluster.sh: sluice node $n did not start" >&2; exit 1; }
   done
+  # A listening port is not a registered broker: creating an RF3 topic
+  # before all three registered fails (INVALID_REPLICATION_FACTOR).
+  for _ in $(seq 1 150); do
+    [ "$("$SLUICE" cluster describe -b "127.0.0.1:$SPORT" --timeout-ms 2000 2>/dev/null | grep -c ' live ')" -ge 3 ] && return 0
+    sleep 0.2
+  done
+  echo "compare-cluster.sh: three sluice brokers did not register" >&2; exit 1
 }
 
 start_kafka() {
