@@ -251,40 +251,16 @@ impl Loads {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use proptest::prelude::*;
 
-    use super::super::{BrokerRegistration, Command};
+    use super::super::Command;
     use super::*;
 
-    fn reg(node: i32, shards: u16) -> Command {
-        Command::RegisterBroker(BrokerRegistration {
-            node: NodeId(node),
-            host: format!("127.0.0.{node}"),
-            port: 9092,
-            shards,
-            replication_ports: Vec::new(),
-        })
-    }
-
-    fn cluster(nodes: &[(i32, u16)]) -> ClusterMetadata {
-        let mut m = ClusterMetadata::new();
-        for &(n, s) in nodes {
-            m.apply(&reg(n, s)).expect("register");
-        }
-        m
-    }
+    use super::super::tests::{cluster, reg};
 
     fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: i16) {
-        m.apply(&Command::CreateTopic {
-            name: name.into(),
-            topic_id: [7; 16],
-            partitions,
-            replication_factor: rf,
-            configs: BTreeMap::new(),
-        })
-        .expect("create");
+        let command = super::super::tests::create(name, partitions, rf);
+        m.apply(&command).expect("create");
     }
 
     fn reassign(topic: &str, partition: i32, nodes: Option<&[i32]>) -> Command {

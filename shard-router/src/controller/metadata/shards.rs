@@ -101,40 +101,16 @@ fn set_shard(state: &mut PartitionState, node: NodeId, shard: ShardId) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use proptest::prelude::*;
 
-    use super::super::{BrokerRegistration, Command};
+    use super::super::Command;
     use super::*;
 
-    fn reg(node: i32, shards: u16) -> Command {
-        Command::RegisterBroker(BrokerRegistration {
-            node: NodeId(node),
-            host: format!("127.0.0.{node}"),
-            port: 9092,
-            shards,
-            replication_ports: Vec::new(),
-        })
-    }
-
-    fn cluster(nodes: &[(i32, u16)]) -> ClusterMetadata {
-        let mut m = ClusterMetadata::new();
-        for &(n, s) in nodes {
-            m.apply(&reg(n, s)).expect("register");
-        }
-        m
-    }
+    use super::super::tests::{cluster, reg};
 
     fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: i16) {
-        m.apply(&Command::CreateTopic {
-            name: name.into(),
-            topic_id: [3; 16],
-            partitions,
-            replication_factor: rf,
-            configs: BTreeMap::new(),
-        })
-        .expect("create");
+        let command = super::super::tests::create(name, partitions, rf);
+        m.apply(&command).expect("create");
     }
 
     fn mv(topic: &str, partition: i32, node: i32, shard: u16) -> Command {

@@ -1,5 +1,6 @@
 //! Harness-style tests of the metadata state machine: commands in, state
-//! out, no sockets and no clocks.
+//! out, no sockets and no clocks. `reg`, `create` and `cluster` serve the
+//! tests of the submodules too.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn reg(node: i32, shards: u16) -> Command {
+pub(super) fn reg(node: i32, shards: u16) -> Command {
     Command::RegisterBroker(BrokerRegistration {
         node: NodeId(node),
         host: format!("127.0.0.{node}"),
@@ -17,7 +18,7 @@ fn reg(node: i32, shards: u16) -> Command {
     })
 }
 
-fn create(name: &str, partitions: i32, rf: i16) -> Command {
+pub(super) fn create(name: &str, partitions: i32, rf: i16) -> Command {
     Command::CreateTopic {
         name: name.to_string(),
         topic_id: [partitions as u8; 16],
@@ -27,7 +28,7 @@ fn create(name: &str, partitions: i32, rf: i16) -> Command {
     }
 }
 
-fn cluster(nodes: &[(i32, u16)]) -> ClusterMetadata {
+pub(super) fn cluster(nodes: &[(i32, u16)]) -> ClusterMetadata {
     let mut m = ClusterMetadata::new();
     for &(n, s) in nodes {
         m.apply(&reg(n, s)).expect("register");
