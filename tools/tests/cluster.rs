@@ -1827,6 +1827,27 @@ fn a_replica_moves_to_another_shard_under_acks_all_and_a_node_restarts_with_fewe
 
     // A shard the node does not run is refused, and nothing moves.
     let replicas = |node: i32, shard: u16| replicas_with_shard(kafka[0], topic, node, shard);
+    // `sluice cluster reassign` moves `node`'s replica to shard `to`: its
+    // output, once checked.
+    let move_to_shard = |node: i32, to: u16| {
+        let (code, out) = cli_reassign(
+            kafka[0],
+            &[
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+                "--replicas",
+                &replicas(node, to),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!("replica on broker {node} moving to shard {to}")),
+            "{out}"
+        );
+        out
+    };
     let (code, out) = cli_reassign(
         kafka[0],
         &[
@@ -1880,22 +1901,7 @@ fn a_replica_moves_to_another_shard_under_acks_all_and_a_node_restarts_with_fewe
     // leader epoch on the same node, and produces go on.
     let epoch_before = metadata_leader_epoch(at(leader), topic);
     let to = 1 - leader_shard;
-    let (code, out) = cli_reassign(
-        kafka[0],
-        &[
-            "--topic",
-            topic,
-            "--partition",
-            "0",
-            "--replicas",
-            &replicas(leader, to),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&format!("replica on broker {leader} moving to shard {to}")),
-        "{out}"
-    );
+    move_to_shard(leader, to);
     wait_for_shard(dir.path(), &nodes, &kafka, leader, topic, to);
     wait_until("the same node leading in a new epoch", &nodes, || {
         partition_state(at(leader), topic).is_some_and(|s| s.0 == leader)
@@ -1911,24 +1917,7 @@ fn a_replica_moves_to_another_shard_under_acks_all_and_a_node_restarts_with_fewe
         moves.push(1);
     }
     for to in moves {
-        let (code, out) = cli_reassign(
-            kafka[0],
-            &[
-                "--topic",
-                topic,
-                "--partition",
-                "0",
-                "--replicas",
-                &replicas(follower, to),
-            ],
-        );
-        assert_eq!(code, 0, "{out}");
-        assert!(
-            out.contains(&format!(
-                "replica on broker {follower} moving to shard {to}"
-            )),
-            "{out}"
-        );
+        let out = move_to_shard(follower, to);
         assert!(
             !out.contains(&format!("{topic}-0: moving to")),
             "the same brokers: no reassignment: {out}"

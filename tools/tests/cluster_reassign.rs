@@ -532,13 +532,22 @@ fn reassign_and_wait(
     (leader, took)
 }
 
-#[test]
-fn reassignment_moves_a_follower_then_the_leader_while_acks_all_produces_go_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, _) = three_voters(dir.path());
+/// Three voters and `topic` with one partition of replication factor 2,
+/// once it has a leader and a full ISR.
+struct Rf2 {
+    nodes: Vec<Node>,
+    paths: Vec<PathBuf>,
+    addrs: Vec<SocketAddr>,
+    leader: i32,
+    follower: i32,
+    /// The node without a replica.
+    spare: i32,
+}
+
+fn rf2_on_three_voters(dir: &Path, topic: &str) -> Rf2 {
+    let (nodes, _) = three_voters(dir);
     let paths = log_paths(&nodes);
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
-    let topic = "moving";
     create_topic(addrs[0], topic, 2);
     let mut state = None;
     wait_until("a leader and a full ISR", &paths, || {
@@ -550,6 +559,28 @@ fn reassignment_moves_a_follower_then_the_leader_while_acks_all_produces_go_on()
     let spare = (1..=3)
         .find(|n| !replicas.contains(n))
         .expect("a spare node");
+    Rf2 {
+        nodes,
+        paths,
+        addrs,
+        leader,
+        follower,
+        spare,
+    }
+}
+
+#[test]
+fn reassignment_moves_a_follower_then_the_leader_while_acks_all_produces_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = "moving";
+    let Rf2 {
+        nodes,
+        paths,
+        addrs,
+        leader,
+        follower,
+        spare,
+    } = rf2_on_three_voters(dir.path(), topic);
 
     // Refusals, as Kafka's: nothing starts.
     // (topic, partition, target, allow_replication_factor_change, error)
@@ -815,21 +846,15 @@ fn consume_from(addr: SocketAddr, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)>
 fn a_new_replica_is_seeded_from_the_leaders_log_start_after_delete_records_and_then_leads() {
     const START: i64 = 60;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, _) = three_voters(dir.path());
-    let paths = log_paths(&nodes);
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
     let topic = "trimmed";
-    create_topic(addrs[0], topic, 2);
-    let mut state = None;
-    wait_until("a leader and a full ISR", &paths, || {
-        state = partition_state(addrs[0], topic).filter(|s| s.2.len() == 2);
-        state.is_some()
-    });
-    let (leader, replicas, _) = state.expect("waited for");
-    let follower = *replicas.iter().find(|&&n| n != leader).expect("rf 2");
-    let spare = (1..=3)
-        .find(|n| !replicas.contains(n))
-        .expect("a spare node");
+    let Rf2 {
+        nodes,
+        paths,
+        addrs,
+        leader,
+        follower,
+        spare,
+    } = rf2_on_three_voters(dir.path(), topic);
     let produced = Mutex::new(Produced::default());
     for i in 0..100 {
         produce_acked(&addrs, topic, i, &produced, &paths);

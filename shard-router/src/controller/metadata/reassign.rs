@@ -293,8 +293,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_follower_moves_once_its_replacement_is_in_sync() {
+    /// Three nodes and topic `t` of one partition with replication factor
+    /// 2: the metadata, the partition as created, its leader, its follower
+    /// and the node without a replica.
+    fn rf2_on_three() -> (ClusterMetadata, PartitionState, i32, i32, i32) {
         let mut m = cluster(&[(1, 1), (2, 1), (3, 1)]);
         create(&mut m, "t", 1, 2);
         let before = m.topics["t"].partitions[0].clone();
@@ -306,6 +308,12 @@ mod tests {
         let spare = (1..=3)
             .find(|n| !nodes(&before).contains(n))
             .expect("a spare node");
+        (m, before, leader, follower, spare)
+    }
+
+    #[test]
+    fn a_follower_moves_once_its_replacement_is_in_sync() {
+        let (mut m, before, leader, follower, spare) = rf2_on_three();
 
         let out = m.apply(&reassign("t", 0, Some(&[leader, spare])));
         assert_eq!(out, Ok(Outcome::ReassignmentAltered { in_progress: true }));
@@ -330,17 +338,7 @@ mod tests {
 
     #[test]
     fn a_removed_leader_hands_over_to_an_in_sync_target_replica_in_a_new_epoch() {
-        let mut m = cluster(&[(1, 1), (2, 1), (3, 1)]);
-        create(&mut m, "t", 1, 2);
-        let before = m.topics["t"].partitions[0].clone();
-        let leader = before.leader.expect("leader").0;
-        let follower = nodes(&before)
-            .into_iter()
-            .find(|&n| n != leader)
-            .expect("rf 2");
-        let spare = (1..=3)
-            .find(|n| !nodes(&before).contains(n))
-            .expect("a spare node");
+        let (mut m, before, leader, follower, spare) = rf2_on_three();
 
         m.apply(&reassign("t", 0, Some(&[spare, follower])))
             .expect("start");
