@@ -609,6 +609,40 @@ impl ClusterMetadata {
         Ok(Outcome::TopicCreated { topic_id })
     }
 
+    /// The partition, or the error naming the unknown topic or partition.
+    fn find_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&PartitionState, MetadataError> {
+        self.topics
+            .get(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
+            .partitions
+            .get(usize::try_from(partition).unwrap_or(usize::MAX))
+            .ok_or_else(|| MetadataError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    /// Like [`ClusterMetadata::find_partition`], to change it.
+    fn find_partition_mut(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut PartitionState, MetadataError> {
+        self.topics
+            .get_mut(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
+            .partitions
+            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+            .ok_or_else(|| MetadataError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
     fn alter_isr(
         &mut self,
         topic: &str,
@@ -618,16 +652,7 @@ impl ClusterMetadata {
         isr: &[NodeId],
     ) -> Result<Outcome, MetadataError> {
         let live: BTreeSet<NodeId> = self.live_brokers().map(|b| b.registration.node).collect();
-        let state = self
-            .topics
-            .get_mut(topic)
-            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
-            .partitions
-            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
-            .ok_or_else(|| MetadataError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            })?;
+        let state = self.find_partition_mut(topic, partition)?;
         if state.leader != Some(leader) {
             return Err(MetadataError::NotLeader {
                 given: leader,

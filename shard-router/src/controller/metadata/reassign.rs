@@ -24,16 +24,7 @@ impl ClusterMetadata {
         partition: i32,
         target: Option<&[NodeId]>,
     ) -> Result<Outcome, MetadataError> {
-        let state = self
-            .topics
-            .get(topic)
-            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
-            .partitions
-            .get(usize::try_from(partition).unwrap_or(usize::MAX))
-            .ok_or_else(|| MetadataError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            })?;
+        let state = self.find_partition(topic, partition)?;
         let changed = match target {
             Some(target) => self.start(state, target)?,
             None => self.revert(state, topic, partition)?,

@@ -29,16 +29,7 @@ impl ClusterMetadata {
             .ok_or(MetadataError::UnknownBroker(node))?
             .registration
             .shards;
-        let state = self
-            .topics
-            .get_mut(topic)
-            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?
-            .partitions
-            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
-            .ok_or_else(|| MetadataError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            })?;
+        let state = self.find_partition_mut(topic, partition)?;
         if state.replica_on(node).is_none() {
             return Err(MetadataError::NoReplicaOnNode {
                 topic: topic.to_string(),
