@@ -217,7 +217,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "Run: $STARTED to $(date -u +%FT%TZ) ($((SECONDS - T0)) s), mode **$MODE**: $DURATION s per timed run, W3 on $W3_MIB MiB ($W3_MESSAGES x 1 KiB)."
   echo
   if awk -v m="${MAXLOAD:-0}" 'BEGIN { exit !(m > 1) }'; then
-    echo "**Load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores).** The benchmark raises it itself: the kernel's disk workers (\\`dio/vda\\` kworkers, io_uring's \\`iou-wrk\\`) waiting on the disk count in it, and the last run's linger. Builds beside it would too: the \\`busy at start\\` line below lists what used CPU when the run began."
+    echo "**Load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores).** The benchmark raises it itself: the kernel's disk workers (\`dio/vda\` kworkers, io_uring's \`iou-wrk\`) waiting on the disk count in it, and the last run's linger. Builds beside it would too: the \`busy at start\` line below lists what used CPU when the run began."
     echo
   fi
   [ "$MODE" = quick ] && { echo "Quick mode: runs are too short to pass segment rolls and too short for stable tails; a smoke test of the harness, not the comparison."; echo; }
