@@ -266,3 +266,45 @@ def test_kafka_reassign_partitions_moves_replicas_between_log_dirs(two_shard_clu
           f"{current} -> {after} in {time.monotonic() - t0:.2f} s (as --verify saw it)")
     assert got == [f"r{i}" for i in range(count)]
 
+
+def _quorum_tool(bootstrap, what):
+    """kafka-metadata-quorum describe --status / --replication; stdout."""
+    code, out, err = _java_tool("org.apache.kafka.tools.MetadataQuorumCommand",
+                                "--bootstrap-server", bootstrap, "describe", what)
+    assert code == 0, f"kafka-metadata-quorum describe {what}: exit {code}\n{out}\n{err[-3000:]}"
+    return out
+
+
+@pytest.mark.timeout(180)
+def test_kafka_metadata_quorum_describes_the_leaders_view_from_any_node(cluster):
+    """kafka-metadata-quorum against each node alone gives the controller
+    leader's view (sluice forwards DescribeQuorum to the leader, as Kafka's
+    brokers do): the same leader, every voter's log end known, the followers
+    caught up with the leader."""
+    def status(node):
+        out = _quorum_tool(cluster.node(node).bootstrap, "--status")
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k.strip(): v.strip() for k, v in fields.items()}
+
+    def settled():
+        views = [status(n) for n in (1, 2, 3)]
+        leaders = {v["LeaderId"] for v in views}
+        # An idle quorum: the followers have every entry (a follower's own
+        # view would give -1 for them, a lag past the high watermark).
+        ok = len(leaders) == 1 and all(int(v["MaxFollowerLag"]) == 0 for v in views)
+        return ok and views
+
+    views = _wait("every node describing the same quorum, followers caught up",
+                  settled, 60, cluster, interval=0.5)
+    leader = int(views[0]["LeaderId"])
+    assert leader in (1, 2, 3), views
+    assert all(int(v["HighWatermark"]) > 0 for v in views), views
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    out = _quorum_tool(cluster.node(follower).bootstrap, "--replication")
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    by_node = {int(r[0]): r for r in rows}
+    assert sorted(by_node) == [1, 2, 3], out
+    assert by_node[leader][-1] == "Leader", out
+    assert all(by_node[n][-1] == "Follower" for n in (1, 2, 3) if n != leader), out
+    # NodeId DirectoryId LogEndOffset Lag ...: every log end known.
+    assert all(int(r[2]) > 0 and int(r[3]) >= 0 for r in rows), out

@@ -259,14 +259,18 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
         );
     }
 
-    // DescribeQuorum: every node names the same leader and the three voters;
-    // the leader knows how far each voter's log reaches.
+    // DescribeQuorum: every node names the same leader and the three voters,
+    // and answers with the leader's view: how far each voter's log reaches
+    // (a node that does not lead asks the leader).
     let until = Instant::now() + FORM_TIMEOUT;
     loop {
         let answers: Vec<_> = kafka.iter().map(|a| describe_quorum(*a)).collect();
         let leaders: Vec<i32> = answers.iter().map(|q| q.leader_id).collect();
         let agreed = leaders.iter().all(|l| *l == leaders[0] && *l > 0);
-        if agreed {
+        let known = answers
+            .iter()
+            .all(|q| q.current_voters.iter().all(|v| v.log_end_offset >= 0));
+        if agreed && known {
             for q in &answers {
                 let mut voters: Vec<i32> = q.current_voters.iter().map(|v| v.replica_id).collect();
                 voters.sort();
@@ -286,7 +290,7 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
         }
         assert!(
             Instant::now() < until,
-            "DescribeQuorum never agreed: {leaders:?}"
+            "DescribeQuorum never agreed on a leader and every voter's log end: {answers:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

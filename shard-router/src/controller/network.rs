@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::metadata::{Command, MetadataError, Outcome};
-use super::node::Job;
+use super::node::{quorum_of, Job, QuorumInfo};
 use super::{Raft, RaftNodeId, TypeConfig, WriteError, WriteResult};
 use crate::ids::NodeId;
 
@@ -47,6 +47,8 @@ pub(crate) enum Request {
         node: RaftNodeId,
         addr: String,
     },
+    /// The quorum as the leader sees it; only the leader answers it.
+    Quorum,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +61,7 @@ pub(crate) enum Reply {
     Write(WriteResult),
     Heartbeat(Result<(), WriteError>),
     Join(Result<(), WriteError>),
+    Quorum(Result<QuorumInfo, WriteError>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -275,6 +278,7 @@ async fn serve_connection(
             Request::Write(command) => Reply::Write(write_local(&raft, command).await),
             Request::Heartbeat(node) => Reply::Heartbeat(local_heartbeat(&jobs, node).await),
             Request::Join { node, addr } => Reply::Join(add_learner(&raft, node, addr).await),
+            Request::Quorum => Reply::Quorum(leader_quorum(&raft)),
         };
         write_frame(&mut stream, &reply).await?;
     }
@@ -386,6 +390,35 @@ pub(crate) async fn forward_heartbeat(addr: &str, node: NodeId) -> Result<(), Wr
         .await
     {
         Ok(Reply::Heartbeat(result)) => result,
+        Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
+        Err(CallError::Connect(e) | CallError::Io(e)) => {
+            Err(WriteError::Unavailable(format!("{addr}: {e}")))
+        }
+    }
+}
+
+/// This node's view of the quorum if it leads; otherwise who does.
+fn leader_quorum(raft: &Raft) -> Result<QuorumInfo, WriteError> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let quorum = quorum_of(&m);
+    if quorum.is_leader {
+        return Ok(quorum);
+    }
+    Err(WriteError::NotLeader {
+        leader: m.current_leader,
+        leader_addr: m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l))
+            .map(|n| n.addr.clone()),
+    })
+}
+
+/// Asks the controller leader at `addr` for its view of the quorum.
+pub(crate) async fn ask_quorum(addr: &str, timeout: Duration) -> Result<QuorumInfo, WriteError> {
+    let mut client = PeerClient::new(addr.to_string());
+    match client.call(&Request::Quorum, timeout).await {
+        Ok(Reply::Quorum(result)) => result,
         Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
         Err(CallError::Connect(e) | CallError::Io(e)) => {
             Err(WriteError::Unavailable(format!("{addr}: {e}")))

@@ -100,8 +100,11 @@ pub enum ControllerError {
     Raft(String),
 }
 
-/// The Raft quorum as this node sees it (for DescribeQuorum).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How long a node waits for the controller leader's view of the quorum.
+pub const QUORUM_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The Raft quorum as one node sees it (for DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumInfo {
     pub leader: Option<NodeId>,
     /// Raft term: Kafka's leader epoch of the metadata quorum.
@@ -111,17 +114,49 @@ pub struct QuorumInfo {
     /// Index of the last entry in this node's log.
     pub last_log_index: Option<u64>,
     pub voters: Vec<VoterInfo>,
+    /// Members that follow the log without voting (broker-only nodes).
+    #[serde(default)]
+    pub learners: Vec<VoterInfo>,
     /// Whether this node leads.
     pub is_leader: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One member of the Raft group (a voter or a learner).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoterInfo {
     pub node: NodeId,
-    /// The voter's controller address (`host:port`).
+    /// The member's controller address (`host:port`).
     pub addr: String,
-    /// Highest entry known replicated to the voter (leader only).
+    /// Highest entry known replicated to the member (leader only).
     pub matched_index: Option<u64>,
+}
+
+/// The quorum as openraft's metrics on one node show it.
+pub(crate) fn quorum_of(m: &openraft::RaftMetrics<RaftNodeId, BasicNode>) -> QuorumInfo {
+    let membership = m.membership_config.membership();
+    let member = |id: RaftNodeId| VoterInfo {
+        node: NodeId(id as i32),
+        addr: membership
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default(),
+        matched_index: m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map(|l| l.index),
+    };
+    let voter_ids: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
+    let learner_ids: BTreeSet<RaftNodeId> = membership.learner_ids().collect();
+    QuorumInfo {
+        leader: m.current_leader.map(|id| NodeId(id as i32)),
+        term: m.current_term,
+        applied_index: m.last_applied.map(|l| l.index),
+        last_log_index: m.last_log_index,
+        voters: voter_ids.into_iter().map(member).collect(),
+        learners: learner_ids.into_iter().map(member).collect(),
+        is_leader: m.state == ServerState::Leader,
+    }
 }
 
 pub(crate) enum Job {
@@ -133,6 +168,9 @@ pub(crate) enum Job {
         forwarded: bool,
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
+    /// The controller leader's view of the quorum (asked of the leader when
+    /// this node does not lead).
+    Quorum(oneshot::Sender<Result<QuorumInfo, WriteError>>),
 }
 
 /// A running controller node. Dropping it stops the node.
@@ -410,35 +448,25 @@ impl ControllerHandle {
         self.metadata.clone()
     }
 
-    /// The quorum as this node sees it.
+    /// The quorum as this node sees it (only a leader knows how far each
+    /// member's log reaches).
     pub fn quorum(&self) -> QuorumInfo {
-        let m = self.metrics.borrow();
-        let voters: BTreeSet<RaftNodeId> = m.membership_config.membership().voter_ids().collect();
-        let voters = voters
-            .into_iter()
-            .map(|id| VoterInfo {
-                node: NodeId(id as i32),
-                addr: m
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default(),
-                matched_index: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).copied().flatten())
-                    .map(|l| l.index),
-            })
-            .collect();
-        QuorumInfo {
-            leader: m.current_leader.map(|id| NodeId(id as i32)),
-            term: m.current_term,
-            applied_index: m.last_applied.map(|l| l.index),
-            last_log_index: m.last_log_index,
-            voters,
-            is_leader: m.state == ServerState::Leader,
-        }
+        quorum_of(&self.metrics.borrow())
+    }
+
+    /// The quorum as the controller leader sees it: this node's view when
+    /// it leads, else asked of the leader over the controller connection
+    /// (Kafka's brokers forward DescribeQuorum to the active controller).
+    /// `NotLeader` while no leader is known; `Unavailable` when the leader
+    /// does not answer within [`QUORUM_QUERY_TIMEOUT`].
+    pub async fn leader_quorum(&self) -> Result<QuorumInfo, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Quorum(tx))
+            .await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
     }
 
     /// Register this broker, retrying every [`REGISTER_RETRY`] until the
@@ -679,6 +707,21 @@ async fn run(
                     let raft = raft.clone();
                     tokio::spawn(async move {
                         let _ = reply.send(write_anywhere(&raft, command).await);
+                    });
+                }
+                Some(Job::Quorum(reply)) => {
+                    let local = quorum_of(&raft.metrics().borrow());
+                    if local.is_leader {
+                        let _ = reply.send(Ok(local));
+                        continue;
+                    }
+                    let leader = leader_addr(&raft);
+                    tokio::spawn(async move {
+                        let result = match leader {
+                            Some(addr) => network::ask_quorum(&addr, QUORUM_QUERY_TIMEOUT).await,
+                            None => Err(WriteError::NotLeader { leader: None, leader_addr: None }),
+                        };
+                        let _ = reply.send(result);
                     });
                 }
                 Some(Job::Heartbeat { node, forwarded, reply }) => {
