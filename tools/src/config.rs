@@ -565,6 +565,15 @@ impl ServeConfig {
                     "a topic config name must be non-empty and without spaces",
                 ));
             }
+            if name == "unclean.leader.election.enable"
+                && !["true", "false"].contains(&value.trim().to_ascii_lowercase().as_str())
+            {
+                return Err(invalid(
+                    "topic_defaults",
+                    format!("{name}={value}"),
+                    "unclean.leader.election.enable: use true or false",
+                ));
+            }
             if name == "flush" && engine::FlushPolicy::parse(value).is_none() {
                 return Err(invalid(
                     "topic_defaults",
@@ -774,6 +783,14 @@ mod tests {
                     ..d()
                 },
                 "offsets_retention_check_interval_ms",
+            ),
+            (
+                ServeConfig {
+                    topic_defaults: [("unclean.leader.election.enable".into(), "yes".into())]
+                        .into(),
+                    ..d()
+                },
+                "unclean.leader.election.enable=yes",
             ),
             (
                 ServeConfig {

@@ -58,6 +58,10 @@ pub struct ControllerConfig {
     /// A broker's allowed share of non-preferred leaders, in percent (Kafka's
     /// `leader.imbalance.per.broker.percentage`).
     pub leader_imbalance_per_broker_percentage: u32,
+    /// The default of `unclean.leader.election.enable` for topics that do
+    /// not set it (the broker's `topic_defaults`). The controller leader
+    /// writes its own into the metadata, where the elections read it.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// Kafka's defaults.
@@ -84,6 +88,7 @@ impl ControllerConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS,
             leader_imbalance_per_broker_percentage: DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -283,6 +288,7 @@ impl Controller {
             interval_ms: config.leader_imbalance_check_interval_ms.max(1),
             percentage: config.leader_imbalance_per_broker_percentage,
         };
+        let unclean_default = config.unclean_leader_election_enable;
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -313,6 +319,7 @@ impl Controller {
                     loop_metadata,
                     session_timeout_ms,
                     rebalance,
+                    unclean_default,
                     stop_rx,
                     ready_tx,
                 ));
@@ -594,6 +601,7 @@ async fn run(
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     session_timeout_ms: u64,
     rebalance: Rebalance,
+    unclean_default: bool,
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::SyncSender<Result<Metrics, ControllerError>>,
 ) {
@@ -652,6 +660,8 @@ async fn run(
     // elections of the last one are still being written.
     let mut next_rebalance_ms = u64::MAX;
     let rebalancing = Arc::new(AtomicBool::new(false));
+    // Whether the leader's write of its unclean-election default is in flight.
+    let setting_default = Arc::new(AtomicBool::new(false));
     // Fence and unfence writes report back here when they end.
     let (settled_tx, mut settled) = mpsc::unbounded_channel::<NodeId>();
     let mut tick = tokio::time::interval(Duration::from_millis(
@@ -688,6 +698,12 @@ async fn run(
                         "no heartbeat from a broker within the session timeout: fencing it"
                     );
                     spawn_liveness_write(&raft, command, &settled_tx);
+                }
+                if liveness.is_leading()
+                    && current.unclean_election_default != unclean_default
+                    && !setting_default.swap(true, Ordering::AcqRel)
+                {
+                    spawn_default_write(&raft, unclean_default, &setting_default);
                 }
                 if rebalance.enabled
                     && liveness.is_leading()
@@ -790,6 +806,24 @@ fn spawn_liveness_write(raft: &Raft, command: Command, settled: &mpsc::Unbounded
             Err(e) => tracing::warn!(error = %e, node = node.0, "broker liveness write failed"),
         }
         let _ = settled.send(node);
+    });
+}
+
+/// Writes this leader's default of `unclean.leader.election.enable` into
+/// the metadata; `busy` (set by the caller) is cleared when the write ends.
+fn spawn_default_write(raft: &Raft, enabled: bool, busy: &Arc<AtomicBool>) {
+    let raft = raft.clone();
+    let busy = busy.clone();
+    tokio::spawn(async move {
+        let command = Command::SetUncleanElectionDefault { enabled };
+        match network::write_local(&raft, command).await {
+            Ok(_) => tracing::info!(
+                enabled,
+                "unclean.leader.election.enable default of this controller written"
+            ),
+            Err(e) => tracing::warn!(error = %e, "unclean election default write failed"),
+        }
+        busy.store(false, Ordering::Release);
     });
 }
 

@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::Args;
 use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
-use shard_router::controller::{BrokerRegistration, Controller, ControllerConfig};
+use shard_router::controller::{
+    BrokerRegistration, Controller, ControllerConfig, UNCLEAN_LEADER_ELECTION_ENABLE,
+};
 use shard_router::{NodeId, RuntimeConfig, ShardCtx, ShardId};
 
 use crate::cmd::config::usage_error;
@@ -573,6 +575,10 @@ fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Optio
     config.auto_leader_rebalance = c.auto_leader_rebalance_enable;
     config.leader_imbalance_check_interval_ms = c.leader_imbalance_check_interval_ms;
     config.leader_imbalance_per_broker_percentage = c.leader_imbalance_per_broker_percentage;
+    config.unclean_leader_election_enable = c
+        .topic_defaults
+        .get(UNCLEAN_LEADER_ELECTION_ENABLE)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let controller = Controller::start(config, listener).context("starting the controller")?;
     tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
     Ok(Some(controller))
