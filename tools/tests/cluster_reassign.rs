@@ -1405,3 +1405,74 @@ fn the_controllers_unclean_election_default_counts_for_topics_that_do_not_set_it
         "the record only the old leader had is gone"
     );
 }
+
+/// A broker-only node that was unregistered (UnregisterBroker) and is
+/// started again on its old data dir rejoins as a broker, as Kafka's
+/// brokers register again with a new incarnation: its own Raft log still
+/// lists it as a learner (it never got the membership change that removed
+/// it), so it must ask the controller leader to add it again; then it
+/// follows the metadata and takes replicas.
+#[test]
+fn an_unregistered_node_restarted_on_its_old_data_dir_rejoins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=2u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = format!("1@127.0.0.1:{}", free_port());
+    let listen2 = format!("127.0.0.2:{}", free_port());
+    let paths: Vec<PathBuf> = (1..=2)
+        .map(|n| dir.path().join(format!("n{n}")).join("broker.log"))
+        .collect();
+    // Node 1 first: the offsets topic (one replica) lands on it, so node 2
+    // holds nothing and may be unregistered once stopped.
+    let _node1 = start(dir.path(), 1, &voters, kafka[0], &[]);
+    wait_until("the offsets topic on node 1", &paths, || {
+        leader_and_isr(kafka[0], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+    let start2 = || {
+        start(
+            dir.path(),
+            2,
+            &voters,
+            kafka[1],
+            &["--controller-listen", &listen2],
+        )
+    };
+    let mut node2 = start2();
+    wait_until("node 2 registered", &paths, || {
+        live_brokers(kafka[0]) == [1, 2]
+    });
+    wait_until("node 2 following the metadata", &paths, || {
+        leader_and_isr(kafka[1], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+
+    let _ = node2.child.kill();
+    let _ = node2.child.wait();
+    wait_until("node 2 fenced", &paths, || live_brokers(kafka[0]) == [1]);
+    let (ok, out) = cli_unregister(kafka[0], 2);
+    assert!(ok, "{out}\n{}", logs(&paths));
+    wait_until("node 2 unlisted", &paths, || {
+        registered_brokers(kafka[0]) == [1]
+    });
+
+    // Back on the same data dir: registered, live, following the metadata.
+    node2 = start2();
+    wait_until("node 2 registered again", &paths, || {
+        live_brokers(kafka[0]) == [1, 2]
+    });
+    let topic = "after-rejoin";
+    create_topic(kafka[0], topic, 2);
+    wait_until("node 2 listing the new topic, in sync", &paths, || {
+        partition_state(kafka[1], topic).is_some_and(|(_, _, isr)| isr == [1, 2])
+    });
+    let (leader, _, _) = partition_state(kafka[0], topic).expect("a leader");
+    let a = client(kafka[usize::try_from(leader - 1).expect("id")])
+        .expect("connect")
+        .produce(topic, 0, batch(&[(b"k", b"replicated")]));
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&paths));
+    assert!(
+        partition_dir(dir.path(), 2, topic).exists(),
+        "node 2 holds no log of {topic}"
+    );
+    drop(node2);
+}

@@ -427,22 +427,29 @@ pub(crate) async fn ask_quorum(addr: &str, timeout: Duration) -> Result<QuorumIn
 }
 
 /// Adds `node` as a learner at `addr` if this node leads (and it is not a
-/// member there already); otherwise says who leads.
+/// member there already); otherwise says who leads. Only the leader says a
+/// node is a member already: another node's membership may be behind (a
+/// learner removed by UnregisterBroker and started again must be added
+/// again, not told it is one).
 async fn add_learner(raft: &Raft, node: RaftNodeId, addr: String) -> Result<(), WriteError> {
     use openraft::error::ClientWriteError;
-    let known = {
+    let (known, leading) = {
         let m = raft.metrics();
         let m = m.borrow();
-        m.membership_config
+        let known = m
+            .membership_config
             .membership()
             .get_node(&node)
-            .map(|n| n.addr.clone())
+            .map(|n| n.addr.clone());
+        (known, m.state == openraft::ServerState::Leader)
     };
     match known {
-        Some(a) if a == addr => {
-            // Already a member; only the leader may say so with authority,
-            // but a repeated join is harmless either way.
+        Some(a) if a == addr && leading => {
+            // Already a member (a restarted learner asks again).
             return Ok(());
+        }
+        Some(a) if a == addr => {
+            // Not the leader: `add_learner` below says who is.
         }
         Some(a) => {
             return Err(WriteError::Internal(format!(

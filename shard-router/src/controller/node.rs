@@ -898,11 +898,15 @@ async fn write_anywhere(raft: &Raft, command: Command) -> WriteResult {
 
 /// A learner asks the voters, until one that leads accepts, to add it to
 /// the membership at `addr` (from then on the leader replicates the
-/// metadata log to it). Ends once the membership this node has applied
-/// lists it with that address: a restarted learner finds itself there and
-/// asks nothing.
+/// metadata log to it). It asks on every start, even when its own log lists
+/// it: a learner removed by UnregisterBroker never receives the membership
+/// change that removed it (the leader stops replicating to it first), so
+/// only the leader can tell; a member already is told so at once. Ends
+/// once the leader has accepted and the membership this node applied lists
+/// it with that address.
 async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<String>) {
     let mut announced = false;
+    let mut accepted = false;
     loop {
         let listed = {
             let m = raft.metrics();
@@ -912,11 +916,12 @@ async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<S
                 .get_node(&me)
                 .is_some_and(|n| n.addr == addr)
         };
-        if listed {
+        if listed && accepted {
             tracing::info!(%addr, "following the controller quorum as a learner (broker only)");
             return;
         }
-        let mut targets = voters.clone();
+        // Once accepted, only wait for the membership to arrive.
+        let mut targets = if accepted { Vec::new() } else { voters.clone() };
         let mut tried = Vec::new();
         while let Some(target) = targets.pop() {
             if tried.contains(&target) {
@@ -929,6 +934,7 @@ async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<S
                         tracing::info!(voter = %target, "the controller leader added this node as a learner");
                         announced = true;
                     }
+                    accepted = true;
                     break;
                 }
                 Err(WriteError::NotLeader {
