@@ -428,6 +428,7 @@ fn the_cluster_default_counts_for_topics_that_do_not_set_unclean_election() {
     m.apply(&Command::AlterTopicConfigs {
         name: "t".into(),
         configs: BTreeMap::new(),
+        expected: None,
     })
     .expect("config");
     assert_eq!(m.topics["t"].partitions[0].leader, Some(f1));
@@ -587,6 +588,7 @@ fn arb_command(nodes: i32) -> impl Strategy<Value = Command> {
         (0..4u8).prop_map(|t| Command::AlterTopicConfigs {
             name: format!("t{t}"),
             configs: BTreeMap::new(),
+            expected: None,
         }),
         any::<bool>().prop_map(|enabled| Command::SetUncleanElectionDefault { enabled }),
         node.clone()
