@@ -87,6 +87,7 @@ pub struct ServeConfig {
     pub tail_cache_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spin_before_park_us: Option<u64>,
+    pub preempt_timer_us: u64,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_partitions: i32,
     pub offsets_topic_replication_factor: i16,
@@ -204,6 +205,8 @@ impl Default for ServeConfig {
             max_in_flight_per_connection: broker.max_in_flight_per_connection,
             tail_cache_bytes: broker.tail_cache_bytes as u64,
             spin_before_park_us: None,
+            preempt_timer_us: u64::try_from(shard_router::DEFAULT_PREEMPT_TIMER.as_micros())
+                .unwrap_or(u64::MAX),
             retention_check_interval_ms: broker.retention_check_interval_ms,
             offsets_topic_partitions: broker.offsets_topic_partitions,
             offsets_topic_replication_factor: broker.offsets_topic_replication_factor,
@@ -440,6 +443,13 @@ impl ServeConfig {
                 "max_in_flight_per_connection",
                 "0".into(),
                 "must be at least 1",
+            ));
+        }
+        if !(50..=100_000).contains(&self.preempt_timer_us) {
+            return Err(invalid(
+                "preempt_timer_us",
+                self.preempt_timer_us.to_string(),
+                "must be between 50 and 100000",
             ));
         }
         if usize::try_from(self.tail_cache_bytes).is_err() {

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// CPU). Key spin_before_park_us, default unset (no busy polling).
     #[arg(long, env = "SLUICE_SPIN_BEFORE_PARK_US", value_name = "US")]
     spin_before_park_us: Option<u64>,
+    /// Longest a shard runs tasks before it submits queued disk I/O, in microseconds
+    /// (glommio's preempt timer). Key preempt_timer_us, default 500.
+    #[arg(long, env = "SLUICE_PREEMPT_TIMER_US", value_name = "US")]
+    preempt_timer_us: Option<u64>,
     /// How often retention runs, in ms. Key retention_check_interval_ms, default 30000.
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     retention_check_interval_ms: Option<u64>,
@@ -277,6 +281,7 @@ impl ServeArgs {
         if self.spin_before_park_us.is_some() {
             c.spin_before_park_us = self.spin_before_park_us;
         }
+        set(&mut c.preempt_timer_us, &self.preempt_timer_us);
         set(
             &mut c.retention_check_interval_ms,
             &self.retention_check_interval_ms,
@@ -459,6 +464,7 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
     let runtime = RuntimeConfig {
         shards: c.shards,
         spin_before_park: c.spin_before_park_us.map(std::time::Duration::from_micros),
+        preempt_timer: std::time::Duration::from_micros(c.preempt_timer_us),
         ..RuntimeConfig::default()
     };
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "starting sluice");
