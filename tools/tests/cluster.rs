@@ -6,23 +6,17 @@
 
 mod common;
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::cluster::*;
 use common::{
-    batch, free_port, produce_request, records_of, single_produce_answer, sluice_command, Client,
-    FETCH_VERSION, PRODUCE_VERSION,
+    batch, free_port, produce_request, records_of, single_produce_answer, FETCH_VERSION,
+    PRODUCE_VERSION,
 };
-use sluice_codec::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
-};
-use sluice_codec::create_topics_response::CreatableTopicResult;
 use sluice_codec::delete_topics_request::DeleteTopicsRequest;
-use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::describe_quorum_request::{
     DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
 };
@@ -31,147 +25,16 @@ use sluice_codec::elect_leaders_request::{
     ElectLeadersRequest, TopicPartitions as ElectTopicPartitions,
 };
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
-use sluice_codec::fetch_response::PartitionData;
 use sluice_codec::init_producer_id_request::InitProducerIdRequest;
 use sluice_codec::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
-use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
-use sluice_codec::metadata_response::MetadataResponsePartition;
+use sluice_codec::metadata_request::MetadataRequest;
 use sluice_codec::offset_for_leader_epoch_request::{
     OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use sluice_codec::produce_response::PartitionProduceResponse;
 use sluice_codec::{RequestBody, ResponseBody};
 use sluice_records::{BatchBuilder, Compression};
-
-/// Bound on waiting for the cluster to form; a broken build fails instead of
-/// hanging. Not a speed check.
-const FORM_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Node {
-    child: Child,
-    kafka: SocketAddr,
-    log: std::path::PathBuf,
-    /// How it was started: data dir root, node id, voters, extra flags.
-    started_as: (std::path::PathBuf, u8, String, Vec<String>),
-}
-
-impl Node {
-    /// The same node again, on the same data (after a kill).
-    fn restart(&self) -> Node {
-        let (dir, id, voters, extra) = &self.started_as;
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        start(dir, *id, voters, self.kafka, &extra)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
-    let data = dir.join(format!("n{id}"));
-    std::fs::create_dir_all(&data).expect("node dir");
-    let log = data.join(format!("broker-{}.log", std::process::id()));
-    let log = if log.exists() {
-        data.join("broker-restarted.log")
-    } else {
-        log
-    };
-    let out = File::create(&log).expect("log file");
-    let args = [
-        "serve",
-        "--node-id",
-        &id.to_string(),
-        "--listen",
-        &kafka.to_string(),
-        "--data-dir",
-        data.join("data").to_str().expect("UTF-8 path"),
-        "--metrics-listen",
-        "off",
-        "--controller-voters",
-        voters,
-    ]
-    .map(String::from);
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if !extra.contains(&"--shards") {
-        args.extend_from_slice(&["--shards", "1"]);
-    }
-    // A small replicated __consumer_offsets: every cluster creates one.
-    if !extra.contains(&"--offsets-topic-partitions") {
-        args.extend_from_slice(&["--offsets-topic-partitions", "3"]);
-    }
-    args.extend_from_slice(extra);
-    let child = sluice_command(&args)
-        .env("SLUICE_LOG", "info")
-        .stdout(out.try_clone().expect("clone log"))
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn sluice");
-    Node {
-        child,
-        kafka,
-        log,
-        started_as: (
-            dir.to_path_buf(),
-            id,
-            voters.to_string(),
-            extra.iter().map(|s| (*s).to_string()).collect(),
-        ),
-    }
-}
-
-fn logs(nodes: &[Node]) -> String {
-    nodes
-        .iter()
-        .map(|n| {
-            format!(
-                "--- {} ---\n{}",
-                n.kafka,
-                std::fs::read_to_string(&n.log).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
-fn client(addr: SocketAddr) -> Option<Client> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    let mut c = Client::new(stream);
-    c.set_timeout(Duration::from_secs(5));
-    Some(c)
-}
-
-/// A broker as DescribeCluster lists it: id, host, port, fenced.
-type Listed = (i32, String, i32, bool);
-
-/// The brokers DescribeCluster (v0: live ones only) lists, and the controller.
-fn describe(addr: SocketAddr) -> Option<(Vec<Listed>, i32)> {
-    describe_at(addr, 0, false)
-}
-
-fn describe_at(addr: SocketAddr, version: i16, include_fenced: bool) -> Option<(Vec<Listed>, i32)> {
-    let mut c = client(addr)?;
-    let body = RequestBody::DescribeCluster(DescribeClusterRequest {
-        include_fenced_brokers: include_fenced,
-        ..Default::default()
-    });
-    let ResponseBody::DescribeCluster(r) = c.call(version, &body) else {
-        panic!("DescribeCluster answered with another response");
-    };
-    assert_eq!(r.error_code, 0);
-    let mut brokers: Vec<_> = r
-        .brokers
-        .iter()
-        .map(|b| (b.broker_id, b.host.clone(), b.port, b.is_fenced))
-        .collect();
-    brokers.sort();
-    Some((brokers, r.controller_id))
-}
 
 fn metadata_brokers(addr: SocketAddr) -> Vec<(i32, String, i32)> {
     let mut c = client(addr).expect("connect");
@@ -189,57 +52,6 @@ fn metadata_brokers(addr: SocketAddr) -> Vec<(i32, String, i32)> {
         .collect();
     brokers.sort();
     brokers
-}
-
-/// Three nodes on 127.0.0.1-3, started and waited for until each lists all
-/// three brokers; returns the nodes, their Kafka addresses, what
-/// DescribeCluster must list, and the controller each node named.
-fn form_cluster(dir: &Path, extra: &[&str]) -> (Vec<Node>, Vec<SocketAddr>, Vec<Listed>, Vec<i32>) {
-    let kafka: Vec<SocketAddr> = (1..=3u8)
-        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
-        .collect();
-    let voters = (1..=3u8)
-        .map(|n| format!("{n}@127.0.0.{n}:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Node> = Vec::new();
-    for n in 1..=3u8 {
-        nodes.push(start(dir, n, &voters, kafka[usize::from(n) - 1], extra));
-    }
-    let want: Vec<Listed> = kafka
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (i as i32 + 1, a.ip().to_string(), i32::from(a.port()), false))
-        .collect();
-
-    let until = Instant::now() + FORM_TIMEOUT;
-    let mut controllers = Vec::new();
-    for (node, addr) in kafka.iter().enumerate() {
-        loop {
-            for n in nodes.iter_mut() {
-                assert!(
-                    n.child.try_wait().expect("poll").is_none(),
-                    "a node exited:\n{}",
-                    logs(&nodes)
-                );
-            }
-            match describe(*addr) {
-                Some((brokers, controller)) if brokers == want && controller > 0 => {
-                    controllers.push(controller);
-                    break;
-                }
-                _ => {}
-            }
-            assert!(
-                Instant::now() < until,
-                "node {} never listed all three brokers:\n{}",
-                node + 1,
-                logs(&nodes)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    (nodes, kafka, want, controllers)
 }
 
 #[test]
@@ -311,28 +123,6 @@ fn describe_quorum(addr: SocketAddr) -> QuorumState {
     p
 }
 
-/// Short heartbeat timings so a silent node is fenced within seconds.
-const FAST_LIVENESS: [&str; 4] = [
-    "--broker-heartbeat-interval-ms",
-    "200",
-    "--broker-session-timeout-ms",
-    "1500",
-];
-
-/// Polls `ok` every 100 ms until it holds, failing with the nodes' logs
-/// after [`FORM_TIMEOUT`].
-fn wait_until(what: &str, nodes: &[Node], mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + FORM_TIMEOUT;
-    while !ok() {
-        assert!(
-            Instant::now() < until,
-            "gave up waiting for {what}:\n{}",
-            logs(nodes)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_killed_node_is_fenced_and_unfenced_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -370,87 +160,6 @@ fn a_killed_node_is_fenced_and_unfenced_when_it_returns() {
     });
 }
 
-/// (leader, replicas, ISR) of partition 0 of `topic` in Metadata from `addr`.
-fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
-    let mut c = client(addr)?;
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        // A node without the topic would create one of its own.
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    let t = r.topics.first()?;
-    let p = t.partitions.first()?;
-    if t.error_code != 0 || p.error_code != 0 || p.leader_id < 0 {
-        return None;
-    }
-    let mut replicas = p.replica_nodes.clone();
-    replicas.sort_unstable();
-    let mut isr = p.isr_nodes.clone();
-    isr.sort_unstable();
-    Some((p.leader_id, replicas, isr))
-}
-
-fn create_replicated(addr: SocketAddr, topic: &str, rf: i16) -> CreatableTopicResult {
-    create_replicated_with(addr, topic, rf, &[])
-}
-
-fn create_replicated_with(
-    addr: SocketAddr,
-    topic: &str,
-    rf: i16,
-    configs: &[(&str, &str)],
-) -> CreatableTopicResult {
-    let mut c = client(addr).expect("connect");
-    c.set_timeout(Duration::from_secs(20));
-    let body = RequestBody::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.into(),
-            num_partitions: 1,
-            replication_factor: rf,
-            configs: configs
-                .iter()
-                .map(|(k, v)| CreatableTopicConfig {
-                    name: (*k).into(),
-                    value: Some((*v).into()),
-                })
-                .collect(),
-            ..Default::default()
-        }],
-        timeout_ms: 15_000,
-        validate_only: false,
-    });
-    match c.call(5, &body) {
-        ResponseBody::CreateTopics(mut r) => r.topics.remove(0),
-        other => panic!("not a CreateTopics response: {other:?}"),
-    }
-}
-
-fn produce_to(addr: SocketAddr, topic: &str, records: Bytes) -> PartitionProduceResponse {
-    let mut c = client(addr).expect("connect");
-    c.set_timeout(Duration::from_secs(20));
-    match c.call(PRODUCE_VERSION, &produce_request(topic, 0, records)) {
-        ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
-        other => panic!("not a Produce response: {other:?}"),
-    }
-}
-
-/// The bytes of the first segment of `topic`-0 in node `id`'s data dir.
-fn segment_bytes(dir: &Path, id: i32, topic: &str) -> Vec<u8> {
-    let path = dir
-        .join(format!("n{id}"))
-        .join("data")
-        .join(format!("{topic}-0"))
-        .join("00000000000000000000.log");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_follower() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -473,7 +182,9 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
         let states: Vec<_> = kafka.iter().map(|a| partition_state(*a, topic)).collect();
         if let Some(Some((leader, replicas, isr))) = states.first() {
             if states.iter().all(|s| s.as_ref() == states[0].as_ref()) {
-                assert_eq!(replicas, &[1, 2, 3]);
+                let mut replicas = replicas.clone();
+                replicas.sort_unstable();
+                assert_eq!(replicas, [1, 2, 3]);
                 assert_eq!(isr, &[1, 2, 3]);
                 break *leader;
             }
@@ -634,7 +345,7 @@ fn a_replication_port_in_use_by_another_broker_fails_the_start() {
         assert!(
             Instant::now() < until,
             "the first broker never served:\n{}",
-            logs(&[])
+            logs(std::slice::from_ref(&first))
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -660,49 +371,6 @@ fn a_replication_port_in_use_by_another_broker_fails_the_start() {
     let log = std::fs::read_to_string(&second.log).unwrap_or_default();
     assert!(log.contains(&port_arg), "the error names the port:\n{log}");
     drop(first);
-}
-
-fn fetch_from(addr: SocketAddr, topic: &str, offset: i64, max_wait_ms: i32) -> PartitionData {
-    let mut c = client(addr).expect("connect");
-    c.set_timeout(Duration::from_secs(30));
-    let body = RequestBody::Fetch(FetchRequest {
-        max_wait_ms,
-        min_bytes: 1,
-        max_bytes: 1 << 20,
-        topics: vec![FetchTopic {
-            topic: topic.into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: offset,
-                partition_max_bytes: 1 << 20,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    match c.call(FETCH_VERSION, &body) {
-        ResponseBody::Fetch(mut r) => r.responses.remove(0).partitions.remove(0),
-        other => panic!("not a Fetch response: {other:?}"),
-    }
-}
-
-fn produce_acks(
-    addr: SocketAddr,
-    topic: &str,
-    acks: i16,
-    records: Bytes,
-) -> PartitionProduceResponse {
-    let mut c = client(addr).expect("connect");
-    c.set_timeout(Duration::from_secs(30));
-    let RequestBody::Produce(mut req) = produce_request(topic, 0, records) else {
-        unreachable!("a produce request")
-    };
-    req.acks = acks;
-    match c.call(PRODUCE_VERSION, &RequestBody::Produce(req)) {
-        ResponseBody::Produce(r) => single_produce_answer(r, topic, 0),
-        other => panic!("not a Produce response: {other:?}"),
-    }
 }
 
 #[test]
@@ -821,15 +489,6 @@ fn a_dead_follower_leaves_the_isr_consumers_stop_at_the_high_watermark_and_min_i
         victim_bytes.len() >= stored && victim_bytes[..stored] == leader_bytes[..stored],
         "the restarted follower's log differs from the leader's"
     );
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to a node's process.
-fn signal(node: &Node, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &node.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal}");
 }
 
 #[test]
@@ -1084,24 +743,12 @@ fn latest_in_epoch(addr: SocketAddr, topic: &str, current_leader_epoch: i32) -> 
     }
 }
 
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 /// The leader epoch of partition 0 of `topic` in Metadata from `addr`.
 fn metadata_leader_epoch(addr: SocketAddr, topic: &str) -> i32 {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    r.topics[0].partitions[0].leader_epoch
+    metadata_topic(addr, topic).expect("connect").partitions[0].leader_epoch
 }
 
 /// OffsetForLeaderEpoch v4 for partition 0 of `topic`, as a consumer asks:
@@ -1124,29 +771,6 @@ fn epoch_end(addr: SocketAddr, topic: &str, current: i32, requested: i32) -> (i1
     };
     let p = &r.topics[0].partitions[0];
     (p.error_code, p.leader_epoch, p.end_offset)
-}
-
-/// SIGTERM `node` and wait (bounded) for a clean exit.
-fn stop_cleanly(node: &mut Node, all_logs: impl Fn() -> String) {
-    let pid = node.child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let until = Instant::now() + FORM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = node.child.try_wait().expect("poll") {
-            break status;
-        }
-        assert!(
-            Instant::now() < until,
-            "no exit after SIGTERM:\n{}",
-            all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exited with {status}:\n{}", all_logs());
 }
 
 #[test]
@@ -1234,51 +858,6 @@ fn a_rolling_restart_under_acks_all_produce_loses_nothing_and_every_node_rejoins
     assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as i64));
 }
 
-/// Creates `topic` with `partitions` partitions of `rf` replicas.
-fn create_replicated_partitions(
-    addr: SocketAddr,
-    topic: &str,
-    rf: i16,
-    partitions: i32,
-) -> CreatableTopicResult {
-    let mut c = client(addr).expect("connect");
-    c.set_timeout(Duration::from_secs(20));
-    let body = RequestBody::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.into(),
-            num_partitions: partitions,
-            replication_factor: rf,
-            ..Default::default()
-        }],
-        timeout_ms: 15_000,
-        validate_only: false,
-    });
-    match c.call(5, &body) {
-        ResponseBody::CreateTopics(mut r) => r.topics.remove(0),
-        other => panic!("not a CreateTopics response: {other:?}"),
-    }
-}
-
-/// Every partition of `topic` as Metadata v12 from `addr` lists it, replica
-/// order kept (the first replica is the preferred leader); None while the
-/// node cannot answer or has no such topic.
-fn partitions_of(addr: SocketAddr, topic: &str) -> Option<Vec<MetadataResponsePartition>> {
-    let mut c = client(addr)?;
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    let t = r.topics.into_iter().next()?;
-    (t.error_code == 0 && !t.partitions.is_empty()).then_some(t.partitions)
-}
-
 /// Whether every partition of `topic` has all three replicas in its ISR.
 fn isrs_full(addr: SocketAddr, topic: &str) -> bool {
     partitions_of(addr, topic).is_some_and(|ps| {
@@ -1359,19 +938,7 @@ fn produce_batch_acked(
 
 /// The leader of each partition of `topic`, once every partition has one.
 fn partition_leaders(addr: SocketAddr, topic: &str) -> Option<Vec<i32>> {
-    let mut c = client(addr)?;
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    let t = r.topics.first()?;
+    let t = metadata_topic(addr, topic)?;
     let mut parts: Vec<_> = t
         .partitions
         .iter()
@@ -1387,24 +954,8 @@ fn replicas_on_every_shard_of_two_shard_nodes_replicate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (nodes, kafka, _, _) = form_cluster(dir.path(), &["--shards", "2"]);
     let topic = "sharded";
-    let mut c = client(kafka[0]).expect("connect");
-    c.set_timeout(Duration::from_secs(20));
-    let body = RequestBody::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.into(),
-            num_partitions: 4,
-            replication_factor: 3,
-            ..Default::default()
-        }],
-        timeout_ms: 15_000,
-        validate_only: false,
-    });
-    match c.call(5, &body) {
-        ResponseBody::CreateTopics(r) => {
-            assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message)
-        }
-        other => panic!("not a CreateTopics response: {other:?}"),
-    }
+    let created = create_replicated_partitions(kafka[0], topic, 3, 4);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
     let until = Instant::now() + FORM_TIMEOUT;
     let leaders = loop {
         if let Some(l) = partition_leaders(kafka[0], topic) {
@@ -1476,27 +1027,8 @@ fn elect_leaders(
         .collect()
 }
 
-/// `sluice cluster elect ARGS` against `addr`: (exit code, stdout).
-fn cli_elect(addr: SocketAddr, args: &[&str]) -> (i32, String) {
-    let bootstrap = addr.to_string();
-    let mut all = vec!["cluster", "elect", "--bootstrap-server", bootstrap.as_str()];
-    all.extend_from_slice(args);
-    let out = sluice_command(&all)
-        .output()
-        .expect("run sluice cluster elect");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 const ELECTION_NOT_NEEDED: i16 = 84;
 const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 #[test]
 fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
@@ -1660,28 +1192,6 @@ fn shard_on(dir: &Path, id: i32, topic: &str) -> Option<u16> {
         .into_iter()
         .find(|&(n, _)| n == id)
         .map(|(_, s)| s)
-}
-
-fn cli_reassign(addr: SocketAddr, args: &[&str]) -> (i32, String) {
-    let bootstrap = addr.to_string();
-    let mut all = vec![
-        "cluster",
-        "reassign",
-        "--bootstrap-server",
-        bootstrap.as_str(),
-    ];
-    all.extend_from_slice(args);
-    let out = sluice_command(&all)
-        .output()
-        .expect("run sluice cluster reassign");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// `--replicas` for `topic`-0: its brokers in their current order, with
