@@ -138,7 +138,7 @@ raw_read() {
   t0=$(date +%s.%N)
   for f in "${files[@]}"; do taskset -c 1 dd if="$f" of=/dev/null bs=1M iflag=direct status=none; done
   t1=$(date +%s.%N)
-  echo "$1 $2 raw W3 read $(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.0f MB/s (%.0f MB)", b / 1e6 / (z - a), b / 1e6 }')" >> "$RAW/notes.txt"
+  echo "$1 $2 raw W3 read $3 $(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.0f MB/s (%.0f MB)", b / 1e6 / (z - a), b / 1e6 }')" >> "$RAW/notes.txt"
 }
 
 # workloads PAIRING BROKER BOOTSTRAP
@@ -164,14 +164,16 @@ workloads() {
   run_client "$p" "$b" W3-fill sluice-bench "w3fill-$tag.json" "$SLUICE" bench produce --bootstrap "$boot" \
     --topic w3 --partitions 6 --acks all --message-size 1024 --batch-size 256KiB --connections 4 \
     --messages "$W3_MESSAGES" --json --quiet
-  drop_caches
+  # The raw limit right before the read and again after it (raw_read drops
+  # caches first): the virtio disk swings by a third from minute to minute.
+  raw_read "$p" "$b" before
   run_client "$p" "$b" W3 sluice-bench "w3-$tag.json" "$SLUICE" bench consume --bootstrap "$boot" \
     --topic w3 --from earliest --connections 1 --fetch-size 1MiB --json --quiet
   drop_caches
   run_client "$p" "$b" W3 kafka-consumer-perf "kw3-$tag.txt" java -Xms256m -Xmx1g -cp "$KAFKA_LIB/*" \
     org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$boot" --topic w3 \
     --num-records "$W3_MESSAGES" --timeout 60000
-  raw_read "$p" "$b"
+  raw_read "$p" "$b" after
   run_client "$p" "$b" W4 sluice-bench "w4-$tag.json" "$SLUICE" bench produce --bootstrap "$boot" \
     --topic w4 --partitions 64 --acks all --message-size 100 --connections 64 \
     --duration "$D" --json --quiet
@@ -217,7 +219,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "Run: $STARTED to $(date -u +%FT%TZ) ($((SECONDS - T0)) s), mode **$MODE**: $DURATION s per timed run, W3 on $W3_MIB MiB ($W3_MESSAGES x 1 KiB)."
   echo
   if awk -v m="${MAXLOAD:-0}" 'BEGIN { exit !(m > 1) }'; then
-    echo "**Load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores).** The benchmark raises it itself: the kernel's disk workers (\\`dio/vda\\` kworkers, io_uring's \\`iou-wrk\\`) waiting on the disk count in it, and the last run's linger. Builds beside it would too: the \\`busy at start\\` line below lists what used CPU when the run began."
+    echo "**Load average (1 min) reached $MAXLOAD before a run (see the load column; 2 cores).** The benchmark raises it itself: the kernel's disk workers (\`dio/vda\` kworkers, io_uring's \`iou-wrk\`) waiting on the disk count in it, and the last run's linger. Builds beside it would too: the \`busy at start\` line below lists what used CPU when the run began."
     echo
   fi
   [ "$MODE" = quick ] && { echo "Quick mode: runs are too short to pass segment rolls and too short for stable tails; a smoke test of the harness, not the comparison."; echo; }
@@ -226,7 +228,7 @@ MAXLOAD="$(awk '{ for (i = 1; i <= NF; i++) if ($i == "average:") { v = $(i + 1)
   echo "- Pairings: **default** = Kafka default flush (page cache, no fsync per message) vs sluice \`flush=never\`; **fsync** = Kafka \`log.flush.interval.messages=1\` vs sluice \`flush=always\` (fsync before ack)."
   echo "- One broker at a time on a fresh temp dir, pinned to CPU 0; every client pinned to CPU 1. Kafka runs first in each pairing."
   echo "- W2 rate = half of Kafka's W1 MB/s in 1 KiB messages: $(grep 'W2 rate' "$RAW/notes.txt" | tr '\n' ';' | sed 's/;$//')."
-  echo "- W3: the topic is filled (row W3-fill), caches dropped (\`sync; echo 3 > /proc/sys/vm/drop_caches\`), then read from the start by one \`sluice bench consume\` connection; caches dropped again, then read by \`kafka-consumer-perf-test\` (fetch rate, without group join). sluice reads with O_DIRECT, so dropping caches matters for Kafka only. The raw limit, measured right after on the same files (\`dd iflag=direct bs=1M\`, caches dropped): $(grep 'raw W3 read' "$RAW/notes.txt" | sed 's/ raw W3 read//' | tr '\n' ';' | sed 's/;$//')."
+  echo "- W3: the topic is filled (row W3-fill), caches dropped (\`sync; echo 3 > /proc/sys/vm/drop_caches\`), then read from the start by one \`sluice bench consume\` connection; caches dropped again, then read by \`kafka-consumer-perf-test\` (fetch rate, without group join). sluice reads with O_DIRECT, so dropping caches matters for Kafka only. The raw limit, measured on the same files right before the sluice-bench read and again after the Kafka-tool read (\`dd iflag=direct bs=1M\`, caches dropped): $(grep 'raw W3 read' "$RAW/notes.txt" | sed 's/ raw W3 read//' | tr '\n' ';' | sed 's/;$//')."
   echo "- \`kafka-producer-perf-test\` is one Java producer; W1: a fixed count per pairing, Kafka's sluice-bench W1 rate (at most 1M/s) x duration, as fast as possible ($(grep 'records' "$RAW/notes.txt" | tr '\n' ';' | sed 's/;$//')); W2: at the W2 rate. Each is bounded by a timeout; a run cut short shows its last interim figures. W4 and W5 have no Kafka-tool equivalent here."
   echo "- Latency: sluice bench counts from each message's intended send time (open loop); kafka-producer-perf-test from its actual send (closed loop, hides queueing), and gives no p99.99. MB = 10^6 bytes (Kafka tools' MiB converted)."
   echo "- Brokers:"

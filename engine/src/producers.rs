@@ -80,14 +80,12 @@ impl ProducerStates {
         record_count: i32,
     ) -> Result<SequenceCheck, AppendError> {
         let Some(entry) = self.producers.get(&producer_id) else {
-            // No state: only the first batch of a producer (or of a new epoch) may start it.
-            if first_seq != 0 {
-                return Err(AppendError::OutOfOrderSequence {
-                    producer_id,
-                    sequence: first_seq,
-                    last: -1,
-                });
-            }
+            // No state: any sequence starts it, as in Kafka since 2.5
+            // (KIP-360). The producer may have written before its batches
+            // left the log (retention, DeleteRecords), or before this
+            // replica's log started (a replica seeded at its leader's log
+            // start knows no producer from below it): refusing would fail a
+            // running idempotent producer after a failover.
             return Ok(SequenceCheck::Accept);
         };
         if epoch < entry.epoch {
@@ -253,10 +251,11 @@ mod tests {
     fn sequences_duplicates_gaps_and_fencing() {
         let mut s = ProducerStates::default();
         assert_eq!(s.check(7, 0, 0, 10).expect("first"), SequenceCheck::Accept);
-        assert!(matches!(
-            s.check(8, 0, 5, 1),
-            Err(AppendError::OutOfOrderSequence { .. })
-        ));
+        // A producer this log has no state of may start at any sequence.
+        assert_eq!(
+            s.check(8, 0, 5, 1).expect("unknown producer"),
+            SequenceCheck::Accept
+        );
         s.record(7, 0, meta(0, 9, 100), 1);
         assert_eq!(s.check(7, 0, 10, 5).expect("next"), SequenceCheck::Accept);
         assert_eq!(

@@ -945,7 +945,23 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
                 log_end,
             } => {
                 let key: Tp = (tp.topic.clone(), tp.partition);
-                if let Some(leading) = s.replicas.leader(&tp.topic, tp.partition) {
+                // Only the connection that carries the follower's current
+                // stream reports for it: a report still buffered on an
+                // older connection (the follower restarted, perhaps with an
+                // empty disk, and subscribed again on a new one) describes
+                // a log that is gone.
+                let current = |l: &Leading| {
+                    senders.get(&key).is_some_and(|stop| {
+                        l.streams
+                            .get(&follower)
+                            .is_some_and(|c| Rc::ptr_eq(c, stop))
+                    })
+                };
+                if let Some(leading) = s
+                    .replicas
+                    .leader(&tp.topic, tp.partition)
+                    .filter(|l| current(&l.borrow()))
+                {
                     let out = leading.borrow_mut().state.on_follower_ack(
                         follower,
                         LeaderEpoch(leader_epoch),

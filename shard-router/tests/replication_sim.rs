@@ -723,9 +723,17 @@ impl Sim {
             })
     }
 
+    /// `id`'s connections dropped: frames still in flight on them are lost
+    /// (a leader handles a connection's frames before its end, and the sim
+    /// tells it of the end at once, so none may arrive after).
+    fn drop_connections(&mut self, id: NodeId) {
+        self.net.retain(|&(from, to, _)| from != id && to != id);
+    }
+
     /// Cuts `id` off the network: its connections drop.
     fn cut(&mut self, id: NodeId) {
         self.cut_off.insert(id);
+        self.drop_connections(id);
         if let Some(leader) = self.leader_id() {
             let others: Vec<NodeId> = if leader == id {
                 self.nodes.keys().copied().filter(|&n| n != id).collect()
@@ -742,7 +750,10 @@ impl Sim {
 
     /// Every node back on the network; followers reconnect.
     fn heal(&mut self) {
-        self.cut_off.clear();
+        // Frames sent while cut off went on connections that are gone.
+        for id in std::mem::take(&mut self.cut_off) {
+            self.drop_connections(id);
+        }
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             let node = self.node(id);
@@ -799,6 +810,7 @@ impl Sim {
         if let Role::Leader(l) = &mut self.node(leader).role {
             l.on_disconnected(id);
         }
+        self.drop_connections(id);
         let epoch = self.epoch;
         let node = self.node(id);
         node.log = open_log();

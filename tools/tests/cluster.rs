@@ -251,6 +251,51 @@ fn a_replication_factor_3_topic_is_produced_with_acks_all_and_copied_to_every_fo
     assert_eq!(refused.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     let mut c = client(follower_addr).expect("connect");
     assert_eq!(c.fetch(topic, 0, 0).error_code, 6);
+    // KIP-951: the refusal names the leader and where it listens (Produce
+    // v10+, Fetch v12+ for the leader, v16+ for its endpoint).
+    let leader_addr = kafka[usize::try_from(leader - 1).expect("node id")];
+    let epoch = metadata_leader_epoch(leader_addr, topic);
+    match c.call(12, &produce_request(topic, 0, batch(&[(b"k", b"v")]))) {
+        ResponseBody::Produce(r) => {
+            let endpoints: Vec<_> = r
+                .node_endpoints
+                .iter()
+                .map(|e| (e.node_id, e.port))
+                .collect();
+            let p = single_produce_answer(r, topic, 0);
+            assert_eq!(p.error_code, 6);
+            assert_eq!(
+                (p.current_leader.leader_id, p.current_leader.leader_epoch),
+                (leader, epoch)
+            );
+            assert_eq!(endpoints, [(leader, i32::from(leader_addr.port()))]);
+        }
+        other => panic!("not a Produce response: {other:?}"),
+    }
+    let fetch = RequestBody::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match c.call(12, &fetch) {
+        ResponseBody::Fetch(mut r) => {
+            let p = r.responses.remove(0).partitions.remove(0);
+            assert_eq!(p.error_code, 6);
+            assert_eq!(
+                (p.current_leader.leader_id, p.current_leader.leader_epoch),
+                (leader, epoch)
+            );
+        }
+        other => panic!("not a Fetch response: {other:?}"),
+    }
 
     // Deleted through a follower: the controller drops it, and every node
     // its log.

@@ -296,7 +296,11 @@ pub async fn handle(state: &Rc<ShardState>, req: FetchRequest, version: i16) -> 
         }
         let now = now_ms();
         if total >= min_bytes.max(1) || any_error || now >= deadline {
-            return respond(plan, got);
+            let mut resp = respond(plan, got);
+            if any_error {
+                super::current_leader::fill_fetch(state, &mut resp);
+            }
+            return resp;
         }
         // Long poll: wait until any partition has new data, or the deadline.
         let wait_ms = (deadline - now) as u64;

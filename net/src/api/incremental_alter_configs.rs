@@ -292,6 +292,10 @@ pub(crate) async fn alter(
         .collect()
 }
 
+/// How often a config change is computed again when other brokers' changes
+/// of the same topic keep coming first.
+const CONFIG_CHANGE_ATTEMPTS: u32 = 10;
+
 /// A config change of a replicated topic, through the controller; waits
 /// (bounded) until this node's topic table has the new configs.
 async fn alter_replicated(
@@ -313,34 +317,62 @@ async fn alter_replicated(
         }
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let metadata = controller.metadata();
-    let Some(topic) = metadata.topics.get(name) else {
-        return Err((
-            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
-            format!("no topic {name}"),
-        ));
-    };
-    let configs = new_topic_configs(&topic.configs, &state.config.topic_defaults, change)?;
-    if validate_only || configs == topic.configs {
-        return Ok(());
-    }
-    let command = Command::AlterTopicConfigs {
-        name: name.to_string(),
-        configs: configs.clone(),
-    };
-    match controller.write(command).await {
-        Ok(_) => {}
-        Err(WriteError::Refused(MetadataError::UnknownTopic(_))) => {
+    // Computed from this node's copy and written only if the controller
+    // still holds what it was computed from: when another broker's change
+    // came first, compute again from the newer configs (bounded).
+    let mut attempts = 0;
+    let configs = loop {
+        attempts += 1;
+        let metadata = controller.metadata();
+        let Some(topic) = metadata.topics.get(name) else {
             return Err((
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 format!("no topic {name}"),
-            ))
+            ));
+        };
+        let configs = new_topic_configs(&topic.configs, &state.config.topic_defaults, change)?;
+        if validate_only || configs == topic.configs {
+            return Ok(());
         }
-        Err(WriteError::Refused(e)) => {
-            return Err((ErrorCode::UNKNOWN_SERVER_ERROR.0, e.to_string()))
+        let command = Command::AlterTopicConfigs {
+            name: name.to_string(),
+            configs: configs.clone(),
+            expected: Some(topic.configs.clone()),
+        };
+        match controller.write(command).await {
+            Ok(_) => break configs,
+            Err(WriteError::Refused(MetadataError::ConfigsChanged(_)))
+                if attempts < CONFIG_CHANGE_ATTEMPTS =>
+            {
+                // Wait until this node has seen the change that came first.
+                let seen = topic.configs.clone();
+                while controller
+                    .metadata()
+                    .topics
+                    .get(name)
+                    .is_some_and(|t| t.configs == seen)
+                {
+                    if std::time::Instant::now() >= deadline {
+                        return Err((
+                            ErrorCode::REQUEST_TIMED_OUT.0,
+                            format!("the configs of {name} changed meanwhile and the change has not reached this broker yet"),
+                        ));
+                    }
+                    glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            Err(WriteError::Refused(MetadataError::UnknownTopic(_))) => {
+                return Err((
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                    format!("no topic {name}"),
+                ))
+            }
+            Err(WriteError::Refused(e)) => {
+                return Err((ErrorCode::UNKNOWN_SERVER_ERROR.0, e.to_string()))
+            }
+            Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
         }
-        Err(e) => return Err((ErrorCode::REQUEST_TIMED_OUT.0, e.to_string())),
-    }
+    };
     let deadline = std::time::Instant::now() + REPLICATED_TOPIC_WAIT;
     while state
         .topics()

@@ -22,6 +22,7 @@ pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_replica_log_dirs;
 pub mod api_versions;
+pub mod current_leader;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod describe_groups;

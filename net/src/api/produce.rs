@@ -107,6 +107,7 @@ pub async fn enqueue(
         }
         topics.push((topic.name, topic.topic_id, slots));
     }
+    let state = state.clone();
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, topic_id, slots) in topics {
@@ -126,10 +127,12 @@ pub async fn enqueue(
                 partition_responses,
             });
         }
-        ProduceResponse {
+        let mut resp = ProduceResponse {
             responses,
             ..Default::default()
-        }
+        };
+        super::current_leader::fill_produce(&state, &mut resp);
+        resp
     })
 }
 

@@ -150,9 +150,15 @@ pub enum Command {
     },
     /// A topic's configs become exactly `configs` (computed and validated
     /// by the broker that took the request, from the configs it saw).
+    /// With `expected` (the configs it computed them from), refused with
+    /// [`MetadataError::ConfigsChanged`] when another change came first, so
+    /// two brokers altering different keys at once cannot lose one; the
+    /// broker computes again from the newer configs.
     AlterTopicConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<BTreeMap<String, String>>,
     },
     /// Forget a broker that is gone for good (Kafka's UnregisterBroker).
     /// Refused while it is live or still holds replicas.
@@ -242,6 +248,8 @@ pub enum MetadataError {
     TopicExists(String),
     #[error("topic {0:?} does not exist")]
     UnknownTopic(String),
+    #[error("the configs of topic {0:?} changed meanwhile")]
+    ConfigsChanged(String),
     #[error("invalid topic name {0:?}")]
     InvalidTopicName(String),
     #[error("partition {partition} of topic {topic:?} does not exist")]
@@ -320,7 +328,14 @@ impl ClusterMetadata {
                 Some(_) => Ok(Outcome::TopicDeleted),
                 None => Err(MetadataError::UnknownTopic(name.clone())),
             },
-            Command::AlterTopicConfigs { name, configs } => match self.topics.get_mut(name) {
+            Command::AlterTopicConfigs {
+                name,
+                configs,
+                expected,
+            } => match self.topics.get_mut(name) {
+                Some(t) if expected.as_ref().is_some_and(|e| *e != t.configs) => {
+                    Err(MetadataError::ConfigsChanged(name.clone()))
+                }
                 Some(t) => {
                     t.configs = configs.clone();
                     Ok(Outcome::TopicConfigsAltered)

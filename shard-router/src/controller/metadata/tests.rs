@@ -351,6 +351,7 @@ fn unclean(topic: &str, on: bool) -> Command {
     Command::AlterTopicConfigs {
         name: topic.to_string(),
         configs,
+        expected: None,
     }
 }
 
@@ -468,6 +469,7 @@ fn configs_of_a_topic_are_replaced_whole() {
     let alter = Command::AlterTopicConfigs {
         name: "t".into(),
         configs: configs.clone(),
+        expected: None,
     };
     m.apply(&alter).expect("alter");
     assert_eq!(m.topics["t"].configs, configs);
@@ -475,8 +477,62 @@ fn configs_of_a_topic_are_replaced_whole() {
         m.apply(&Command::AlterTopicConfigs {
             name: "nope".into(),
             configs,
+            expected: None,
         }),
         Err(MetadataError::UnknownTopic("nope".into()))
+    );
+}
+
+#[test]
+fn a_config_change_computed_from_configs_that_changed_meanwhile_is_refused() {
+    let mut m = cluster(&[(1, 1)]);
+    m.apply(&create("t", 1, 1)).expect("create");
+    let before = m.topics["t"].configs.clone();
+    let with = |k: &str, v: &str| {
+        let mut c = before.clone();
+        c.insert(k.to_string(), v.to_string());
+        c
+    };
+    // Two brokers compute their changes from the same configs; the first wins.
+    let first = Command::AlterTopicConfigs {
+        name: "t".into(),
+        configs: with("retention.ms", "1000"),
+        expected: Some(before.clone()),
+    };
+    let second = Command::AlterTopicConfigs {
+        name: "t".into(),
+        configs: with("segment.bytes", "1048576"),
+        expected: Some(before.clone()),
+    };
+    m.apply(&first).expect("first");
+    assert_eq!(
+        m.apply(&second),
+        Err(MetadataError::ConfigsChanged("t".into()))
+    );
+    assert_eq!(m.topics["t"].configs, with("retention.ms", "1000"));
+    // Computed again from what is there now, it goes through.
+    let mut both = with("retention.ms", "1000");
+    both.insert("segment.bytes".into(), "1048576".into());
+    m.apply(&Command::AlterTopicConfigs {
+        name: "t".into(),
+        configs: both.clone(),
+        expected: Some(with("retention.ms", "1000")),
+    })
+    .expect("recomputed");
+    assert_eq!(m.topics["t"].configs, both);
+}
+
+#[test]
+fn a_config_change_logged_without_expected_configs_still_decodes() {
+    let json = r#"{"AlterTopicConfigs":{"name":"t","configs":{"retention.ms":"1"}}}"#;
+    let c: Command = serde_json::from_str(json).expect("decode");
+    assert_eq!(
+        c,
+        Command::AlterTopicConfigs {
+            name: "t".into(),
+            configs: BTreeMap::from([("retention.ms".to_string(), "1".to_string())]),
+            expected: None,
+        }
     );
 }
 
