@@ -117,6 +117,10 @@ pub struct PartitionLog<S: Storage> {
     /// The leader-epoch cache changed since its checkpoint was written
     /// (see [`crate::recovery::checkpoint_leader_epochs`]).
     pub(crate) leader_epochs_dirty: bool,
+    /// The high watermark `high-watermark-checkpoint` held at open.
+    pub(crate) high_watermark_checkpoint: Option<i64>,
+    /// What that file holds now (so an unchanged value is not rewritten).
+    pub(crate) high_watermark_written: Option<i64>,
     /// Files of dropped segments, deleted by [`delete_dropped_files`].
     pub(crate) pending_deletes: Vec<PathBuf>,
     /// Set by a clean close: appends are refused, as the clean-shutdown marker
@@ -125,6 +129,9 @@ pub struct PartitionLog<S: Storage> {
     /// The disk reads issued for where the last cold read stopped (catch-up
     /// readers read on: the disk works while the reader handles this fetch).
     pub(crate) read_ahead: ReadAheads<S::File>,
+    /// A read used the read-ahead since the last
+    /// [`PartitionLog::release_idle_read_ahead`].
+    read_ahead_claimed: bool,
     /// The cleaner checkpoint: offsets below it were cleaned (compacted logs).
     pub(crate) first_dirty_offset: i64,
     /// A cleaning pass runs (see `cleaner`).
@@ -163,9 +170,12 @@ impl<S: Storage> PartitionLog<S> {
             snapshot_due: None,
             leader_epoch_cache: Vec::new(),
             leader_epochs_dirty: false,
+            high_watermark_checkpoint: None,
+            high_watermark_written: None,
             pending_deletes: Vec::new(),
             closed: false,
             read_ahead: ReadAheads::default(),
+            read_ahead_claimed: false,
             first_dirty_offset: 0,
             cleaning: false,
             swapping: false,
@@ -215,6 +225,40 @@ impl<S: Storage> PartitionLog<S> {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The high watermark checkpointed before the log was opened, as far
+    /// as the log reaches (a crash may have cut what a follower had not
+    /// made durable yet); None without a readable checkpoint.
+    pub fn checkpointed_high_watermark(&self) -> Option<i64> {
+        self.high_watermark_checkpoint
+            .map(|hw| hw.min(self.log_end_offset()))
+    }
+
+    /// Whether a read-ahead is held for the next cold read.
+    pub fn has_read_ahead(&self) -> bool {
+        self.read_ahead.current.is_some()
+    }
+
+    /// Drops the read-ahead if no read claimed it since the last call (a
+    /// second-chance sweep: call it every few seconds), giving its share of
+    /// the shard's [`READ_AHEAD_BUDGET_BYTES`] back. Without it, a consumer
+    /// that stops reading a partition leaves up to two read-aheads held
+    /// until the log drops them (a truncation, a retention pass, a close),
+    /// and enough idle partitions hold the whole budget: every other
+    /// reader's reads are then fetch-sized. Returns whether it dropped one.
+    pub fn release_idle_read_ahead(&mut self) -> bool {
+        let claimed = std::mem::take(&mut self.read_ahead_claimed);
+        if claimed || self.read_ahead.current.is_none() {
+            return false;
+        }
+        self.read_ahead.clear();
+        true
+    }
+
+    /// The base offset of each segment, oldest first.
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
     }
 
     /// The size of each segment, oldest first.
@@ -1025,8 +1069,18 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Applies `retention.ms` and `retention.bytes`: drops whole sealed segments
-    /// and advances the log start offset. The files are deleted by [`apply_retention`].
+    /// and advances the log start offset. The files are deleted by
+    /// [`delete_dropped_files`]. For a log of one replica; a replicated one
+    /// uses [`PartitionLog::plan_retention_below`].
     pub fn plan_retention(&mut self, now_ms: i64) -> usize {
+        self.plan_retention_below(now_ms, i64::MAX)
+    }
+
+    /// [`PartitionLog::plan_retention`] that deletes only segments wholly
+    /// below `upper_bound` (Kafka's rule for a replicated partition: only
+    /// what is below the high watermark may go, so retention never takes
+    /// a record a follower or a consumer has not been able to get).
+    pub fn plan_retention_below(&mut self, now_ms: i64, upper_bound: i64) -> usize {
         let mut removed = 0;
         if !self.config.cleanup_policy.delete {
             return 0;
@@ -1045,7 +1099,7 @@ impl<S: Storage> PartitionLog<S> {
                 && now_ms - first.max_timestamp > self.config.retention_ms;
             let by_size = self.config.retention_bytes >= 0
                 && total - first.size as i64 >= self.config.retention_bytes;
-            if !(by_time || by_size) {
+            if !(by_time || by_size) || second.base_offset > upper_bound {
                 break;
             }
             let (first_base, next_base) = (first.base_offset, second.base_offset);
@@ -1489,6 +1543,12 @@ thread_local! {
     static READ_AHEAD_EXTRA: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Bytes of this thread's (shard's) read-aheads counted against
+/// [`READ_AHEAD_BUDGET_BYTES`].
+pub fn read_ahead_budget_used() -> usize {
+    READ_AHEAD_EXTRA.with(Cell::get)
+}
+
 /// A read submitted ahead of the reader: the bytes `[pos, pos + len)` of a file.
 pub(crate) struct ReadAhead<F: StorageFile> {
     file: Rc<F>,
@@ -1914,7 +1974,9 @@ pub async fn read<S: Storage>(
             ReadPlan::Disk(d) => {
                 let (result, next) = d.execute_with(ahead, true).await;
                 if next.current.is_some() {
-                    log.borrow_mut().read_ahead = next;
+                    let mut l = log.borrow_mut();
+                    l.read_ahead = next;
+                    l.read_ahead_claimed = true;
                 }
                 result?
             }

@@ -20,6 +20,10 @@ use crate::tail_cache::CacheBudget;
 
 const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// The last high watermark replication knew (Kafka keeps it in
+/// `replication-offset-checkpoint`, one file per log dir): a body of one
+/// big-endian i64 and its CRC.
+pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
 /// Kafka's name and format for the leader-epoch cache: a text file of a
 /// version line (0), a count line, then one "epoch start_offset" line each.
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -221,6 +225,7 @@ pub async fn open<S: Storage>(
             && name != CLEAN_SHUTDOWN
             && name != LOG_START_CHECKPOINT
             && name != LEADER_EPOCH_CHECKPOINT
+            && name != HIGH_WATERMARK_CHECKPOINT
             && !crate::cleaner::is_cleaner_file(name)
         {
             tracing::warn!(file = %dir.join(name).display(), "ignoring a foreign file in a partition directory");
@@ -267,8 +272,17 @@ pub async fn open<S: Storage>(
         None => Vec::new(),
     };
 
+    let hw_path = dir.join(HIGH_WATERMARK_CHECKPOINT);
+    let checkpoint_hw = read_file(&storage, &hw_path)
+        .await
+        .map_err(|e| LogError::io("read", &hw_path, &e))?
+        .and_then(|d| check_crc(&d).and_then(read_i64s::<1>))
+        .map(|[o]| o);
+
     let mut log = PartitionLog::empty(storage.clone(), dir.clone(), config, budget);
     log.first_dirty_offset = first_dirty_offset;
+    log.high_watermark_checkpoint = checkpoint_hw;
+    log.high_watermark_written = checkpoint_hw;
     if bases.is_empty() {
         let base = checkpoint_start.unwrap_or(0).max(0);
         log.segments.insert(base, Segment::new(&dir, base, now_ms));
@@ -691,6 +705,33 @@ pub async fn checkpoint_log_start<S: Storage>(
     write_file_atomic(&storage, &path, &body)
         .await
         .map_err(|e| LogError::io("write", &path, &e))
+}
+
+/// Writes `high_watermark` to the partition's `high-watermark-checkpoint`
+/// (atomically) unless it is what the file already holds; returns whether
+/// it wrote. Replication calls it now and then and at a clean close, so a
+/// restarted replica starts from a high watermark instead of knowing none
+/// ([`PartitionLog::checkpointed_high_watermark`]).
+pub async fn checkpoint_high_watermark<S: Storage>(
+    log: &RefCell<PartitionLog<S>>,
+    high_watermark: i64,
+) -> Result<bool, LogError> {
+    let (storage, path, body) = {
+        let l = log.borrow();
+        if l.high_watermark_written == Some(high_watermark) {
+            return Ok(false);
+        }
+        (
+            l.storage.clone(),
+            l.dir.join(HIGH_WATERMARK_CHECKPOINT),
+            with_crc(&i64s_body(&[high_watermark])),
+        )
+    };
+    write_file_atomic(&storage, &path, &body)
+        .await
+        .map_err(|e| LogError::io("write", &path, &e))?;
+    log.borrow_mut().high_watermark_written = Some(high_watermark);
+    Ok(true)
 }
 
 /// Deletes a log and all its files (topic deletion).

@@ -10,8 +10,7 @@ use std::cell::RefCell;
 use common::*;
 use engine::log::{flush, truncate_to, PartitionLog};
 use engine::recovery::{
-    checkpoint_leader_epochs, close, decode_leader_epochs, encode_leader_epochs,
-    LEADER_EPOCH_CHECKPOINT,
+    checkpoint_leader_epochs, decode_leader_epochs, encode_leader_epochs, LEADER_EPOCH_CHECKPOINT,
 };
 use engine::storage::memory::{CrashKind, MemStorage};
 use futures::executor::block_on;
@@ -89,41 +88,29 @@ fn the_checkpoint_format_is_kafkas() {
 
 #[test]
 fn epochs_of_unscanned_sealed_segments_survive_a_crash_and_a_clean_close() {
-    for kind in [
-        None,
-        Some(CrashKind::ProcessKill),
-        Some(CrashKind::PowerLoss),
-    ] {
-        block_on(async {
-            let storage = MemStorage::new();
-            let cfg = small_segments();
-            let log = open(&storage, &cfg).await.expect("open");
-            let bases = fill(&log, 0..40, epoch_of).await;
-            let want = vec![(1, 0), (3, bases[10]), (5, bases[25])];
-            assert_eq!(log.borrow().leader_epochs(), &want[..]);
-            assert!(log.borrow().segment_count() >= 3, "epochs span segments");
-            assert!(log.borrow().leader_epochs_dirty());
-            checkpoint_leader_epochs(&log).await.expect("checkpoint");
-            assert!(!log.borrow().leader_epochs_dirty());
-            // Epoch 7 starts after the checkpoint, in the active segment: the
-            // recovery scan finds it.
-            let more = fill(&log, 40..42, |_| 7).await;
-            let mut want_more = want.clone();
-            want_more.push((7, more[0]));
+    for_each_ending(|kind| async move {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        let bases = fill(&log, 0..40, epoch_of).await;
+        let want = vec![(1, 0), (3, bases[10]), (5, bases[25])];
+        assert_eq!(log.borrow().leader_epochs(), &want[..]);
+        assert!(log.borrow().segment_count() >= 3, "epochs span segments");
+        assert!(log.borrow().leader_epochs_dirty());
+        checkpoint_leader_epochs(&log).await.expect("checkpoint");
+        assert!(!log.borrow().leader_epochs_dirty());
+        // Epoch 7 starts after the checkpoint, in the active segment: the
+        // recovery scan finds it.
+        let more = fill(&log, 40..42, |_| 7).await;
+        let mut want_more = want.clone();
+        want_more.push((7, more[0]));
 
-            let reopened = match kind {
-                None => {
-                    close(&log, NOW).await.expect("close");
-                    storage.clone()
-                }
-                Some(k) => storage.after_crash(k),
-            };
-            let active = active_segment_base(&reopened).await;
-            snapshot_at(&reopened, active);
-            let log = open(&reopened, &cfg).await.expect("reopen");
-            assert_eq!(log.borrow().leader_epochs(), &want_more[..], "{kind:?}");
-        });
-    }
+        let reopened = end_log(log, &storage, kind).await;
+        let active = active_segment_base(&reopened).await;
+        snapshot_at(&reopened, active);
+        let log = open(&reopened, &cfg).await.expect("reopen");
+        assert_eq!(log.borrow().leader_epochs(), &want_more[..], "{kind:?}");
+    });
 }
 
 #[test]

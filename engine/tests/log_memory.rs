@@ -637,6 +637,41 @@ fn retention_by_time_keeps_the_active_segment() {
     });
 }
 
+#[test]
+fn retention_below_a_bound_keeps_every_segment_that_reaches_it() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            retention_ms: 1000,
+            ..LogConfig::default()
+        };
+        let log = open(&storage, &cfg).await.expect("open");
+        for id in 0..30 {
+            append(&log, id, 3);
+            flush(&log, NOW, false).await;
+        }
+        let bases = log.borrow().segment_bases();
+        assert!(bases.len() >= 3, "{bases:?}");
+        // A bound inside the second segment: only the first may go, as its
+        // every offset lies below the bound.
+        let bound = bases[2] - 1;
+        assert_eq!(log.borrow_mut().plan_retention_below(NOW + 5000, bound), 1);
+        assert_eq!(log.borrow().log_start_offset(), bases[1]);
+        // Nothing below the log start: nothing more goes.
+        assert_eq!(
+            log.borrow_mut().plan_retention_below(NOW + 5000, bases[1]),
+            0
+        );
+        // At the bound exactly: the second segment ends there, so it goes.
+        assert_eq!(
+            log.borrow_mut().plan_retention_below(NOW + 5000, bases[2]),
+            1
+        );
+        assert_eq!(log.borrow().log_start_offset(), bases[2]);
+    });
+}
+
 /// Regression (found by the model test): retention deleted every segment file
 /// while the active segment had never been written; a reopen restarted offsets at 0.
 #[test]
@@ -1139,5 +1174,99 @@ fn needs_flush_is_false_while_no_job_may_start() {
         while flush(&log, NOW, false).await {}
         assert_eq!(log.borrow().visible_offset(), 9);
         assert_eq!(read_all(&log, 0).await.expect("read").len(), 9);
+    });
+}
+
+#[test]
+fn the_high_watermark_checkpoint_survives_a_close_and_a_crash_within_the_log() {
+    for_each_ending(|kind| async move {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        assert_eq!(log.borrow().checkpointed_high_watermark(), None);
+        for id in 0..4 {
+            append(&log, id, 5);
+        }
+        flush(&log, NOW, false).await;
+        let cp = engine::recovery::checkpoint_high_watermark;
+        assert!(cp(&log, 15).await.expect("write"), "{kind:?}");
+        assert!(!cp(&log, 15).await.expect("unchanged"), "not rewritten");
+        let reopened = end_log(log, &storage, kind).await;
+        let log = open(&reopened, &cfg).await.expect("reopen");
+        assert_eq!(
+            log.borrow().checkpointed_high_watermark(),
+            Some(15),
+            "{kind:?}"
+        );
+        assert!(!cp(&log, 15).await.expect("unchanged"), "read back");
+
+        // A follower's high watermark may pass what it made durable: a
+        // power loss then leaves a log shorter than the checkpoint.
+        append(&log, 9, 5);
+        assert!(cp(&log, 25).await.expect("write"));
+        let reopened = end_log(log, &reopened, kind).await;
+        let log = open(&reopened, &cfg).await.expect("reopen");
+        let end = log.borrow().log_end_offset();
+        assert_eq!(
+            log.borrow().checkpointed_high_watermark(),
+            Some(end.min(25)),
+            "{kind:?}"
+        );
+        if kind == Some(CrashKind::PowerLoss) {
+            assert_eq!(end, 20, "the unflushed batch is gone");
+        }
+    });
+}
+
+#[test]
+fn an_unreadable_high_watermark_checkpoint_is_no_checkpoint() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        append(&log, 0, 5);
+        flush(&log, NOW, false).await;
+        engine::recovery::checkpoint_high_watermark(&log, 5)
+            .await
+            .expect("write");
+        close(&log, NOW).await.expect("close");
+        drop(log);
+        let path = path_of(engine::recovery::HIGH_WATERMARK_CHECKPOINT);
+        assert!(storage.flip_bit(&path, 3, 0), "written");
+        let log = open(&storage, &cfg).await.expect("reopen");
+        assert_eq!(log.borrow().checkpointed_high_watermark(), None);
+    });
+}
+
+/// A read-ahead no reader claims gives its share of the shard's read-ahead
+/// budget back at the second idle sweep; one a reader uses stays.
+#[test]
+fn an_unclaimed_read_ahead_is_released_by_the_idle_sweep() {
+    block_on(async {
+        let storage = MemStorage::new();
+        let cfg = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let log = cold_log(&storage, &cfg, 60, 3).await;
+        let before = engine::log::read_ahead_budget_used();
+        let r = read(&log, 0, 2 << 10).await.expect("read");
+        let next = r.last_offset().expect("batches") + 1;
+        assert!(log.borrow().has_read_ahead());
+        assert!(engine::log::read_ahead_budget_used() > before);
+        // Claimed since the last sweep: kept, and marked unclaimed.
+        assert!(!log.borrow_mut().release_idle_read_ahead());
+        // A reader goes on: claimed again, kept again.
+        read(&log, next, 2 << 10).await.expect("read on");
+        assert!(!log.borrow_mut().release_idle_read_ahead());
+        assert!(log.borrow().has_read_ahead());
+        // No reader until the next sweep: released, budget given back.
+        assert!(log.borrow_mut().release_idle_read_ahead());
+        assert!(!log.borrow().has_read_ahead());
+        assert_eq!(engine::log::read_ahead_budget_used(), before);
+        assert!(!log.borrow_mut().release_idle_read_ahead(), "nothing left");
+        // Reading still works, from the disk, and reads ahead again.
+        let values = values_from(&log, 0, 2 << 10).await;
+        assert_eq!(values.len(), 180);
     });
 }

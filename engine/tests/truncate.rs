@@ -41,87 +41,71 @@ fn expected(batches: &[(u32, i64, i64)], n: usize) -> Vec<(i64, Vec<u8>)> {
 
 #[test]
 fn truncate_inside_the_active_and_an_earlier_segment_then_reopen() {
-    for kind in [
-        None,
-        Some(CrashKind::ProcessKill),
-        Some(CrashKind::PowerLoss),
-    ] {
-        block_on(async {
-            let storage = MemStorage::new();
-            let cfg = small_segments();
-            let log = open(&storage, &cfg).await.expect("open");
-            let batches = fill(&log, 0..40, 4).await;
-            let segments_before = log.borrow().segment_count();
-            assert!(segments_before >= 3, "{segments_before} segments");
+    for_each_ending(|kind| async move {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        let batches = fill(&log, 0..40, 4).await;
+        let segments_before = log.borrow().segment_count();
+        assert!(segments_before >= 3, "{segments_before} segments");
 
-            // Inside the active segment.
-            let (_, cut, _) = batches[38];
-            truncate_to(&log, cut).await.expect("truncate");
-            assert_eq!(log.borrow().log_end_offset(), cut);
-            assert_eq!(log.borrow().visible_offset(), cut);
-            assert_eq!(
-                read_all(&log, 0).await.expect("read"),
-                expected(&batches[..38], 4)
-            );
+        // Inside the active segment.
+        let (_, cut, _) = batches[38];
+        truncate_to(&log, cut).await.expect("truncate");
+        assert_eq!(log.borrow().log_end_offset(), cut);
+        assert_eq!(log.borrow().visible_offset(), cut);
+        assert_eq!(
+            read_all(&log, 0).await.expect("read"),
+            expected(&batches[..38], 4)
+        );
 
-            // Far back: later segments go with their files.
-            let (_, cut, _) = batches[5];
-            truncate_to(&log, cut).await.expect("truncate");
-            assert_eq!(log.borrow().log_end_offset(), cut);
-            assert_eq!(log.borrow().segment_count(), 1);
-            let names = engine::storage::Storage::list_dir(&storage, &dir())
-                .await
-                .expect("list");
-            let logs: Vec<_> = names.iter().filter(|n| n.ends_with(".log")).collect();
-            assert_eq!(logs, ["00000000000000000000.log"], "{names:?}");
-            assert!(
-                !names
-                    .iter()
-                    .any(|n| n.ends_with("index") && !n.starts_with("00000000000000000000")),
-                "{names:?}"
-            );
-            assert_eq!(
-                read_all(&log, 0).await.expect("read"),
-                expected(&batches[..5], 4)
-            );
-            assert_eq!(
-                log.borrow().leader_epochs(),
-                &[(0, 0)],
-                "epochs starting past the cut are forgotten"
-            );
-            assert_eq!(
-                offset_for_timestamp(&log, NOW + 30).await.expect("lookup"),
-                None,
-                "truncated timestamps are gone"
-            );
+        // Far back: later segments go with their files.
+        let (_, cut, _) = batches[5];
+        truncate_to(&log, cut).await.expect("truncate");
+        assert_eq!(log.borrow().log_end_offset(), cut);
+        assert_eq!(log.borrow().segment_count(), 1);
+        let names = engine::storage::Storage::list_dir(&storage, &dir())
+            .await
+            .expect("list");
+        let logs: Vec<_> = names.iter().filter(|n| n.ends_with(".log")).collect();
+        assert_eq!(logs, ["00000000000000000000.log"], "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with("index") && !n.starts_with("00000000000000000000")),
+            "{names:?}"
+        );
+        assert_eq!(
+            read_all(&log, 0).await.expect("read"),
+            expected(&batches[..5], 4)
+        );
+        assert_eq!(
+            log.borrow().leader_epochs(),
+            &[(0, 0)],
+            "epochs starting past the cut are forgotten"
+        );
+        assert_eq!(
+            offset_for_timestamp(&log, NOW + 30).await.expect("lookup"),
+            None,
+            "truncated timestamps are gone"
+        );
 
-            // Appends continue at the cut, over the old bytes.
-            let more = fill(&log, 100..110, 3).await;
-            assert_eq!(more[0].1, cut);
-            let mut want = expected(&batches[..5], 4);
-            want.extend(expected(&more, 3));
-            assert_eq!(read_all(&log, 0).await.expect("read"), want);
+        // Appends continue at the cut, over the old bytes.
+        let more = fill(&log, 100..110, 3).await;
+        assert_eq!(more[0].1, cut);
+        let mut want = expected(&batches[..5], 4);
+        want.extend(expected(&more, 3));
+        assert_eq!(read_all(&log, 0).await.expect("read"), want);
 
-            let reopened = match kind {
-                None => {
-                    close(&log, NOW).await.expect("close");
-                    drop(log);
-                    storage.clone()
-                }
-                Some(kind) => {
-                    drop(log);
-                    storage.after_crash(kind)
-                }
-            };
-            let log = open(&reopened, &cfg).await.expect("reopen");
-            assert_eq!(
-                read_all(&log, 0).await.expect("read"),
-                want,
-                "nothing truncated comes back ({kind:?})"
-            );
-            assert_eq!(log.borrow().log_end_offset(), want.len() as i64);
-        });
-    }
+        let reopened = end_log(log, &storage, kind).await;
+        let log = open(&reopened, &cfg).await.expect("reopen");
+        assert_eq!(
+            read_all(&log, 0).await.expect("read"),
+            want,
+            "nothing truncated comes back ({kind:?})"
+        );
+        assert_eq!(log.borrow().log_end_offset(), want.len() as i64);
+    });
 }
 
 #[test]
@@ -311,91 +295,75 @@ fn pending_appends_past_a_durable_cut_are_abandoned() {
 
 #[test]
 fn a_log_emptied_and_restarted_at_a_later_offset_stays_there_across_reopens() {
-    for kind in [
-        None,
-        Some(CrashKind::ProcessKill),
-        Some(CrashKind::PowerLoss),
-    ] {
-        block_on(async {
-            let storage = MemStorage::new();
-            let cfg = small_segments();
-            let log = open(&storage, &cfg).await.expect("open");
-            fill(&log, 0..40, 4).await;
-            assert!(log.borrow().segment_count() >= 3);
-            // An append not yet durable: its waiter is failed, not answered.
-            let pending = log
-                .borrow_mut()
-                .append(&batch(99, 4, NOW), 3, NOW)
-                .expect("append");
-            let waiter = log.borrow_mut().wait_visible(pending.last_offset + 1);
+    for_each_ending(|kind| async move {
+        let storage = MemStorage::new();
+        let cfg = small_segments();
+        let log = open(&storage, &cfg).await.expect("open");
+        fill(&log, 0..40, 4).await;
+        assert!(log.borrow().segment_count() >= 3);
+        // An append not yet durable: its waiter is failed, not answered.
+        let pending = log
+            .borrow_mut()
+            .append(&batch(99, 4, NOW), 3, NOW)
+            .expect("append");
+        let waiter = log.borrow_mut().wait_visible(pending.last_offset + 1);
 
-            truncate_fully_and_start_at(&log, 500, NOW)
-                .await
-                .expect("restart at 500");
-            let err = waiter.await.expect_err("the pending append is failed");
-            assert!(matches!(err, LogError::Abandoned(_)), "{err}");
-            {
-                let l = log.borrow();
-                assert_eq!(l.log_start_offset(), 500);
-                assert_eq!(l.log_end_offset(), 500);
-                assert_eq!(l.visible_offset(), 500);
-                assert_eq!(l.segment_count(), 1);
-                assert!(l.leader_epochs().is_empty());
-                assert!(l.producers().is_empty());
-            }
-            assert!(matches!(
-                read_all(&log, 0).await,
-                Err(LogError::OffsetOutOfRange { .. })
-            ));
-            assert_eq!(read_all(&log, 500).await.expect("read"), vec![]);
-            let names = engine::storage::Storage::list_dir(&storage, &dir())
-                .await
-                .expect("list");
-            assert!(
-                !names.iter().any(|n| n.ends_with(".log")
-                    || n.ends_with("index")
-                    || n.ends_with(".snapshot")),
-                "{names:?}"
-            );
+        truncate_fully_and_start_at(&log, 500, NOW)
+            .await
+            .expect("restart at 500");
+        let err = waiter.await.expect_err("the pending append is failed");
+        assert!(matches!(err, LogError::Abandoned(_)), "{err}");
+        {
+            let l = log.borrow();
+            assert_eq!(l.log_start_offset(), 500);
+            assert_eq!(l.log_end_offset(), 500);
+            assert_eq!(l.visible_offset(), 500);
+            assert_eq!(l.segment_count(), 1);
+            assert!(l.leader_epochs().is_empty());
+            assert!(l.producers().is_empty());
+        }
+        assert!(matches!(
+            read_all(&log, 0).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(read_all(&log, 500).await.expect("read"), vec![]);
+        let names = engine::storage::Storage::list_dir(&storage, &dir())
+            .await
+            .expect("list");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".log") || n.ends_with("index") || n.ends_with(".snapshot")),
+            "{names:?}"
+        );
 
-            // Empty, then reopened: still at 500.
-            drop(log);
-            let reopened = match kind {
-                None => storage.clone(),
-                Some(kind) => storage.after_crash(kind),
-            };
-            let log = open(&reopened, &cfg).await.expect("reopen empty");
-            assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
-            assert_eq!(log.borrow().log_end_offset(), 500, "{kind:?}");
-            assert!(log.borrow().leader_epochs().is_empty(), "{kind:?}");
+        // Empty, then reopened: still at 500.
+        drop(log);
+        let reopened = match kind {
+            None => storage.clone(),
+            Some(kind) => storage.after_crash(kind),
+        };
+        let log = open(&reopened, &cfg).await.expect("reopen empty");
+        assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
+        assert_eq!(log.borrow().log_end_offset(), 500, "{kind:?}");
+        assert!(log.borrow().leader_epochs().is_empty(), "{kind:?}");
 
-            // Replication goes on from there, in a later epoch.
-            let more = fill(&log, 70..73, 4).await;
-            assert_eq!(more[0].1, 500);
-            engine::recovery::checkpoint_leader_epochs(&log)
-                .await
-                .expect("epochs");
-            let reopened = match kind {
-                None => {
-                    close(&log, NOW).await.expect("close");
-                    drop(log);
-                    reopened.clone()
-                }
-                Some(kind) => {
-                    drop(log);
-                    reopened.after_crash(kind)
-                }
-            };
-            let log = open(&reopened, &cfg).await.expect("reopen");
-            assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
-            assert_eq!(
-                read_all(&log, 500).await.expect("read"),
-                expected(&more, 4),
-                "{kind:?}"
-            );
-            assert_eq!(log.borrow().leader_epochs(), &[(7, 500)], "{kind:?}");
-        });
-    }
+        // Replication goes on from there, in a later epoch.
+        let more = fill(&log, 70..73, 4).await;
+        assert_eq!(more[0].1, 500);
+        engine::recovery::checkpoint_leader_epochs(&log)
+            .await
+            .expect("epochs");
+        let reopened = end_log(log, &reopened, kind).await;
+        let log = open(&reopened, &cfg).await.expect("reopen");
+        assert_eq!(log.borrow().log_start_offset(), 500, "{kind:?}");
+        assert_eq!(
+            read_all(&log, 500).await.expect("read"),
+            expected(&more, 4),
+            "{kind:?}"
+        );
+        assert_eq!(log.borrow().leader_epochs(), &[(7, 500)], "{kind:?}");
+    });
 }
 
 #[test]

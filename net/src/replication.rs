@@ -100,6 +100,8 @@ pub struct Following {
     pub leader: NodeId,
     pub epoch: i32,
     pub high_watermark: Cell<i64>,
+    /// The leader's log start, as last heard (0 before).
+    leader_log_start: Cell<i64>,
     stopped: Cell<bool>,
 }
 
@@ -137,6 +139,19 @@ impl Replicas {
 
     fn note_high_watermark(&self, tp: &Tp, hw: i64) {
         self.high_watermarks.borrow_mut().insert(tp.clone(), hw);
+    }
+
+    /// How far retention may delete in a replicated partition (segments
+    /// wholly below this offset): the leader up to its high watermark
+    /// (Kafka's rule), a follower only what its leader deleted too (below
+    /// the leader's log start and the high watermark it knows), a shard
+    /// without a role nothing.
+    pub fn retention_bound(&self, tp: &Tp) -> i64 {
+        match self.roles.borrow().get(tp) {
+            Some(Role::Leader(l)) => l.borrow().state.high_watermark(),
+            Some(Role::Follower(f)) => f.high_watermark.get().min(f.leader_log_start.get()),
+            None => 0,
+        }
     }
 
     fn stop(role: Role) -> Vec<(u64, oneshot::Sender<AckResult>)> {
@@ -502,6 +517,7 @@ pub fn sync(s: &Rc<ShardState>, meta: &ClusterMetadata) {
                                 leader: l,
                                 epoch: ps.leader_epoch,
                                 high_watermark: Cell::new(s.replicas.known_high_watermark(&tp)),
+                                leader_log_start: Cell::new(0),
                                 stopped: Cell::new(false),
                             });
                             glommio::spawn_local(follow(
@@ -556,6 +572,12 @@ pub fn hand_over(s: &ShardState, tp: &Tp) -> i64 {
         stop_role(s, tp, old);
     }
     s.replicas.known_high_watermark(tp)
+}
+
+/// The high watermark to checkpoint for `tp`: the last one this shard
+/// knew, if it knew one (only replicated partitions have one).
+pub fn checkpointable_high_watermark(s: &ShardState, tp: &Tp) -> Option<i64> {
+    s.replicas.high_watermarks.borrow().get(tp).copied()
 }
 
 /// This shard takes `tp` over from another shard of this node, which knew
@@ -828,7 +850,18 @@ async fn leader_conn(s: Rc<ShardState>, stream: TcpStream) {
     let mut reader = FrameReader::new(r);
     let follower = loop {
         match reader.next().await {
-            Ok(Some(Message::Hello { node, .. })) => break node,
+            Ok(Some(Message::Hello { node, version, .. })) if version == PROTOCOL_VERSION => {
+                break node
+            }
+            Ok(Some(Message::Hello { node, version, .. })) => {
+                tracing::warn!(
+                    follower = node.0,
+                    version,
+                    ours = PROTOCOL_VERSION,
+                    "a follower speaks another replication protocol version; closing"
+                );
+                return;
+            }
             Err(e) if is_timeout(&e) && !s.shutdown.is_set() => continue,
             _ => return,
         }
@@ -1028,7 +1061,7 @@ async fn send_loop(
     stop: Rc<Cell<bool>>,
 ) {
     let epoch = leading.borrow().state.epoch().0;
-    let mut sent_hw = -1;
+    let (mut sent_hw, mut sent_log_start) = (-1, -1);
     loop {
         let still_leading = s
             .replicas
@@ -1037,7 +1070,7 @@ async fn send_loop(
         if stop.get() || s.shutdown.is_set() || !still_leading {
             return;
         }
-        let (next, hw) = {
+        let (next, hw, streaming) = {
             let l = leading.borrow();
             let next = l
                 .state
@@ -1045,7 +1078,8 @@ async fn send_loop(
                 .into_iter()
                 .find(|&(n, _)| n == follower)
                 .map(|(_, o)| o);
-            (next, l.state.high_watermark())
+            let streaming = l.state.is_streaming_to(follower);
+            (next, l.state.high_watermark(), streaming)
         };
         // What the follower lacks is gone here (retention, DeleteRecords):
         // it restarts its log at our log start and subscribes there.
@@ -1094,12 +1128,13 @@ async fn send_loop(
                         tp: tp_ref(&tp),
                         leader_epoch: epoch,
                         high_watermark: hw,
+                        log_start,
                         records,
                     };
                     if tx.send(encode(&m)).await.is_err() {
                         return;
                     }
-                    sent_hw = hw;
+                    (sent_hw, sent_log_start) = (hw, log_start);
                     leading.borrow_mut().state.on_sent(follower, end);
                     continue;
                 }
@@ -1117,17 +1152,20 @@ async fn send_loop(
                     continue;
                 }
             }
-        } else if hw > sent_hw && next.is_some() {
+        } else if (hw > sent_hw || log_start != sent_log_start) && streaming {
+            // The high watermark moved, or retention or DeleteRecords moved
+            // the log start: the follower's follow, caught up or not.
             let m = Message::Batches {
                 tp: tp_ref(&tp),
                 leader_epoch: epoch,
                 high_watermark: hw,
+                log_start,
                 records: Bytes::new(),
             };
             if tx.send(encode(&m)).await.is_err() {
                 return;
             }
-            sent_hw = hw;
+            (sent_hw, sent_log_start) = (hw, log_start);
             continue;
         }
         // Woken when the leader's data becomes durable (each produce, and
@@ -1217,6 +1255,11 @@ async fn follow_once(
             return Ok(());
         }
         let actions = match msg {
+            Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                return Err(format!(
+                    "the leader speaks replication protocol version {version}, this node {PROTOCOL_VERSION}"
+                ));
+            }
             Message::Hello { .. } => continue,
             Message::EpochAnswer {
                 leader_epoch,
@@ -1251,22 +1294,28 @@ async fn follow_once(
             Message::Batches {
                 leader_epoch,
                 high_watermark,
+                log_start,
                 records,
                 ..
             } => {
-                let (start, end) = {
+                let (start, end, durable) = {
                     let l = log.borrow();
-                    (l.log_start_offset(), l.log_end_offset())
+                    (l.log_start_offset(), l.log_end_offset(), l.visible_offset())
                 };
-                st.on_batches(
-                    f.leader,
-                    LeaderEpoch(leader_epoch),
-                    high_watermark,
-                    records,
-                    start,
-                    end,
-                )
-                .map_err(|e| e.to_string())?
+                let actions = st
+                    .on_batches(
+                        f.leader,
+                        LeaderEpoch(leader_epoch),
+                        high_watermark,
+                        log_start,
+                        records,
+                        start,
+                        end,
+                        durable,
+                    )
+                    .map_err(|e| e.to_string())?;
+                f.leader_log_start.set(log_start);
+                actions
             }
             Message::StartAt {
                 leader_epoch,
@@ -1367,6 +1416,7 @@ async fn run_actions(
                 f.high_watermark.set(hw);
                 s.replicas.note_high_watermark(tp, hw);
             }
+            FollowerAction::LogStart(offset) => follow_log_start(tp, log, offset).await?,
             FollowerAction::Ack { log_end } => {
                 let m = Message::Ack {
                     tp: tp_ref(tp),
@@ -1388,16 +1438,47 @@ async fn run_actions(
         durable.await.map_err(|e| e.to_string())?;
         let visible = log.borrow().visible_offset();
         for a in st.on_local_durable(visible) {
-            if let FollowerAction::Ack { log_end } = a {
-                let m = Message::Ack {
-                    tp: tp_ref(tp),
-                    leader_epoch: epoch,
-                    log_end,
-                };
-                tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+            match a {
+                FollowerAction::Ack { log_end } => {
+                    let m = Message::Ack {
+                        tp: tp_ref(tp),
+                        leader_epoch: epoch,
+                        log_end,
+                    };
+                    tx.send(encode(&m)).await.map_err(|e| e.to_string())?;
+                }
+                FollowerAction::LogStart(offset) => follow_log_start(tp, log, offset).await?,
+                _ => {}
             }
         }
     }
+    Ok(())
+}
+
+/// Moves a follower's log start up to the leader's (`offset`, which the
+/// log holds durably below the high watermark) and deletes the segments
+/// wholly below it, as DeleteRecords does on the leader. The new start is
+/// made durable with the deletion; a crash before that brings back
+/// committed records below it, which the leader's next message removes.
+async fn follow_log_start(tp: &Tp, log: &Log, offset: i64) -> Result<(), String> {
+    let dropped = {
+        let mut l = log.borrow_mut();
+        let offset = offset.min(l.visible_offset());
+        l.advance_log_start(offset).map_err(|e| e.to_string())?
+    };
+    if !dropped.is_empty() {
+        tracing::debug!(
+            topic = tp.0,
+            partition = tp.1,
+            offset,
+            segments = dropped.len(),
+            "the log start follows the leader's"
+        );
+    }
+    drop(dropped);
+    engine::log::delete_dropped_files(log)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

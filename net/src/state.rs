@@ -24,6 +24,16 @@ use crate::topics::{log_config, SharedTopics, TopicTable};
 
 pub type Log = Rc<RefCell<PartitionLog<DmaStorage>>>;
 
+/// How often each replicated partition's high watermark is checkpointed
+/// when it moved (Kafka's `replica.high.watermark.checkpoint.interval.ms`);
+/// a clean shutdown writes it too.
+pub const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+
+/// How often idle read-aheads are swept: one no fetch used between two
+/// sweeps is dropped, giving its share of the shard's read-ahead budget
+/// (`engine::log::READ_AHEAD_BUDGET_BYTES`) back to partitions being read.
+pub const READ_AHEAD_IDLE_SWEEP_MS: i64 = 5_000;
+
 const TOPICS_FILE: &str = "topics.json";
 const PRODUCER_IDS_FILE: &str = "producer-ids";
 /// Producer ids are reserved durably in blocks of this size, so an id is never
@@ -328,6 +338,15 @@ impl ShardState {
                     now,
                 )
                 .await?;
+                // A replica starts from the high watermark it checkpointed
+                // (Kafka's replication-offset-checkpoint): a leader right
+                // after a restart serves what was committed before it.
+                if let Some(hw) = log
+                    .checkpointed_high_watermark()
+                    .filter(|_| meta.is_replicated())
+                {
+                    crate::replication::took_over(self, &(name.clone(), p), hw);
+                }
                 self.logs
                     .borrow_mut()
                     .insert((name.clone(), p), Rc::new(RefCell::new(log)));
@@ -358,6 +377,7 @@ impl ShardState {
         let hw = crate::replication::hand_over(self, tp);
         let log = self.logs.borrow_mut().remove(tp);
         if let Some(log) = log {
+            self.checkpoint_high_watermark(tp, &log).await;
             // A log that cannot close cleanly (a poisoned one) is recovered
             // by the new shard as after a crash: better than no shard
             // serving the partition.
@@ -490,9 +510,24 @@ impl ShardState {
         }
     }
 
-    /// Periodic work: interval flushes and retention.
+    /// Writes the high watermark this shard knows for a replicated
+    /// partition to its log's checkpoint, if it changed. A failure is
+    /// logged: a restart then starts from an older one (never a newer).
+    async fn checkpoint_high_watermark(&self, tp: &crate::replication::Tp, log: &Log) {
+        let Some(hw) = crate::replication::checkpointable_high_watermark(self, tp) else {
+            return;
+        };
+        if let Err(e) = engine::recovery::checkpoint_high_watermark(log, hw).await {
+            tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "could not checkpoint the high watermark");
+        }
+    }
+
+    /// Periodic work: interval flushes, retention, high watermark
+    /// checkpoints.
     pub async fn run_housekeeping(self: Rc<Self>) {
         let mut last_retention = now_ms();
+        let mut last_hw_checkpoint = now_ms();
+        let mut last_read_ahead_sweep = now_ms();
         while !self.shutdown.is_set() {
             glommio::timer::sleep(Duration::from_millis(100)).await;
             let now = now_ms();
@@ -502,11 +537,46 @@ impl ShardState {
                     self.mark_dirty(log);
                 }
             }
+            if now - last_read_ahead_sweep >= READ_AHEAD_IDLE_SWEEP_MS {
+                last_read_ahead_sweep = now;
+                for log in &logs {
+                    log.borrow_mut().release_idle_read_ahead();
+                }
+            }
+            if now - last_hw_checkpoint >= HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS {
+                last_hw_checkpoint = now;
+                let logs: Vec<(crate::replication::Tp, Log)> = self
+                    .logs
+                    .borrow()
+                    .iter()
+                    .map(|(tp, log)| (tp.clone(), log.clone()))
+                    .collect();
+                for (tp, log) in &logs {
+                    self.checkpoint_high_watermark(tp, log).await;
+                }
+            }
             if now - last_retention >= self.config.retention_check_interval_ms as i64 {
                 last_retention = now;
-                for log in &logs {
+                let logs: Vec<(crate::replication::Tp, Log)> = self
+                    .logs
+                    .borrow()
+                    .iter()
+                    .map(|(tp, log)| (tp.clone(), log.clone()))
+                    .collect();
+                let topics = self.topics();
+                for (tp, log) in &logs {
                     log.borrow_mut().expire_producers(now);
-                    let planned = log.borrow_mut().plan_retention(now) > 0;
+                    // A replicated partition deletes only below its high
+                    // watermark (and a follower only what its leader did).
+                    let bound = if topics
+                        .get(&tp.0)
+                        .is_some_and(crate::topics::TopicMeta::is_replicated)
+                    {
+                        self.replicas.retention_bound(tp)
+                    } else {
+                        i64::MAX
+                    };
+                    let planned = log.borrow_mut().plan_retention_below(now, bound) > 0;
                     if planned || log.borrow().has_pending_deletes() {
                         if let Err(e) = delete_dropped_files(log).await {
                             tracing::warn!(error = %e, "retention could not delete files");
@@ -598,6 +668,8 @@ impl ShardState {
             .map(|((t, p), l)| (t.clone(), *p, l.clone()))
             .collect();
         for (topic, partition, log) in logs {
+            self.checkpoint_high_watermark(&(topic.clone(), partition), &log)
+                .await;
             if let Err(e) = engine::recovery::close(&log, now_ms()).await {
                 tracing::error!(topic, partition, error = %e, "could not close the log cleanly");
             }

@@ -67,6 +67,9 @@ struct Sim {
     /// How many times a follower emptied its log to restart at its
     /// leader's log start.
     restarts: usize,
+    /// What the leader last sent each subscribed follower: (high watermark,
+    /// log start); a change is sent on its own, as the broker's sender does.
+    sent: BTreeMap<NodeId, (i64, i64)>,
 }
 
 fn tp() -> PartitionRef {
@@ -86,8 +89,11 @@ fn batch(id: u64) -> Bytes {
 }
 
 fn open_log() -> RefCell<PartitionLog<MemStorage>> {
+    // Small segments, so that retention (run by `Op::Retention` only) has
+    // whole segments to delete.
     let cfg = LogConfig {
-        segment_bytes: 4 << 10,
+        segment_bytes: 1 << 10,
+        retention_bytes: 2 << 10,
         preallocate_bytes: 0,
         ..LogConfig::default()
     };
@@ -164,6 +170,7 @@ impl Sim {
             hw_history: Vec::new(),
             committed: Vec::new(),
             restarts: 0,
+            sent: BTreeMap::new(),
         };
         sim.elect(NodeId(1));
         sim
@@ -308,7 +315,9 @@ impl Sim {
         let Some(leader) = self.leader_id() else {
             return;
         };
-        let sends = self.leader().to_send();
+        // Caught-up followers too: they are sent the high watermark and the
+        // log start when those move.
+        let sends = self.leader().streams();
         let hw = self.leader().high_watermark();
         let epoch = self.epoch.0;
         for (to, from) in sends {
@@ -331,6 +340,20 @@ impl Sim {
                 continue;
             }
             if from >= node.log.borrow().visible_offset() {
+                if self.sent.get(&to) != Some(&(hw, log_start)) {
+                    self.sent.insert(to, (hw, log_start));
+                    self.send(
+                        leader,
+                        to,
+                        Message::Batches {
+                            tp: tp(),
+                            leader_epoch: epoch,
+                            high_watermark: hw,
+                            log_start,
+                            records: Bytes::new(),
+                        },
+                    );
+                }
                 continue;
             }
             let r = block_on(read(&node.log, from, 8 << 10)).expect("leader read");
@@ -348,6 +371,7 @@ impl Sim {
             if let Role::Leader(l) = &mut node.role {
                 l.on_sent(to, next);
             }
+            self.sent.insert(to, (hw, log_start));
             self.send(
                 leader,
                 to,
@@ -355,6 +379,7 @@ impl Sim {
                     tp: tp(),
                     leader_epoch: epoch,
                     high_watermark: hw,
+                    log_start,
                     records: records.freeze(),
                 },
             );
@@ -450,6 +475,8 @@ impl Sim {
             ) => {
                 let outs =
                     l.on_follower_subscribe(from, LeaderEpoch(leader_epoch), log_end, now_ms);
+                // A new stream: the sender starts over.
+                self.sent.remove(&from);
                 self.apply_leader_outputs(to, outs);
             }
             (
@@ -499,21 +526,24 @@ impl Sim {
                 Message::Batches {
                     leader_epoch,
                     high_watermark,
+                    log_start: leader_log_start,
                     records,
                     ..
                 },
             ) => {
-                let (log_start, log_end) = {
+                let (log_start, log_end, durable) = {
                     let l = node.log.borrow();
-                    (l.log_start_offset(), l.log_end_offset())
+                    (l.log_start_offset(), l.log_end_offset(), l.visible_offset())
                 };
                 match f.on_batches(
                     from,
                     LeaderEpoch(leader_epoch),
                     high_watermark,
+                    leader_log_start,
                     records,
                     log_start,
                     log_end,
+                    durable,
                 ) {
                     Ok(actions) => self.apply_follower_actions(to, actions),
                     Err(_) => self.refuse(to, from, leader_epoch),
@@ -621,6 +651,19 @@ impl Sim {
                     }
                 }
                 FollowerAction::HighWatermark(hw) => self.node(id).high_watermark = hw,
+                FollowerAction::LogStart(offset) => {
+                    let node = self.node(id);
+                    assert!(
+                        offset <= node.high_watermark,
+                        "{id}: log start {offset} past its high watermark {}",
+                        node.high_watermark
+                    );
+                    node.log
+                        .borrow_mut()
+                        .advance_log_start(offset)
+                        .expect("the follower holds it durably");
+                    block_on(delete_dropped_files(&node.log)).expect("delete files");
+                }
                 FollowerAction::Ack { log_end } => self.send(
                     id,
                     leader,
@@ -662,6 +705,7 @@ impl Sim {
                 LeaderOutput::HighWatermark(hw) => {
                     self.node(id).high_watermark = hw;
                     self.hw_history.push((self.epoch, hw));
+                    let log_start = self.nodes[&id].log.borrow().log_start_offset();
                     // Followers learn it with the next batches, or now.
                     let followers: Vec<NodeId> =
                         self.nodes.keys().copied().filter(|&n| n != id).collect();
@@ -673,6 +717,7 @@ impl Sim {
                                 tp: tp(),
                                 leader_epoch: self.epoch.0,
                                 high_watermark: hw,
+                                log_start,
                                 records: Bytes::new(),
                             },
                         );
@@ -790,6 +835,39 @@ impl Sim {
             .advance_log_start(target)
             .expect("delete records below the high watermark");
         block_on(delete_dropped_files(&node.log)).expect("delete files");
+    }
+
+    /// Retention (`retention.bytes` of the sim's logs) on every replica at
+    /// once, as each broker's housekeeping runs it: the leader deletes
+    /// only below its high watermark, a follower only what its leader
+    /// deleted too (below the leader's log start and its own high
+    /// watermark).
+    fn retention(&mut self) {
+        let now_ms = self.now_ms;
+        for node in self.nodes.values_mut() {
+            let bound = match &node.role {
+                Role::Leader(l) => l.high_watermark(),
+                Role::Follower(f) => node.high_watermark.min(f.leader_log_start()),
+                Role::Offline => 0,
+            };
+            if node.log.borrow_mut().plan_retention_below(now_ms, bound) > 0 {
+                block_on(delete_dropped_files(&node.log)).expect("delete files");
+            }
+        }
+    }
+
+    /// Nothing at or above the high watermark is gone anywhere: no replica's
+    /// log starts past the high watermark it knows.
+    fn check_log_starts(&self) {
+        for n in self.nodes.values() {
+            let start = n.log.borrow().log_start_offset();
+            assert!(
+                start <= n.high_watermark,
+                "{}: log start {start} past its high watermark {}",
+                n.id,
+                n.high_watermark
+            );
+        }
     }
 
     /// Follower `id` loses its disk (or a reassignment adds it as a new
@@ -954,6 +1032,7 @@ fn a_follower_refuses_a_stale_leaders_stream() {
             tp: tp(),
             leader_epoch: 1,
             high_watermark: 99,
+            log_start: 0,
             records: batch(7),
         },
     );
@@ -1008,8 +1087,9 @@ fn a_new_replica_restarts_its_log_at_the_leaders_log_start_inside_a_batch() {
     );
     {
         let l = sim.nodes[&NodeId(3)].log.borrow();
-        // Restarted at 61, then at the base of the batch holding it.
-        assert_eq!((l.log_start_offset(), l.log_end_offset()), (60, 82));
+        // Restarted at 61, then at the base of the batch holding it, then
+        // at the leader's log start again once that batch was durable.
+        assert_eq!((l.log_start_offset(), l.log_end_offset()), (61, 82));
     }
     let truth = batches_from(&sim.nodes[&NodeId(1)].log, 61);
     assert_eq!(batches_from(&sim.nodes[&NodeId(3)].log, 61), truth);
@@ -1048,6 +1128,55 @@ fn a_follower_far_behind_the_leaders_log_start_starts_over_there() {
     assert_eq!((l.log_start_offset(), l.log_end_offset()), (60, 60));
 }
 
+#[test]
+fn retention_deletes_only_below_the_high_watermark_and_followers_follow_the_leaders_log_start() {
+    let mut sim = Sim::new(2);
+    for id in 0..60 {
+        sim.produce(id, true);
+    }
+    sim.settle();
+    assert_eq!(sim.leader().high_watermark(), 120);
+    // Both followers are cut off (still in the ISR): the leader takes
+    // acks=1 records far past the high watermark, which stays at 120.
+    sim.cut(NodeId(2));
+    sim.cut(NodeId(3));
+    for id in 60..90 {
+        sim.produce(id, false);
+    }
+    sim.flush(NodeId(1));
+    let hw = sim.leader().high_watermark();
+    assert_eq!(hw, 120);
+    sim.retention();
+    sim.check_log_starts();
+    let leader_start = sim.nodes[&NodeId(1)].log.borrow().log_start_offset();
+    assert!(leader_start > 0, "retention.bytes deleted something");
+    assert!(leader_start <= hw, "nothing at or above the HW goes");
+    // The followers deleted nothing of their own: they have not heard of
+    // the leader's new log start.
+    for n in [NodeId(2), NodeId(3)] {
+        assert_eq!(sim.nodes[&n].log.borrow().log_start_offset(), 0, "{n}");
+    }
+    sim.heal();
+    sim.settle();
+    for id in 90..150 {
+        sim.produce(id, true);
+    }
+    sim.settle();
+    sim.retention();
+    sim.settle();
+    let leader_start = sim.nodes[&NodeId(1)].log.borrow().log_start_offset();
+    assert_eq!(sim.leader().high_watermark(), 300);
+    assert!(leader_start > hw, "retention went on once the HW moved");
+    for n in [NodeId(2), NodeId(3)] {
+        assert_eq!(
+            sim.nodes[&n].log.borrow().log_start_offset(),
+            leader_start,
+            "{n} follows the leader's log start"
+        );
+    }
+    sim.check_log_starts();
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Produce(bool),
@@ -1060,6 +1189,7 @@ enum Op {
     Elect(u8),
     DeleteRecords(i64),
     Wipe(u8),
+    Retention,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -1074,6 +1204,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u8..=3).prop_map(Op::Elect),
         1 => (1i64..=4).prop_map(Op::DeleteRecords),
         1 => (1u8..=3).prop_map(Op::Wipe),
+        2 => Just(Op::Retention),
     ]
 }
 
@@ -1106,6 +1237,7 @@ proptest! {
                 Op::Heal => sim.heal(),
                 Op::DeleteRecords(fraction) => sim.delete_records(fraction),
                 Op::Wipe(n) => sim.wipe(NodeId(i32::from(n))),
+                Op::Retention => sim.retention(),
                 Op::Elect(n) => {
                     // Unclean election is off: only an ISR member may lead.
                     let n = NodeId(i32::from(n));
@@ -1117,8 +1249,9 @@ proptest! {
             }
             let hw = sim.leader().high_watermark();
             for r in sim.leader().isr() {
-                prop_assert!(sim.nodes[r].log.borrow().visible_offset() >= hw);
+                prop_assert!(sim.nodes[r].log.borrow().visible_offset() >= hw, "{} visible {} hw {} isr {:?}", r, sim.nodes[r].log.borrow().visible_offset(), hw, sim.leader().isr());
             }
+            sim.check_log_starts();
         }
         // Within an epoch the HW only grows; a new leader may start lower
         // (it learns the HW late) but never takes back a committed batch.
@@ -1127,8 +1260,15 @@ proptest! {
         }
         sim.heal();
         sim.settle();
-        // Log starts differ (DeleteRecords runs on leaders; restarted
-        // followers start where their leader did): compare from the latest.
+        // Every follower's log start followed the leader's (it may lie
+        // past it: one that led before and deleted more keeps that).
+        let leader = sim.leader_id().expect("a leader");
+        let leader_start = sim.nodes[&leader].log.borrow().log_start_offset();
+        for n in sim.nodes.values() {
+            let start = n.log.borrow().log_start_offset();
+            prop_assert!(start >= leader_start, "{}: log start {} behind the leader's {}", n.id, start, leader_start);
+        }
+        // Log starts differ (one that led deleted more): compare from the latest.
         let from = sim.nodes.values().map(|n| n.log.borrow().log_start_offset()).max().unwrap_or(0);
         let truth = batches_from(&sim.nodes[&NodeId(1)].log, from);
         for n in [NodeId(2), NodeId(3)] {

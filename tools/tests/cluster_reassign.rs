@@ -5,232 +5,69 @@
 //! configs changed through the controller, unclean leader election, and
 //! UnregisterBroker.
 //!
-//! The harness is a small one of its own (start a node, wait for the
-//! cluster, produce with retries) rather than `cluster.rs`'s, so that the
-//! two files can change independently.
+//! The nodes run with `common::cluster`'s harness, as `cluster.rs`'s do.
 
 mod common;
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster::*;
 use common::{
-    batch, free_port, produce_request, records_of, single_produce_answer, sluice_command, Client,
-    PRODUCE_VERSION,
+    batch, free_port, produce_request, records_of, single_produce_answer, PRODUCE_VERSION,
 };
 use sluice_codec::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
 };
 use sluice_codec::api_versions_request::ApiVersionsRequest;
-use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use sluice_codec::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
 };
-use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
 use sluice_codec::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
 use sluice_codec::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
-use sluice_codec::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use sluice_codec::{ApiKey, RequestBody, ResponseBody};
 
 /// Bound on every wait; a broken build fails instead of hanging.
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = FORM_TIMEOUT;
 /// A reassignment of a partition holding a few hundred small records must
 /// complete well within this.
 const MOVE_BOUND: Duration = Duration::from_secs(30);
 
-/// Short heartbeat timings, as the other cluster tests use.
-const FAST_LIVENESS: [&str; 4] = [
+/// Every node of these tests: fast liveness, and Kafka's default of 50
+/// `__consumer_offsets` partitions (a drain moves many partitions at once).
+const NODE_FLAGS: [&str; 6] = [
     "--broker-heartbeat-interval-ms",
     "200",
     "--broker-session-timeout-ms",
     "1500",
+    "--offsets-topic-partitions",
+    "50",
 ];
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 
-struct Node {
-    child: Child,
-    kafka: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Node `id` on 127.0.0.`id`, data in `dir/n<id>/data`.
-fn start(dir: &Path, id: u8, voters: &str, kafka: SocketAddr, extra: &[&str]) -> Node {
-    let data = dir.join(format!("n{id}"));
-    std::fs::create_dir_all(&data).expect("node dir");
-    let log = data.join("broker.log");
-    let out = File::create(&log).expect("log file");
-    let id_arg = id.to_string();
-    let kafka_arg = kafka.to_string();
-    let data_arg = data.join("data");
-    let mut args = vec![
-        "serve",
-        "--node-id",
-        &id_arg,
-        "--listen",
-        &kafka_arg,
-        "--data-dir",
-        data_arg.to_str().expect("UTF-8 path"),
-        "--metrics-listen",
-        "off",
-        "--controller-voters",
-        voters,
-        "--shards",
-        "1",
-    ];
-    args.extend_from_slice(&FAST_LIVENESS);
-    args.extend_from_slice(extra);
-    let child = sluice_command(&args)
-        .env("SLUICE_LOG", "info")
-        .stdout(out.try_clone().expect("clone log"))
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn sluice");
-    Node { child, kafka, log }
-}
-
-fn logs(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {} ---\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
-fn log_paths(nodes: &[Node]) -> Vec<PathBuf> {
-    nodes.iter().map(|n| n.log.clone()).collect()
-}
-
-fn client(addr: SocketAddr) -> Option<Client> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    let mut c = Client::new(stream);
-    c.set_timeout(Duration::from_secs(20));
-    Some(c)
-}
-
-/// Polls `ok` every 100 ms until it holds; fails with the logs after [`WAIT`].
-fn wait_until(what: &str, logs_of: &[PathBuf], mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !ok() {
-        assert!(
-            Instant::now() < until,
-            "gave up waiting for {what}:\n{}",
-            logs(logs_of)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Live broker ids DescribeCluster lists at `addr`.
-fn live_brokers(addr: SocketAddr) -> Vec<i32> {
-    let Some(mut c) = client(addr) else {
-        return Vec::new();
-    };
-    let body = RequestBody::DescribeCluster(DescribeClusterRequest::default());
-    let ResponseBody::DescribeCluster(r) = c.call(0, &body) else {
-        panic!("DescribeCluster answered with another response");
-    };
-    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.broker_id).collect();
-    ids.sort_unstable();
-    ids
-}
-
 /// The three voters 1-3 on 127.0.0.1-3, once each lists all three;
 /// returns the nodes and the voters string.
 fn three_voters(dir: &Path) -> (Vec<Node>, String) {
-    let kafka: Vec<SocketAddr> = (1..=3u8)
-        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
-        .collect();
-    let voters = (1..=3u8)
-        .map(|n| format!("{n}@127.0.0.{n}:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes: Vec<Node> = (1..=3u8)
-        .map(|n| start(dir, n, &voters, kafka[usize::from(n) - 1], &[]))
-        .collect();
-    let paths = log_paths(&nodes);
-    for addr in &kafka {
-        wait_until("all three brokers registered", &paths, || {
-            live_brokers(*addr) == [1, 2, 3]
-        });
-    }
+    let (nodes, _, _, _) = form_cluster(dir, &NODE_FLAGS);
+    let voters = nodes[0].started_as.2.clone();
     (nodes, voters)
 }
 
-/// Kafka address of node `id` among `nodes` (ids are 1-based positions).
-fn addr_of(nodes: &[Node], id: i32) -> SocketAddr {
-    nodes[usize::try_from(id - 1).expect("node id")].kafka
-}
-
-/// (leader, replicas in order, ISR sorted) of `topic`-0 from `addr`.
-fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
-    let mut c = client(addr)?;
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    let t = r.topics.first()?;
-    let p = t.partitions.first()?;
-    if t.error_code != 0 || p.error_code != 0 || p.leader_id < 0 {
-        return None;
-    }
-    let mut isr = p.isr_nodes.clone();
-    isr.sort_unstable();
-    Some((p.leader_id, p.replica_nodes.clone(), isr))
-}
-
+/// Creates `topic` (one partition of `rf` replicas) through `addr`.
 fn create_topic(addr: SocketAddr, topic: &str, rf: i16) {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.into(),
-            num_partitions: 1,
-            replication_factor: rf,
-            ..Default::default()
-        }],
-        timeout_ms: 15_000,
-        validate_only: false,
-    });
-    match c.call(5, &body) {
-        ResponseBody::CreateTopics(r) => {
-            assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message)
-        }
-        other => panic!("not a CreateTopics response: {other:?}"),
-    }
+    let created = create_replicated(addr, topic, rf);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
 }
 
 /// AlterPartitionReassignments v1 of `topic`-`partition`; the partition's
@@ -393,20 +230,7 @@ fn spawn_producer(
 /// Every record of `topic`-0 on its leader at `addr`, up to its high
 /// watermark: (offset, value).
 fn consume_all(addr: SocketAddr, topic: &str) -> Vec<(i64, Vec<u8>)> {
-    let mut c = client(addr).expect("connect");
-    let mut out = Vec::new();
-    let mut next = 0;
-    loop {
-        let p = c.fetch(topic, 0, next);
-        assert_eq!(p.error_code, 0, "fetch from {addr}");
-        let got = records_of(&p.records);
-        if got.is_empty() {
-            assert_eq!(next, p.high_watermark, "stuck below the high watermark");
-            return out;
-        }
-        next = got.last().expect("non-empty").0 + 1;
-        out.extend(got.into_iter().map(|(o, _, v)| (o, v)));
-    }
+    consume_from(addr, topic, 0)
 }
 
 /// Checks what a consumer reads against what the producer saw: offsets
@@ -439,20 +263,12 @@ fn check_consumed(consumed: &[(i64, Vec<u8>)], produced: &Produced) {
     }
 }
 
-fn partition_dir(dir: &Path, id: i32, topic: &str) -> PathBuf {
-    dir.join(format!("n{id}"))
-        .join("data")
-        .join(format!("{topic}-0"))
-}
-
 /// The first `len` bytes of `topic`-0's first segment on node `id`.
 fn segment_prefix(dir: &Path, id: i32, topic: &str, len: usize) -> Vec<u8> {
-    let path = partition_dir(dir, id, topic).join("00000000000000000000.log");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = segment_bytes(dir, id, topic);
     assert!(
         bytes.len() >= len,
-        "{} holds {} bytes, less than {len}",
-        path.display(),
+        "node {id}'s segment of {topic}-0 holds {} bytes, less than {len}",
         bytes.len()
     );
     bytes[..len].to_vec()
@@ -475,30 +291,24 @@ fn reassign_and_wait(
     let started = Instant::now();
     if cli {
         let list: Vec<String> = target.iter().map(i32::to_string).collect();
-        let out = sluice_command(&[
-            "cluster",
-            "reassign",
-            "--bootstrap-server",
-            &addrs[0].to_string(),
-            "--topic",
-            topic,
-            "--partition",
-            "0",
-            "--replicas",
-            &list.join(","),
-            "--wait-ms",
-            &MOVE_BOUND.as_millis().to_string(),
-        ])
-        .output()
-        .expect("run sluice cluster reassign");
+        let (code, out) = cli_reassign(
+            addrs[0],
+            &[
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+                "--replicas",
+                &list.join(","),
+                "--wait-ms",
+                &MOVE_BOUND.as_millis().to_string(),
+            ],
+        );
         assert!(
-            out.status.success(),
-            "sluice cluster reassign: {}\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
+            code == 0 && out.contains("Done"),
+            "sluice cluster reassign: {out}\n{}",
             logs(paths)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Done"));
     } else {
         let (code, message) = alter(addrs[1], topic, 0, Some(target), true);
         assert_eq!(code, 0, "{message:?}");
@@ -702,13 +512,9 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
         p.acked.splice(0..0, b.acked);
         p.attempted.extend(b.attempted);
     }
-    nodes.push(start(
-        dir.path(),
-        4,
-        &voters,
-        kafka4,
-        &["--controller-listen", &listen4],
-    ));
+    let mut extra4 = NODE_FLAGS.to_vec();
+    extra4.extend_from_slice(&["--controller-listen", &listen4]);
+    nodes.push(start(dir.path(), 4, &voters, kafka4, &extra4));
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.kafka).collect();
     for addr in &addrs {
         wait_until("node 4 registered and listed everywhere", &paths, || {
@@ -734,23 +540,19 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
     // outside the partition), through the CLI, bootstrapped from node 4.
     let drained = 1;
     let started = Instant::now();
-    let out = sluice_command(&[
-        "cluster",
-        "reassign",
-        "--bootstrap-server",
-        &kafka4.to_string(),
-        "--drain",
-        &drained.to_string(),
-        "--wait-ms",
-        &MOVE_BOUND.as_millis().to_string(),
-    ])
-    .output()
-    .expect("run sluice cluster reassign --drain");
-    assert!(
-        out.status.success(),
-        "sluice cluster reassign --drain: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let (code, out) = cli_reassign(
+        kafka4,
+        &[
+            "--drain",
+            &drained.to_string(),
+            "--wait-ms",
+            &MOVE_BOUND.as_millis().to_string(),
+        ],
+    );
+    assert_eq!(
+        code,
+        0,
+        "sluice cluster reassign --drain: {out}\n{}",
         logs(&paths)
     );
     wait_until("node 1 drained", &paths, || {
@@ -902,19 +704,8 @@ fn a_new_replica_is_seeded_from_the_leaders_log_start_after_delete_records_and_t
 /// (leader id, -1 when none; ISR sorted) of `topic`-0 as `addr` lists it,
 /// leaderless partitions included.
 fn leader_and_isr(addr: SocketAddr, topic: &str) -> Option<(i32, Vec<i32>)> {
-    let mut c = client(addr)?;
-    let body = RequestBody::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let ResponseBody::Metadata(r) = c.call(12, &body) else {
-        panic!("Metadata answered with another response");
-    };
-    let p = r.topics.first()?.partitions.first()?;
+    let t = metadata_topic(addr, topic)?;
+    let p = t.partitions.first()?;
     let mut isr = p.isr_nodes.clone();
     isr.sort_unstable();
     Some((p.leader_id, isr))
@@ -970,37 +761,14 @@ fn topic_config(addr: SocketAddr, topic: &str, key: &str) -> (String, i8) {
 
 /// Every registered broker DescribeCluster lists at `addr`, fenced ones too.
 fn registered_brokers(addr: SocketAddr) -> Vec<i32> {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::DescribeCluster(DescribeClusterRequest {
-        include_fenced_brokers: true,
-        ..Default::default()
-    });
-    let ResponseBody::DescribeCluster(r) = c.call(2, &body) else {
-        panic!("DescribeCluster answered with another response");
-    };
-    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.broker_id).collect();
-    ids.sort_unstable();
-    ids
+    let (brokers, _) = describe_at(addr, 2, true).expect("connect");
+    brokers.iter().map(|b| b.0).collect()
 }
 
 /// `sluice cluster unregister --id N` through `addr`: success and output.
 fn cli_unregister(addr: SocketAddr, id: i32) -> (bool, String) {
-    let out = sluice_command(&[
-        "cluster",
-        "unregister",
-        "--bootstrap-server",
-        &addr.to_string(),
-        "--id",
-        &id.to_string(),
-    ])
-    .output()
-    .expect("run sluice cluster unregister");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (code, out) = cluster_cli("unregister", addr, &["--id", &id.to_string()]);
+    (code == 0, out)
 }
 
 /// Topic configs are cluster metadata (a change on one node shows on every
@@ -1023,18 +791,19 @@ fn topic_configs_through_the_controller_unclean_election_and_unregister() {
         .collect();
     let voters = format!("1@127.0.0.1:{}", free_port());
     // No automatic preferred election: the test names the leader.
-    let common = [
+    let mut common = NODE_FLAGS.to_vec();
+    common.extend_from_slice(&[
         "--replica-lag-time-max-ms",
         "1000",
         "--auto-leader-rebalance-enable",
         "false",
-    ];
+    ]);
     // A learner restarts on the controller address it joined with.
     let listen: Vec<String> = (1..=4u8)
         .map(|n| format!("127.0.0.{n}:{}", free_port()))
         .collect();
     let start_node = |n: u8| {
-        let mut extra = common.to_vec();
+        let mut extra = common.clone();
         if n != 1 {
             extra.extend_from_slice(&["--controller-listen", &listen[usize::from(n) - 1]]);
         }
@@ -1214,25 +983,13 @@ fn topic_configs_through_the_controller_unclean_election_and_unregister() {
     );
 
     // ElectLeaders with election type unclean (1) does the same on demand.
-    let out = sluice_command(&[
-        "cluster",
-        "elect",
-        "--bootstrap-server",
-        &back_addr.to_string(),
-        "--type",
-        "unclean",
-        "--topic",
-        asked,
-        "--partition",
-        "0",
-    ])
-    .output()
-    .expect("run sluice cluster elect");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (code, text) = cli_elect(
+        back_addr,
+        &["--type", "unclean", "--topic", asked, "--partition", "0"],
+    );
     assert!(
-        out.status.success() && text.contains("leader elected (unclean)"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        code == 0 && text.contains("leader elected (unclean)"),
+        "{text}"
     );
     assert_eq!(leader_and_isr(kafka[0], asked), Some((back, vec![back])));
     // It serves what it had, then the new records: those only the old

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use common::cluster::FAST_LIVENESS;
 use common::netns::Netns;
 use common::{batch, produce_request, records_of, request_bytes, Client, Stored};
 use sluice_codec::create_topics_request::{CreatableTopic, CreateTopicsRequest};
@@ -51,13 +52,6 @@ const CONTROLLER_PORT: u16 = 9093;
 /// `replica.lag.time.max.ms`: short, so the isolated leader tries to shrink
 /// its ISR (and must fail to) well within the partition.
 const LAG_MS: u64 = 1_000;
-/// Heartbeats every 200 ms, fenced after 1.5 s of silence.
-const FAST_LIVENESS: [&str; 4] = [
-    "--broker-heartbeat-interval-ms",
-    "200",
-    "--broker-session-timeout-ms",
-    "1500",
-];
 /// Bound on every wait for the cluster to do something; a broken build fails
 /// instead of hanging. Not a speed check.
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,10 +1,13 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use engine::log::{read, PartitionLog};
+use engine::recovery::close;
+use engine::storage::memory::{CrashKind, MemStorage};
 use engine::storage::Storage;
 use engine::{CacheBudget, LogConfig, LogError};
 use sluice_records::{BatchBuilder, Compression, RecordIter};
@@ -99,4 +102,43 @@ pub fn path_of(name: &str) -> PathBuf {
 
 pub fn exists<P: AsRef<Path>>(p: P) -> bool {
     p.as_ref().exists()
+}
+
+/// How a test log ends before it is opened again: a clean close (`None`), a
+/// killed process, a power loss.
+pub const ENDINGS: [Option<CrashKind>; 3] = [
+    None,
+    Some(CrashKind::ProcessKill),
+    Some(CrashKind::PowerLoss),
+];
+
+/// Runs `test` once for each of [`ENDINGS`].
+pub fn for_each_ending<F, Fut>(mut test: F)
+where
+    F: FnMut(Option<CrashKind>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for ending in ENDINGS {
+        futures::executor::block_on(test(ending));
+    }
+}
+
+/// Ends `log` as `ending` says and returns the storage a reopen finds: after
+/// a clean close, or as the crash left it.
+pub async fn end_log(
+    log: RefCell<PartitionLog<MemStorage>>,
+    storage: &MemStorage,
+    ending: Option<CrashKind>,
+) -> MemStorage {
+    match ending {
+        None => {
+            close(&log, NOW).await.expect("close");
+            drop(log);
+            storage.clone()
+        }
+        Some(kind) => {
+            drop(log);
+            storage.after_crash(kind)
+        }
+    }
 }

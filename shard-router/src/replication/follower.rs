@@ -7,7 +7,10 @@
 //! only then subscribes at its log end. When the leader no longer holds the
 //! offsets that would continue its log (the leader's log start moved past
 //! them), the leader says where its log starts and the follower empties its
-//! log and restarts it there (Kafka's `truncateFullyAndStartAt`).
+//! log and restarts it there (Kafka's `truncateFullyAndStartAt`). The
+//! leader's log start comes with every batch, and the follower's log start
+//! follows it (Kafka's follower does `maybeIncrementLogStartOffset`), never
+//! past what it holds durably below the high watermark.
 
 use bytes::Bytes;
 
@@ -35,6 +38,10 @@ pub enum FollowerAction {
     Append(Bytes),
     /// The leader's high watermark, as far as this log has it.
     HighWatermark(i64),
+    /// The leader's log start, which this log holds durably and below the
+    /// high watermark: advance the local log start to it (engine
+    /// `advance_log_start`), dropping the segments wholly below.
+    LogStart(i64),
     /// Report this durable log end to the leader.
     Ack { log_end: i64 },
 }
@@ -71,6 +78,11 @@ pub struct FollowerState {
     high_watermark: i64,
     /// The last log end reported to the leader in this stream.
     reported: Option<i64>,
+    /// The leader's log start, as last heard.
+    leader_log_start: i64,
+    /// This log's start as far as this state knows it (from the driver, or
+    /// the last [`FollowerAction::LogStart`]).
+    log_start: i64,
 }
 
 impl FollowerState {
@@ -93,6 +105,8 @@ impl FollowerState {
             phase: Phase::Streaming,
             high_watermark: high_watermark.min(log_end),
             reported: None,
+            leader_log_start: log_start,
+            log_start,
         };
         let actions = match own_cache.last() {
             Some(&(latest, _)) => {
@@ -145,6 +159,11 @@ impl FollowerState {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
+    }
+
+    /// The leader's log start as last heard (this log's own before that).
+    pub fn leader_log_start(&self) -> i64 {
+        self.leader_log_start
     }
 
     pub fn is_streaming(&self) -> bool {
@@ -207,20 +226,23 @@ impl FollowerState {
         Ok(actions)
     }
 
-    /// Batches streamed by the leader (possibly none: a high watermark
-    /// update). `records` are whole batches, the first at `log_end`, or
-    /// holding it when the log is empty (`log_start == log_end`) and was
-    /// restarted at a leader's log start inside a batch: the log then
-    /// restarts at that batch's base offset (Kafka does the same).
+    /// Batches streamed by the leader (possibly none: an update of its high
+    /// watermark and log start). `records` are whole batches, the first at
+    /// `log_end`, or holding it when the log is empty (`log_start ==
+    /// log_end`) and was restarted at a leader's log start inside a batch:
+    /// the log then restarts at that batch's base offset (Kafka does the
+    /// same). `durable_end` is where this log is durable now.
     #[allow(clippy::too_many_arguments)]
     pub fn on_batches(
         &mut self,
         from: NodeId,
         leader_epoch: LeaderEpoch,
         leader_high_watermark: i64,
+        leader_log_start: i64,
         records: Bytes,
         log_start: i64,
         log_end: i64,
+        durable_end: i64,
     ) -> Result<Vec<FollowerAction>, FollowerError> {
         self.check_sender(from, leader_epoch)?;
         if self.phase != Phase::Streaming {
@@ -262,8 +284,10 @@ impl FollowerState {
             at += len;
         }
         let mut actions = Vec::new();
+        self.log_start = log_start;
         if let Some(base) = restart {
             actions.push(FollowerAction::StartAt(base));
+            self.log_start = base;
         }
         if skip < records.len() {
             actions.push(FollowerAction::Append(records.slice(skip..)));
@@ -273,7 +297,26 @@ impl FollowerState {
             self.high_watermark = hw;
             actions.push(FollowerAction::HighWatermark(hw));
         }
+        self.leader_log_start = leader_log_start;
+        // A restarted log has nothing durable yet.
+        let durable = if restart.is_some() { 0 } else { durable_end };
+        actions.extend(self.follow_log_start(durable));
         Ok(actions)
+    }
+
+    /// The log start to move to, if the leader's has moved past this log's
+    /// and this log holds it durably below the high watermark (what is
+    /// above the high watermark may still be cut; what is not durable may
+    /// be lost in a crash, and the log start must stay inside the log).
+    fn follow_log_start(&mut self, durable_end: i64) -> Option<FollowerAction> {
+        let target = self
+            .leader_log_start
+            .min(self.high_watermark)
+            .min(durable_end);
+        (target > self.log_start).then(|| {
+            self.log_start = target;
+            FollowerAction::LogStart(target)
+        })
     }
 
     /// The leader's log starts at `leader_log_start`, past this log's end:
@@ -299,6 +342,8 @@ impl FollowerState {
             return Ok(vec![FollowerAction::Subscribe { log_end }]);
         }
         self.reported = Some(leader_log_start);
+        self.leader_log_start = leader_log_start;
+        self.log_start = leader_log_start;
         let mut actions = vec![FollowerAction::StartAt(leader_log_start)];
         // Everything below the leader's log start was committed there.
         if leader_log_start > self.high_watermark {
@@ -312,15 +357,21 @@ impl FollowerState {
     }
 
     /// The local flush policy is met up to `durable_end`: tell the leader
-    /// when that is news.
+    /// when that is news, and follow the leader's log start as far as the
+    /// log is now durable.
     pub fn on_local_durable(&mut self, durable_end: i64) -> Vec<FollowerAction> {
-        if self.phase != Phase::Streaming || self.reported.is_some_and(|r| durable_end <= r) {
+        if self.phase != Phase::Streaming {
             return Vec::new();
         }
-        self.reported = Some(durable_end);
-        vec![FollowerAction::Ack {
-            log_end: durable_end,
-        }]
+        let mut actions = Vec::new();
+        if self.reported.is_none_or(|r| durable_end > r) {
+            self.reported = Some(durable_end);
+            actions.push(FollowerAction::Ack {
+                log_end: durable_end,
+            });
+        }
+        actions.extend(self.follow_log_start(durable_end));
+        actions
     }
 
     /// Stale epochs are refused (KIP-101 fencing); newer ones too, until the
@@ -396,15 +447,15 @@ mod tests {
     fn stale_newer_and_foreign_streams_are_refused() {
         let mut f = streaming();
         assert_eq!(
-            f.on_batches(L, LeaderEpoch(4), 8, batches(6, 1), 0, 6),
+            f.on_batches(L, LeaderEpoch(4), 8, 0, batches(6, 1), 0, 6, 6),
             Err(FollowerError::StaleEpoch { got: 4, ours: 5 })
         );
         assert_eq!(
-            f.on_batches(L, LeaderEpoch(6), 8, batches(6, 1), 0, 6),
+            f.on_batches(L, LeaderEpoch(6), 8, 0, batches(6, 1), 0, 6, 6),
             Err(FollowerError::UnknownEpoch { got: 6, ours: 5 })
         );
         assert_eq!(
-            f.on_batches(NodeId(2), E, 8, batches(6, 1), 0, 6),
+            f.on_batches(NodeId(2), E, 8, 0, batches(6, 1), 0, 6, 6),
             Err(FollowerError::NotTheLeader {
                 from: NodeId(2),
                 leader: L
@@ -416,7 +467,9 @@ mod tests {
     fn batches_already_held_are_skipped_and_a_hole_restarts_the_stream() {
         let mut f = streaming();
         let all = batches(2, 3); // offsets 2..8, the log ends at 6
-        let a = f.on_batches(L, E, 7, all.clone(), 0, 6).expect("batches");
+        let a = f
+            .on_batches(L, E, 7, 0, all.clone(), 0, 6, 6)
+            .expect("batches");
         let second = batches(2, 2).len();
         assert_eq!(
             a,
@@ -426,18 +479,20 @@ mod tests {
             ]
         );
         assert_eq!(
-            f.on_batches(L, E, 9, batches(10, 1), 0, 8).expect("hole"),
+            f.on_batches(L, E, 9, 0, batches(10, 1), 0, 8, 8)
+                .expect("hole"),
             vec![FollowerAction::Subscribe { log_end: 8 }]
         );
         let mut torn = batches(8, 1).to_vec();
         torn.truncate(torn.len() - 1);
         assert!(matches!(
-            f.on_batches(L, E, 9, Bytes::from(torn), 0, 8),
+            f.on_batches(L, E, 9, 0, Bytes::from(torn), 0, 8, 8),
             Err(FollowerError::Malformed(_))
         ));
         // The HW never passes what this log holds.
         assert_eq!(
-            f.on_batches(L, E, 100, Bytes::new(), 0, 8).expect("hw"),
+            f.on_batches(L, E, 100, 0, Bytes::new(), 0, 8, 8)
+                .expect("hw"),
             vec![FollowerAction::HighWatermark(8)]
         );
     }
@@ -447,7 +502,7 @@ mod tests {
         let (mut f, _) = FollowerState::new(L, E, &[(3, 0)], 0, 6, 4);
         assert!(f.on_local_durable(6).is_empty(), "still querying");
         assert!(matches!(
-            f.on_batches(L, E, 4, batches(6, 1), 0, 6),
+            f.on_batches(L, E, 4, 0, batches(6, 1), 0, 6, 6),
             Err(FollowerError::NotStreaming)
         ));
         // An answer to another question is not ours.
@@ -518,7 +573,9 @@ mod tests {
         // The leader's log start lies inside a batch (DeleteRecords): the
         // batch holding it restarts the empty log at its base.
         let b = batches(59, 2); // 59..=60, 61..=62
-        let a = f.on_batches(L, E, 63, b.clone(), 60, 60).expect("batches");
+        let a = f
+            .on_batches(L, E, 63, 60, b.clone(), 60, 60, 60)
+            .expect("batches");
         assert_eq!(
             a,
             vec![
@@ -529,13 +586,54 @@ mod tests {
         );
         // Into a log that holds data, a batch across its end is a gap.
         assert!(matches!(
-            f.on_batches(L, E, 63, batches(62, 1), 0, 63),
+            f.on_batches(L, E, 63, 0, batches(62, 1), 0, 63, 63),
             Err(FollowerError::Gap { .. })
         ));
+        // Once durable, its log start moves up to the leader's (inside the
+        // batch, as the leader's is).
         assert_eq!(
             f.on_local_durable(63),
-            vec![FollowerAction::Ack { log_end: 63 }]
+            vec![
+                FollowerAction::Ack { log_end: 63 },
+                FollowerAction::LogStart(60)
+            ]
         );
+    }
+
+    #[test]
+    fn the_log_start_follows_the_leaders_once_durable_and_below_the_high_watermark() {
+        let mut f = streaming(); // the log holds [0, 6) durably, HW 4
+                                 // The leader's log start is past the HW this replica knows: up to the HW.
+        assert_eq!(
+            f.on_batches(L, E, 4, 5, Bytes::new(), 0, 6, 6)
+                .expect("update"),
+            vec![FollowerAction::LogStart(4)]
+        );
+        // Appended but not yet durable: only as far as the log is durable.
+        let b = batches(6, 1); // 6..=7
+        assert_eq!(
+            f.on_batches(L, E, 8, 7, b.clone(), 4, 6, 6)
+                .expect("batches"),
+            vec![
+                FollowerAction::Append(b),
+                FollowerAction::HighWatermark(8),
+                FollowerAction::LogStart(6)
+            ]
+        );
+        assert_eq!(
+            f.on_local_durable(8),
+            vec![
+                FollowerAction::Ack { log_end: 8 },
+                FollowerAction::LogStart(7)
+            ]
+        );
+        assert!(f.on_local_durable(8).is_empty(), "not news");
+        // A leader whose log starts lower (a new one) moves nothing back.
+        assert!(f
+            .on_batches(L, E, 8, 2, Bytes::new(), 7, 8, 8)
+            .expect("update")
+            .is_empty());
+        assert_eq!(f.leader_log_start(), 2);
     }
 
     #[test]

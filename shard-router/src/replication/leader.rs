@@ -390,6 +390,24 @@ impl LeaderState {
             .collect()
     }
 
+    /// Whether follower `to` has a stream (it subscribed, and was not told
+    /// to start over since), caught up or not: it is sent the high
+    /// watermark and the log start when they move.
+    pub fn is_streaming_to(&self, to: NodeId) -> bool {
+        self.followers
+            .get(&to)
+            .is_some_and(|f| f.next_send.is_some())
+    }
+
+    /// Every follower with a stream: (follower, next offset to send),
+    /// caught-up ones included (compare [`LeaderState::to_send`]).
+    pub fn streams(&self) -> Vec<(NodeId, i64)> {
+        self.followers
+            .iter()
+            .filter_map(|(&r, f)| f.next_send.map(|n| (r, n)))
+            .collect()
+    }
+
     /// Whether follower `to` must restart its log at `log_start`, this
     /// leader's log start: its stream would continue below it, at offsets
     /// retention or DeleteRecords removed here (or it is a new replica with

@@ -12,8 +12,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{NodeId, ShardId};
 
-/// The protocol version sent in `Hello` (2: `StartAt`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version sent in `Hello` (2: `StartAt`; 3: the leader's log
+/// start in `Batches`). A peer of another version is not understood: the
+/// connection is closed.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The largest frame body accepted (the records of one message dominate).
 pub const MAX_FRAME_BYTES: u32 = 16 << 20;
 /// Kafka's limit on a topic name.
@@ -58,12 +60,14 @@ pub enum Message {
         leader_epoch: i32,
         log_end: i64,
     },
-    /// Leader to follower: whole batches from the follower's log end, and the
-    /// leader's high watermark. Empty `records`: a high watermark update.
+    /// Leader to follower: whole batches from the follower's log end, the
+    /// leader's high watermark and its log start (the follower's log start
+    /// follows it). Empty `records`: an update of those two.
     Batches {
         tp: PartitionRef,
         leader_epoch: i32,
         high_watermark: i64,
+        log_start: i64,
         records: Bytes,
     },
     /// Follower to leader: my log is durable (per my flush policy) up to here.
@@ -177,12 +181,14 @@ impl Message {
                 tp,
                 leader_epoch,
                 high_watermark,
+                log_start,
                 records,
             } => {
                 dst.put_u8(KIND_BATCHES);
                 put_tp(dst, tp)?;
                 dst.put_i32(*leader_epoch);
                 dst.put_i64(*high_watermark);
+                dst.put_i64(*log_start);
                 let len = u32::try_from(records.len())
                     .ok()
                     .filter(|&l| l <= MAX_FRAME_BYTES)
@@ -271,12 +277,14 @@ impl Message {
                 let tp = tp_(b)?;
                 let leader_epoch = i32_(b, "leader_epoch")?;
                 let high_watermark = i64_(b, "high_watermark")?;
+                let log_start = i64_(b, "log_start")?;
                 let len = u32_(b, "records length")? as usize;
                 need(b, len, "records")?;
                 Message::Batches {
                     tp,
                     leader_epoch,
                     high_watermark,
+                    log_start,
                     records: b.split_to(len),
                 }
             }
@@ -428,12 +436,14 @@ mod tests {
                 tp: tp(),
                 leader_epoch: 5,
                 high_watermark: 980,
+                log_start: 0,
                 records: Bytes::from_static(b"pretend these are batches"),
             },
             Message::Batches {
                 tp: tp(),
                 leader_epoch: 5,
                 high_watermark: 990,
+                log_start: 512,
                 records: Bytes::new(),
             },
             Message::Ack {
@@ -512,6 +522,30 @@ mod tests {
     }
 
     #[test]
+    fn golden_bytes_of_an_empty_batches() {
+        let mut b = BytesMut::new();
+        Message::Batches {
+            tp: PartitionRef {
+                topic: "t".into(),
+                partition: 2,
+            },
+            leader_epoch: 9,
+            high_watermark: 0x0304,
+            log_start: 0x0102,
+            records: Bytes::new(),
+        }
+        .encode(&mut b)
+        .expect("encode");
+        assert_eq!(
+            &b[..],
+            &[
+                0, 0, 0, 32, 5, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0,
+                0, 0, 0, 0, 1, 2, 0, 0, 0, 0
+            ]
+        );
+    }
+
+    #[test]
     fn a_frame_cut_at_every_byte_waits_and_a_body_cut_at_every_byte_is_a_typed_error() {
         for m in samples() {
             let mut whole = BytesMut::new();
@@ -546,6 +580,7 @@ mod tests {
         b.put_u8(b't');
         b.put_i32(0);
         b.put_i32(1);
+        b.put_i64(0);
         b.put_i64(0);
         b.put_u32(u32::MAX);
         let r = Message::decode(b.freeze());
@@ -619,13 +654,14 @@ mod tests {
             (
                 tp.clone(),
                 any::<i32>(),
-                any::<i64>(),
+                any::<(i64, i64)>(),
                 proptest::collection::vec(any::<u8>(), 0..300)
             )
-                .prop_map(|(tp, e, hw, r)| Message::Batches {
+                .prop_map(|(tp, e, (hw, start), r)| Message::Batches {
                     tp,
                     leader_epoch: e,
                     high_watermark: hw,
+                    log_start: start,
                     records: Bytes::from(r),
                 }),
             (tp.clone(), any::<i32>(), any::<i64>()).prop_map(|(tp, e, o)| Message::Ack {

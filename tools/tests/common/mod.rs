@@ -5,6 +5,7 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod netns;
 
 use std::fs::File;
