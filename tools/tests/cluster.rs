@@ -16,9 +16,6 @@ use common::{
     batch, free_port, produce_request, records_of, single_produce_answer, FETCH_VERSION,
     PRODUCE_VERSION,
 };
-use sluice_codec::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
-};
 use sluice_codec::delete_topics_request::DeleteTopicsRequest;
 use sluice_codec::describe_quorum_request::{
     DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
@@ -1653,7 +1650,7 @@ fn retention_of_a_replicated_partition_deletes_only_below_the_high_watermark_and
     assert_eq!(created.error_code, 0, "{:?}", created.error_message);
     let (leader, followers) = led(trimmed);
     produce(leader, trimmed, -1, 30);
-    assert_eq!(delete_records_at(at(leader), trimmed, 15), 15);
+    assert_eq!(delete_records(at(leader), trimmed, 15), 15);
     assert!(starts_at(dir.path(), leader, trimmed, 15));
     for &id in &followers {
         wait_until(
@@ -1728,28 +1725,6 @@ fn retention_of_a_replicated_partition_deletes_only_below_the_high_watermark_and
     let mut c = client(at(leader)).expect("connect");
     let start = earliest_offset(at(leader), topic).expect("the leader");
     assert_eq!(c.fetch(topic, 0, start).high_watermark, 90);
-}
-
-/// DeleteRecords v2 of `topic`-0 below `offset` at `addr`: the new low
-/// watermark.
-fn delete_records_at(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
-        topics: vec![DeleteRecordsTopic {
-            name: topic.into(),
-            partitions: vec![DeleteRecordsPartition {
-                partition_index: 0,
-                offset,
-            }],
-        }],
-        timeout_ms: 10_000,
-    });
-    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
-        panic!("DeleteRecords answered with another response");
-    };
-    let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
-    p.low_watermark
 }
 
 /// The high watermark in node `id`'s `high-watermark-checkpoint` of

@@ -23,9 +23,6 @@ use sluice_codec::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
 };
 use sluice_codec::api_versions_request::ApiVersionsRequest;
-use sluice_codec::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
-};
 use sluice_codec::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
 use sluice_codec::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
@@ -597,28 +594,6 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
             "node 4's replica differs from the leader {leader}"
         );
     }
-}
-
-/// DeleteRecords of `topic`-0 below `offset`, sent to `addr`: the new low
-/// watermark.
-fn delete_records(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
-        topics: vec![DeleteRecordsTopic {
-            name: topic.into(),
-            partitions: vec![DeleteRecordsPartition {
-                partition_index: 0,
-                offset,
-            }],
-        }],
-        timeout_ms: 10_000,
-    });
-    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
-        panic!("DeleteRecords answered with another response");
-    };
-    let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
-    p.low_watermark
 }
 
 /// Every record of `topic`-0 from `from` to the high watermark of the
