@@ -27,6 +27,11 @@ const RAW_BLOCK: usize = 1 << 20;
 const APPEND_BYTES: u64 = 256 << 20;
 /// Unacknowledged appends the producer keeps in flight, in bytes per partition.
 const IN_FLIGHT_BYTES: usize = 8 << 20;
+/// The broker's shards' default preempt timer (`preempt_timer_us`,
+/// shard_router::DEFAULT_PREEMPT_TIMER; engine does not depend on
+/// shard-router): how long the appending task may run before glommio
+/// submits the flush's queued writes.
+const PREEMPT_TIMER: Duration = Duration::from_micros(500);
 /// The producer yields to the flusher after appending this many bytes.
 const YIELD_EVERY_BYTES: u64 = 1 << 20;
 
@@ -476,6 +481,7 @@ fn main() {
     let started = Instant::now();
     LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(BENCH_IO_MEMORY_BYTES)
+        .preempt_timer(PREEMPT_TIMER)
         .spawn(move || async move {
             prime_device(&root).await.expect("prime the device");
             println!("engine bench in {} (~100-byte records)", root.display());

@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.retention.check.interval.ms`: how often expired
     /// committed offsets are looked for and removed.
     pub offsets_retention_check_interval_ms: u64,
+    /// Kafka's `offsets.commit.timeout.ms`: how long a write to
+    /// `__consumer_offsets` (a commit, group metadata) waits for its
+    /// replicas before it is answered as timed out.
+    pub offsets_commit_timeout_ms: u64,
     /// Kafka's `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps
     /// when no compacted log is due.
     pub log_cleaner_backoff_ms: u64,
@@ -96,6 +100,7 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
+            offsets_commit_timeout_ms: 5_000,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_bytes: 32 << 20,
             log_cleaner_io_max_bytes_per_second: engine::cleaner::DEFAULT_MAX_BYTES_PER_SECOND,

@@ -200,6 +200,16 @@ pub fn produce_gate(s: &ShardState, meta: &TopicMeta, partition: i32, acks: i16)
     ProduceGate::Leader(leading)
 }
 
+/// Kafka's offset lag of a replica held on this shard (DescribeLogDirs):
+/// how far its log end is below the high watermark it knows, which only a
+/// follower can be; 0 for a leader and for a topic of one node.
+pub fn offset_lag(s: &ShardState, tp: &Tp, log_end: i64) -> i64 {
+    match s.replicas.follower(&tp.0, tp.1) {
+        Some(f) => (f.high_watermark.get() - log_end).max(0),
+        None => 0,
+    }
+}
+
 /// After a leader's append was assigned offsets up to `log_end`.
 pub fn on_leader_appended(leading: &Rc<RefCell<Leading>>, log_end: i64) {
     leading.borrow_mut().state.on_appended(log_end, now_ms());

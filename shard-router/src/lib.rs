@@ -35,4 +35,4 @@ pub use ids::{NodeId, ShardId};
 pub use listen::{bind_exclusive, bind_shared};
 pub use mesh::{Reply, Router, DEFAULT_CHANNEL_CAPACITY_JOBS};
 pub use placement::{fnv1a_32, key_shard, partition_shard};
-pub use shard::{run, RuntimeConfig, ShardCtx, ShardResult, Shutdown};
+pub use shard::{run, RuntimeConfig, ShardCtx, ShardResult, Shutdown, DEFAULT_PREEMPT_TIMER};

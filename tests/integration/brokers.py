@@ -205,7 +205,7 @@ class KafkaBroker(Broker):
 class SluiceCluster:
     """Three sluice nodes on 127.0.0.1-3 forming one KRaft-style cluster: node N
     listens on 127.0.0.N with `--node-id N --controller-voters 1@127.0.0.1:P1,...`,
-    one shard each and fast broker liveness (heartbeat 200 ms, session 1.5 s), so
+    one shard each (or `shards`) and fast broker liveness (heartbeat 200 ms, session 1.5 s), so
     a SIGKILLed node is fenced within seconds. nodes[i] is node i+1 (a SluiceBroker:
     kill / start / log_tail)."""
 
@@ -214,7 +214,7 @@ class SluiceCluster:
     # A small replicated __consumer_offsets, and groups that rebalance at once.
     GROUPS = ["--offsets-topic-partitions", "6", "--group-initial-rebalance-delay-ms", "0"]
 
-    def __init__(self, base_dir: Path, extra_args=()):
+    def __init__(self, base_dir: Path, extra_args=(), shards=1):
         hosts = [f"127.0.0.{n}" for n in range(1, self.SIZE + 1)]
         voters = ",".join(f"{n}@{h}:{free_port(host=h)}" for n, h in enumerate(hosts, 1))
         self.nodes = []
@@ -222,7 +222,7 @@ class SluiceCluster:
             args = ["--node-id", str(n), "--controller-voters", voters, "--metrics-listen", "off",
                     *self.LIVENESS, *self.GROUPS, *extra_args]
             self.nodes.append(SluiceBroker(Path(base_dir) / f"node{n}", free_port(host=h),
-                                           shards=1, host=h, extra_args=args))
+                                           shards=shards, host=h, extra_args=args))
 
     @property
     def bootstrap(self) -> str:

@@ -17,8 +17,10 @@ import time
 import pytest
 
 import brokers
+import conftest
 import runners
-from test_cluster import _admin, _partition_state, _wait, cluster  # noqa: F401 (fixture)
+from test_cluster import (  # noqa: F401 (fixture)
+    FORM_TIMEOUT, _admin, _brokers_listed, _partition_state, _wait, cluster)
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import NewTopic  # noqa: E402
@@ -151,3 +153,158 @@ def test_topic_configs_are_cluster_wide_and_kafka_cluster_tool_unregister(cluste
     assert code != 0 and "voter" in out, out
     code, out = _cluster_tool(cluster.bootstrap, "unregister", "--id", "42")
     assert code != 0 and "not registered" in out, out
+
+
+def _java_tool(main, *args):
+    """Runs one of Kafka's tools by its main class; (exit status, stdout, stderr)."""
+    argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Dlog4j2.level=warn",
+            "-cp", f"{runners.CACHE}/kafka/lib/*", main, *args]
+    r = subprocess.run(argv, capture_output=True, timeout=TOOL_TIMEOUT, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+def _log_dirs(bootstrap, topic):
+    """kafka-log-dirs --describe: {broker: {(partition, is_future): log dir}} for `topic`."""
+    code, out, err = _java_tool("org.apache.kafka.tools.LogDirsCommand",
+                                "--bootstrap-server", bootstrap, "--describe",
+                                "--broker-list", "1,2,3", "--topic-list", topic)
+    assert code == 0, f"kafka-log-dirs: exit {code}\n{out}\n{err[-3000:]}"
+    doc = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    where = {}
+    for b in doc["brokers"]:
+        for d in b["logDirs"]:
+            for p in d["partitions"]:
+                name, _, index = p["partition"].rpartition("-")
+                assert name == topic, p
+                where.setdefault(b["broker"], {})[(int(index), p["isFuture"])] = d["logDir"]
+    return where
+
+
+@pytest.fixture
+def two_shard_cluster(tmp_path_factory, request):
+    c = brokers.SluiceCluster(tmp_path_factory.mktemp("shards"), shards=2)
+    try:
+        c.start()
+        yield c
+    finally:
+        if request.node.stash.get(conftest._FAILED, False):
+            print(c.log_tails(80))
+        c.close()
+
+
+@pytest.mark.timeout(240)
+def test_kafka_reassign_partitions_moves_replicas_between_log_dirs(two_shard_cluster, tmp_path):
+    """`log_dirs` in the reassignment JSON moves a replica to another shard of
+    its broker (sluice's log dirs are its shards, `shard-N`): kafka-log-dirs
+    lists one log dir per shard, --execute sends AlterReplicaLogDirs, --verify
+    sees each move complete (DescribeLogDirs), and every record reads back."""
+    cluster = two_shard_cluster
+    topic, count = "moved-between-shards", 1000
+    admin = _admin(cluster.bootstrap)
+    _wait("three brokers listed", lambda: _brokers_listed(admin) == [1, 2, 3],
+          FORM_TIMEOUT, cluster, interval=0.1)
+    admin.create_topics([NewTopic(topic, 1, 3)], operation_timeout=20)[topic].result(timeout=30)
+    leader, replicas, _ = _wait(
+        "a leader with all replicas in sync",
+        lambda: (s := _partition_state(admin, topic)) and s[0] > 0 and len(s[2]) == 3 and s,
+        30, cluster)
+    p = confluent_kafka.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 5})
+    failed = []
+    for i in range(count):
+        p.produce(topic, value=f"r{i}".encode(), partition=0,
+                  on_delivery=lambda e, m: e and failed.append(str(e)))
+    assert p.flush(30) == 0 and not failed, failed[:3]
+
+    before = _wait("every replica in a shard-N log dir",
+                   lambda: (w := _log_dirs(cluster.bootstrap, topic))
+                   and all((0, False) in w.get(n, {}) for n in (1, 2, 3)) and w, 30, cluster)
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    current = {n: before[n][(0, False)] for n in (1, 2, 3)}
+    assert all(d in ("shard-0", "shard-1") for d in current.values()), current
+    other = {n: "shard-1" if d == "shard-0" else "shard-0" for n, d in current.items()}
+    # The leader's replica and one follower's move; the third stays where it is.
+    # The replica order stays (the tool also sends it as a reassignment).
+    order = list(admin.list_topics(topic, timeout=5).topics[topic].partitions[0].replicas)
+    assert sorted(order) == replicas, (order, replicas)
+    log_dirs = [other[n] if n in (leader, follower) else "any" for n in order]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": order, "log_dirs": log_dirs}]}))
+    out = tool(cluster.bootstrap, "--execute", "--reassignment-json-file", str(plan))
+    for n in (leader, follower):
+        assert (f"Successfully started moving log directory to {other[n]} for replica "
+                f"{topic}-0 with broker {n}") in out, out
+    t0 = time.monotonic()
+    while True:
+        out = tool(cluster.bootstrap, "--verify", "--preserve-throttles",
+                   "--reassignment-json-file", str(plan))
+        done = [f"Reassignment of replica {topic}-0-{n} completed successfully" in out
+                for n in (leader, follower)]
+        if all(done):
+            break
+        assert time.monotonic() - t0 < MOVE_BOUND, f"not complete after {MOVE_BOUND} s:\n{out}"
+        time.sleep(0.5)
+    after = _log_dirs(cluster.bootstrap, topic)
+    for n in (1, 2, 3):
+        want = other[n] if n in (leader, follower) else current[n]
+        assert after[n] == {(0, False): want}, (n, after)
+
+    # Every record reads back, from whichever replica leads now.
+    c = confluent_kafka.Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "it-shards",
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < count and time.monotonic() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            assert not m.error(), m.error()
+            got.append(m.value().decode())
+    c.close()
+    print(f"\n{topic}-0 replicas of brokers {leader} (leader) and {follower} moved "
+          f"{current} -> {after} in {time.monotonic() - t0:.2f} s (as --verify saw it)")
+    assert got == [f"r{i}" for i in range(count)]
+
+
+def _quorum_tool(bootstrap, what):
+    """kafka-metadata-quorum describe --status / --replication; stdout."""
+    code, out, err = _java_tool("org.apache.kafka.tools.MetadataQuorumCommand",
+                                "--bootstrap-server", bootstrap, "describe", what)
+    assert code == 0, f"kafka-metadata-quorum describe {what}: exit {code}\n{out}\n{err[-3000:]}"
+    return out
+
+
+@pytest.mark.timeout(180)
+def test_kafka_metadata_quorum_describes_the_leaders_view_from_any_node(cluster):
+    """kafka-metadata-quorum against each node alone gives the controller
+    leader's view (sluice forwards DescribeQuorum to the leader, as Kafka's
+    brokers do): the same leader, every voter's log end known, the followers
+    caught up with the leader."""
+    def status(node):
+        out = _quorum_tool(cluster.node(node).bootstrap, "--status")
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k.strip(): v.strip() for k, v in fields.items()}
+
+    def settled():
+        views = [status(n) for n in (1, 2, 3)]
+        leaders = {v["LeaderId"] for v in views}
+        # An idle quorum: the followers have every entry (a follower's own
+        # view would give -1 for them, a lag past the high watermark).
+        ok = len(leaders) == 1 and all(int(v["MaxFollowerLag"]) == 0 for v in views)
+        return ok and views
+
+    views = _wait("every node describing the same quorum, followers caught up",
+                  settled, 60, cluster, interval=0.5)
+    leader = int(views[0]["LeaderId"])
+    assert leader in (1, 2, 3), views
+    assert all(int(v["HighWatermark"]) > 0 for v in views), views
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    out = _quorum_tool(cluster.node(follower).bootstrap, "--replication")
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    by_node = {int(r[0]): r for r in rows}
+    assert sorted(by_node) == [1, 2, 3], out
+    assert by_node[leader][-1] == "Leader", out
+    assert all(by_node[n][-1] == "Follower" for n in (1, 2, 3) if n != leader), out
+    # NodeId DirectoryId LogEndOffset Lag ...: every log end known.
+    assert all(int(r[2]) > 0 and int(r[3]) >= 0 for r in rows), out

@@ -87,6 +87,7 @@ pub struct ServeConfig {
     pub tail_cache_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spin_before_park_us: Option<u64>,
+    pub preempt_timer_us: u64,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_partitions: i32,
     pub offsets_topic_replication_factor: i16,
@@ -95,6 +96,7 @@ pub struct ServeConfig {
     pub group_max_session_timeout_ms: i32,
     pub offsets_retention_minutes: u64,
     pub offsets_retention_check_interval_ms: u64,
+    pub offsets_commit_timeout_ms: u64,
     /// What the broker logs: a level, or comma-separated `target=level`.
     pub log_level: String,
     pub log_cleaner_backoff_ms: u64,
@@ -203,6 +205,8 @@ impl Default for ServeConfig {
             max_in_flight_per_connection: broker.max_in_flight_per_connection,
             tail_cache_bytes: broker.tail_cache_bytes as u64,
             spin_before_park_us: None,
+            preempt_timer_us: u64::try_from(shard_router::DEFAULT_PREEMPT_TIMER.as_micros())
+                .unwrap_or(u64::MAX),
             retention_check_interval_ms: broker.retention_check_interval_ms,
             offsets_topic_partitions: broker.offsets_topic_partitions,
             offsets_topic_replication_factor: broker.offsets_topic_replication_factor,
@@ -211,6 +215,7 @@ impl Default for ServeConfig {
             group_max_session_timeout_ms: broker.group_max_session_timeout_ms,
             offsets_retention_minutes: broker.offsets_retention_minutes,
             offsets_retention_check_interval_ms: broker.offsets_retention_check_interval_ms,
+            offsets_commit_timeout_ms: broker.offsets_commit_timeout_ms,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_cleaner_backoff_ms: broker.log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_bytes: broker.log_cleaner_dedupe_buffer_bytes,
@@ -440,6 +445,13 @@ impl ServeConfig {
                 "must be at least 1",
             ));
         }
+        if !(50..=100_000).contains(&self.preempt_timer_us) {
+            return Err(invalid(
+                "preempt_timer_us",
+                self.preempt_timer_us.to_string(),
+                "must be between 50 and 100000",
+            ));
+        }
         if usize::try_from(self.tail_cache_bytes).is_err() {
             return Err(invalid(
                 "tail_cache_bytes",
@@ -542,6 +554,13 @@ impl ServeConfig {
                 "must be at least 1",
             ));
         }
+        if self.offsets_commit_timeout_ms == 0 {
+            return Err(invalid(
+                "offsets_commit_timeout_ms",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
         if let Err(why) = check_log_level(&self.log_level) {
             return Err(invalid("log_level", self.log_level.clone(), &why));
         }
@@ -563,6 +582,15 @@ impl ServeConfig {
                     "topic_defaults",
                     format!("{name}={value}"),
                     "a topic config name must be non-empty and without spaces",
+                ));
+            }
+            if name == "unclean.leader.election.enable"
+                && !["true", "false"].contains(&value.trim().to_ascii_lowercase().as_str())
+            {
+                return Err(invalid(
+                    "topic_defaults",
+                    format!("{name}={value}"),
+                    "unclean.leader.election.enable: use true or false",
                 ));
             }
             if name == "flush" && engine::FlushPolicy::parse(value).is_none() {
@@ -774,6 +802,21 @@ mod tests {
                     ..d()
                 },
                 "offsets_retention_check_interval_ms",
+            ),
+            (
+                ServeConfig {
+                    offsets_commit_timeout_ms: 0,
+                    ..d()
+                },
+                "offsets_commit_timeout_ms",
+            ),
+            (
+                ServeConfig {
+                    topic_defaults: [("unclean.leader.election.enable".into(), "yes".into())]
+                        .into(),
+                    ..d()
+                },
+                "unclean.leader.election.enable=yes",
             ),
             (
                 ServeConfig {

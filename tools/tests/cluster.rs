@@ -71,14 +71,18 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
         );
     }
 
-    // DescribeQuorum: every node names the same leader and the three voters;
-    // the leader knows how far each voter's log reaches.
+    // DescribeQuorum: every node names the same leader and the three voters,
+    // and answers with the leader's view: how far each voter's log reaches
+    // (a node that does not lead asks the leader).
     let until = Instant::now() + FORM_TIMEOUT;
     loop {
         let answers: Vec<_> = kafka.iter().map(|a| describe_quorum(*a)).collect();
         let leaders: Vec<i32> = answers.iter().map(|q| q.leader_id).collect();
         let agreed = leaders.iter().all(|l| *l == leaders[0] && *l > 0);
-        if agreed {
+        let known = answers
+            .iter()
+            .all(|q| q.current_voters.iter().all(|v| v.log_end_offset >= 0));
+        if agreed && known {
             for q in &answers {
                 let mut voters: Vec<i32> = q.current_voters.iter().map(|v| v.replica_id).collect();
                 voters.sort();
@@ -98,7 +102,7 @@ fn three_nodes_register_and_every_node_lists_all_brokers() {
         }
         assert!(
             Instant::now() < until,
-            "DescribeQuorum never agreed: {leaders:?}"
+            "DescribeQuorum never agreed on a leader and every voter's log end: {answers:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1819,4 +1823,101 @@ fn the_high_watermark_survives_a_full_cluster_restart_without_a_follower() {
         isr.contains(&gone),
         "the dead follower is still in the ISR: {isr:?}"
     );
+}
+
+/// An OffsetCommit whose records cannot replicate (a follower of the
+/// group's `__consumer_offsets` partition is stopped but still in the ISR)
+/// is answered REQUEST_TIMED_OUT once `offsets_commit_timeout_ms` passes
+/// (Kafka's `offsets.commit.timeout.ms`) instead of waiting for the high
+/// watermark without bound; once the follower continues, commits succeed.
+#[test]
+fn an_offset_commit_that_cannot_replicate_is_answered_request_timed_out() {
+    use sluice_codec::find_coordinator_request::FindCoordinatorRequest;
+    use sluice_codec::offset_commit_request::{
+        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    // The stopped follower stays in the ISR (and its broker unfenced: the
+    // default 9 s session) for the whole wait.
+    const LAG_MS: u64 = 10_000;
+    const COMMIT_TIMEOUT_MS: u64 = 1_000;
+    const REQUEST_TIMED_OUT: i16 = 7;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lag, timeout) = (LAG_MS.to_string(), COMMIT_TIMEOUT_MS.to_string());
+    let (nodes, kafka, _, _) = form_cluster(
+        dir.path(),
+        &[
+            "--replica-lag-time-max-ms",
+            lag.as_str(),
+            "--offsets-commit-timeout-ms",
+            timeout.as_str(),
+        ],
+    );
+    let (group, topic) = ("bounded-commits", "committed-to");
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let find = || {
+        let body = RequestBody::FindCoordinator(FindCoordinatorRequest {
+            key: group.into(),
+            ..Default::default()
+        });
+        match client(kafka[0])?.call(3, &body) {
+            ResponseBody::FindCoordinator(r) if r.error_code == 0 => Some(r.node_id),
+            _ => None,
+        }
+    };
+    let mut coordinator = None;
+    wait_until("a coordinator for the group", &nodes, || {
+        coordinator = find();
+        coordinator.is_some()
+    });
+    let coordinator = coordinator.expect("found");
+    let addr = kafka[usize::try_from(coordinator - 1).expect("node id")];
+    // A commit outside any generation (as Kafka's admin client commits).
+    let commit = |offset: i64| {
+        let mut c = client(addr).expect("connect");
+        c.set_timeout(Duration::from_secs(30));
+        let body = RequestBody::OffsetCommit(OffsetCommitRequest {
+            group_id: group.into(),
+            generation_id_or_member_epoch: -1,
+            topics: vec![OffsetCommitRequestTopic {
+                name: topic.into(),
+                partitions: vec![OffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_leader_epoch: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let started = Instant::now();
+        match c.call(8, &body) {
+            ResponseBody::OffsetCommit(r) => {
+                (r.topics[0].partitions[0].error_code, started.elapsed())
+            }
+            other => panic!("not an OffsetCommit response: {other:?}"),
+        }
+    };
+    // Every replica in sync (the group's partition loaded and led).
+    wait_until("a first commit", &nodes, || commit(1).0 == 0);
+
+    let follower = (1..=3).find(|&n| n != coordinator).expect("a follower");
+    let stopped = &nodes[usize::try_from(follower - 1).expect("node id")];
+    signal(stopped, "STOP");
+    let stopped_at = Instant::now();
+    let (code, took) = commit(2);
+    let in_isr = stopped_at.elapsed() < Duration::from_millis(LAG_MS);
+    signal(stopped, "CONT");
+    assert!(in_isr, "the commit outlasted the lag time ({took:?})");
+    assert_eq!(code, REQUEST_TIMED_OUT, "after {took:?}\n{}", logs(&nodes));
+    assert!(
+        took >= Duration::from_millis(COMMIT_TIMEOUT_MS),
+        "answered after {took:?}, before the commit timeout"
+    );
+    eprintln!("OffsetCommit REQUEST_TIMED_OUT after {took:?} (timeout {COMMIT_TIMEOUT_MS} ms)");
+    // The follower continues: commits go through again.
+    wait_until("a commit after the follower continues", &nodes, || {
+        commit(3).0 == 0
+    });
 }

@@ -1016,3 +1016,194 @@ fn topic_configs_through_the_controller_unclean_election_and_unregister() {
     let (ok, out) = cli_unregister(kafka[0], leader);
     assert!(!ok && out.contains("not registered"), "{out}");
 }
+
+/// The controller's broker default `unclean.leader.election.enable=true`
+/// (`--topic-default`) reaches its elections: a topic that sets nothing
+/// elects its returning out-of-sync replica (Kafka's controller decides by
+/// its own config). One voter (node 1, the only one with the default) and
+/// two broker-only nodes (without it) holding an RF 2 topic: the follower
+/// is killed, the leader takes records alone and is killed, the follower
+/// returns and leads with what it had.
+#[test]
+fn the_controllers_unclean_election_default_counts_for_topics_that_do_not_set_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=3u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = format!("1@127.0.0.1:{}", free_port());
+    let listen: Vec<String> = (1..=3u8)
+        .map(|n| format!("127.0.0.{n}:{}", free_port()))
+        .collect();
+    let start_node = |n: u8| {
+        // NODE_FLAGS: the test was written when this file's `start` added
+        // them to every node.
+        let mut extra = NODE_FLAGS.to_vec();
+        extra.extend_from_slice(&[
+            "--replica-lag-time-max-ms",
+            "1000",
+            "--auto-leader-rebalance-enable",
+            "false",
+        ]);
+        if n == 1 {
+            extra.extend_from_slice(&["--topic-default", "unclean.leader.election.enable=true"]);
+        } else {
+            extra.extend_from_slice(&["--controller-listen", &listen[usize::from(n) - 1]]);
+        }
+        start(dir.path(), n, &voters, kafka[usize::from(n) - 1], &extra)
+    };
+    let paths: Vec<PathBuf> = (1..=3)
+        .map(|n| dir.path().join(format!("n{n}")).join("broker.log"))
+        .collect();
+    // Node 1 first, so the offsets topic (one replica) lands on it.
+    let mut nodes: Vec<Node> = vec![start_node(1)];
+    wait_until("the offsets topic on node 1", &paths, || {
+        leader_and_isr(kafka[0], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+    for n in 2..=3u8 {
+        nodes.push(start_node(n));
+    }
+    wait_until("three brokers registered", &paths, || {
+        live_brokers(kafka[0]) == [1, 2, 3]
+    });
+    let topic = "unclean-by-default";
+    create_topic(kafka[0], topic, 2);
+    wait_until("a full ISR", &paths, || {
+        partition_state(kafka[0], topic).is_some_and(|s| s.2.len() == 2)
+    });
+    let (code, msg) = alter(kafka[0], topic, 0, Some(&[2, 3]), false);
+    assert_eq!(code, 0, "{msg:?}");
+    wait_until("the topic on nodes 2-3, both in sync", &paths, || {
+        partition_state(kafka[0], topic).is_some_and(|(l, mut r, isr)| {
+            r.sort_unstable();
+            r == [2, 3] && isr == [2, 3] && l != 1
+        })
+    });
+    let (leader, _, _) = partition_state(kafka[0], topic).expect("a leader");
+    let follower = 5 - leader;
+    let leader_addr = addr_of(&nodes, leader);
+    let produce = |addr: SocketAddr, value: &str| {
+        client(addr)
+            .expect("connect")
+            .produce(topic, 0, batch(&[(b"k", value.as_bytes())]))
+    };
+    let committed: Vec<String> = (0..3).map(|i| format!("committed-{i}")).collect();
+    for value in &committed {
+        let a = produce(leader_addr, value);
+        assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&paths));
+    }
+    let kill = |nodes: &mut Vec<Node>, id: i32| {
+        let n = &mut nodes[usize::try_from(id - 1).expect("id")];
+        let _ = n.child.kill();
+        let _ = n.child.wait();
+    };
+    kill(&mut nodes, follower);
+    wait_until("the ISR down to the leader", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((leader, vec![leader]))
+    });
+    // min.insync.replicas is 1 for two replicas: the leader alone takes it.
+    let a = produce(leader_addr, "lost");
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&paths));
+    kill(&mut nodes, leader);
+    wait_until("no leader", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((-1, vec![leader]))
+    });
+
+    // The follower returns out of sync; the controller's default elects it.
+    nodes[usize::try_from(follower - 1).expect("id")] =
+        start_node(u8::try_from(follower).expect("id"));
+    let back = addr_of(&nodes, follower);
+    wait_until("the out-of-sync replica to lead", &paths, || {
+        leader_and_isr(kafka[0], topic) == Some((follower, vec![follower]))
+    });
+    let until = Instant::now() + WAIT;
+    loop {
+        let a = produce(back, "after");
+        if a.error_code == 0 {
+            break;
+        }
+        assert_eq!(
+            a.error_code, NOT_LEADER_OR_FOLLOWER,
+            "{:?}",
+            a.error_message
+        );
+        assert!(Instant::now() < until, "the new leader never took produces");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let consumed: Vec<String> = consume_all(back, topic)
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).expect("UTF-8"))
+        .collect();
+    let mut expected = committed.clone();
+    expected.push("after".into());
+    assert_eq!(
+        consumed, expected,
+        "the record only the old leader had is gone"
+    );
+}
+
+/// A broker-only node that was unregistered (UnregisterBroker) and is
+/// started again on its old data dir rejoins as a broker, as Kafka's
+/// brokers register again with a new incarnation: its own Raft log still
+/// lists it as a learner (it never got the membership change that removed
+/// it), so it must ask the controller leader to add it again; then it
+/// follows the metadata and takes replicas.
+#[test]
+fn an_unregistered_node_restarted_on_its_old_data_dir_rejoins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka: Vec<SocketAddr> = (1..=2u8)
+        .map(|n| SocketAddr::from(([127, 0, 0, n], free_port())))
+        .collect();
+    let voters = format!("1@127.0.0.1:{}", free_port());
+    let listen2 = format!("127.0.0.2:{}", free_port());
+    let paths: Vec<PathBuf> = (1..=2)
+        .map(|n| dir.path().join(format!("n{n}")).join("broker.log"))
+        .collect();
+    // Node 1 first: the offsets topic (one replica) lands on it, so node 2
+    // holds nothing and may be unregistered once stopped.
+    let _node1 = start(dir.path(), 1, &voters, kafka[0], &NODE_FLAGS);
+    wait_until("the offsets topic on node 1", &paths, || {
+        leader_and_isr(kafka[0], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+    let start2 = || {
+        let mut extra = NODE_FLAGS.to_vec();
+        extra.extend_from_slice(&["--controller-listen", &listen2]);
+        start(dir.path(), 2, &voters, kafka[1], &extra)
+    };
+    let mut node2 = start2();
+    wait_until("node 2 registered", &paths, || {
+        live_brokers(kafka[0]) == [1, 2]
+    });
+    wait_until("node 2 following the metadata", &paths, || {
+        leader_and_isr(kafka[1], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
+    });
+
+    let _ = node2.child.kill();
+    let _ = node2.child.wait();
+    wait_until("node 2 fenced", &paths, || live_brokers(kafka[0]) == [1]);
+    let (ok, out) = cli_unregister(kafka[0], 2);
+    assert!(ok, "{out}\n{}", logs(&paths));
+    wait_until("node 2 unlisted", &paths, || {
+        registered_brokers(kafka[0]) == [1]
+    });
+
+    // Back on the same data dir: registered, live, following the metadata.
+    node2 = start2();
+    wait_until("node 2 registered again", &paths, || {
+        live_brokers(kafka[0]) == [1, 2]
+    });
+    let topic = "after-rejoin";
+    create_topic(kafka[0], topic, 2);
+    wait_until("node 2 listing the new topic, in sync", &paths, || {
+        partition_state(kafka[1], topic).is_some_and(|(_, _, isr)| isr == [1, 2])
+    });
+    let (leader, _, _) = partition_state(kafka[0], topic).expect("a leader");
+    let a = client(kafka[usize::try_from(leader - 1).expect("id")])
+        .expect("connect")
+        .produce(topic, 0, batch(&[(b"k", b"replicated")]));
+    assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&paths));
+    assert!(
+        partition_dir(dir.path(), 2, topic).exists(),
+        "node 2 holds no log of {topic}"
+    );
+    drop(node2);
+}

@@ -39,7 +39,9 @@ async fn delete_on_shard(
         .and_then(|r| r)?;
     let wait = groups::append(&s, partition, &records)?;
     s.groups.borrow_mut().remove(&group_id);
-    wait.await
+    // A write not replicated in time: retriable, as Kafka's coordinator
+    // answers it (the admin client retries COORDINATOR_NOT_AVAILABLE).
+    wait.await.map_err(groups::retriable_timeout)
 }
 
 pub async fn handle(state: &Rc<ShardState>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {

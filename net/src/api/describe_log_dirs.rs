@@ -1,19 +1,24 @@
-//! DescribeLogDirs v1-v5: the broker's one log dir (the data dir) with the size
-//! of each partition it holds (read on the owning shard), offset lag 0 and no
-//! future replicas, and the filesystem's total and usable bytes (v4+).
-//! Partitions asked for that do not exist are left out, as Kafka does.
+//! DescribeLogDirs v1-v5: one log dir per shard, named `shard-N` (the name
+//! AlterReplicaLogDirs takes to move a replica to that shard), each with the
+//! replicas whose log is open there: size, offset lag (Kafka's: a follower's
+//! log end below the high watermark it knows) and, while a move to another
+//! shard is under way, the replica again under the target shard as a future
+//! replica. All shards share the data dir, so each reports the total and
+//! usable bytes of its filesystem (v4+). Partitions asked for that do not
+//! exist are left out, as Kafka does.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use futures::future::join_all;
-use shard_router::ShardId;
+use shard_router::NodeId;
 use sluice_codec::describe_log_dirs_request::DescribeLogDirsRequest;
 use sluice_codec::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResponse, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 
+use crate::api::alter_replica_log_dirs::path_of_shard;
 use crate::state::ShardState;
 use crate::topics::TopicTable;
 
@@ -47,24 +52,73 @@ pub(crate) fn wanted_partitions(
     }
 }
 
-/// Groups partition sizes into the response's topics, by name and index. Pure.
-pub(crate) fn group_by_topic(sizes: Vec<(String, i32, u64)>) -> Vec<DescribeLogDirsTopic> {
+/// One replica in a log dir (a shard), as DescribeLogDirs lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DirEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
+    /// Kafka's offset lag: for a current replica, how far its log end is
+    /// below the high watermark it knows; for a future one, how far it is
+    /// behind the current one (0 here: the data does not move).
+    pub offset_lag: i64,
+    pub is_future: bool,
+}
+
+/// The log dirs of this node, one per shard (`shard-N`), each with the
+/// replicas it holds. `held` is what each shard has open: (shard, entry).
+/// A replica the controller has placed on another shard of this node
+/// (`target`) that has not opened it yet is also listed there as a future
+/// replica, as Kafka lists a replica being moved between log dirs, so
+/// `kafka-reassign-partitions --verify` sees the move in progress. Pure.
+pub(crate) fn log_dirs(
+    shards: u16,
+    held: Vec<(u16, DirEntry)>,
+    target: impl Fn(&str, i32) -> Option<u16>,
+) -> Vec<(u16, Vec<DirEntry>)> {
+    let mut dirs: Vec<(u16, Vec<DirEntry>)> = (0..shards).map(|s| (s, Vec::new())).collect();
+    for (shard, entry) in held {
+        let future = target(&entry.topic, entry.partition)
+            .filter(|&t| t != shard && t < shards)
+            .map(|t| {
+                (
+                    t,
+                    DirEntry {
+                        offset_lag: 0,
+                        is_future: true,
+                        ..entry.clone()
+                    },
+                )
+            });
+        if let Some((_, entries)) = dirs.get_mut(usize::from(shard)) {
+            entries.push(entry);
+        }
+        if let Some((t, entry)) = future {
+            dirs[usize::from(t)].1.push(entry);
+        }
+    }
+    dirs
+}
+
+/// Groups a log dir's replicas into the response's topics, by name and
+/// index. Pure.
+pub(crate) fn group_by_topic(entries: Vec<DirEntry>) -> Vec<DescribeLogDirsTopic> {
     let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for (topic, partition_index, size_bytes) in sizes {
+    for e in entries {
         topics
-            .entry(topic)
+            .entry(e.topic)
             .or_default()
             .push(DescribeLogDirsPartition {
-                partition_index,
-                partition_size: i64::try_from(size_bytes).unwrap_or(i64::MAX),
-                offset_lag: 0,
-                is_future_key: false,
+                partition_index: e.partition,
+                partition_size: i64::try_from(e.size_bytes).unwrap_or(i64::MAX),
+                offset_lag: e.offset_lag,
+                is_future_key: e.is_future,
             });
     }
     topics
         .into_iter()
         .map(|(name, mut partitions)| {
-            partitions.sort_by_key(|p| p.partition_index);
+            partitions.sort_by_key(|p| (p.partition_index, p.is_future_key));
             DescribeLogDirsTopic { name, partitions }
         })
         .collect()
@@ -92,13 +146,27 @@ pub(crate) fn filesystem_bytes(path: &Path) -> std::io::Result<(u64, u64)> {
     ))
 }
 
-/// Runs on the owning shard: the sizes of the partitions it holds.
-fn sizes_on_shard(s: &ShardState, partitions: Vec<(String, i32)>) -> Vec<(String, i32, u64)> {
-    partitions
-        .into_iter()
+/// Runs on each shard: the asked partitions whose log is open there.
+fn held_on_shard(s: &ShardState, wanted: &[(String, i32)]) -> Vec<(u16, DirEntry)> {
+    wanted
+        .iter()
         .filter_map(|(topic, p)| {
-            let size = s.log(&topic, p)?.borrow().size_bytes();
-            Some((topic, p, size))
+            let log = s.log(topic, *p)?;
+            let (size_bytes, log_end) = {
+                let l = log.borrow();
+                (l.size_bytes(), l.log_end_offset())
+            };
+            let tp = (topic.clone(), *p);
+            Some((
+                s.shard.0,
+                DirEntry {
+                    topic: topic.clone(),
+                    partition: *p,
+                    size_bytes,
+                    offset_lag: crate::replication::offset_lag(s, &tp, log_end),
+                    is_future: false,
+                },
+            ))
         })
         .collect()
 }
@@ -111,30 +179,32 @@ pub async fn handle(
     let filter: Option<Vec<(String, Vec<i32>)>> = req
         .topics
         .map(|ts| ts.into_iter().map(|t| (t.topic, t.partitions)).collect());
-    let wanted = wanted_partitions(&table, filter.as_deref());
-    let mut by_shard: BTreeMap<ShardId, Vec<(String, i32)>> = BTreeMap::new();
-    for (topic, p) in wanted {
-        by_shard
-            .entry(state.owner(&topic, p))
-            .or_default()
-            .push((topic, p));
-    }
-    let answers = join_all(by_shard.into_iter().map(|(shard, partitions)| {
-        state.router.call(shard, move |s: &Rc<ShardState>| {
-            let sizes = sizes_on_shard(s, partitions);
-            Box::pin(async move { sizes })
+    let wanted = Arc::new(wanted_partitions(&table, filter.as_deref()));
+    let held = state
+        .router
+        .broadcast(move |s: &Rc<ShardState>| {
+            let held = held_on_shard(s, &wanted);
+            Box::pin(async move { held })
         })
-    }))
-    .await;
-    let mut sizes = Vec::new();
-    for answer in answers {
-        match answer {
-            Ok(s) => sizes.extend(s),
-            Err(e) => tracing::warn!(error = %e, "DescribeLogDirs: a shard did not answer"),
+        .await;
+    let held: Vec<(u16, DirEntry)> = match held {
+        Ok(h) => h.into_iter().flatten().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "DescribeLogDirs: a shard did not answer");
+            Vec::new()
         }
-    }
+    };
+    // Where the controller places this node's replica now: a shard move in
+    // progress shows as a future replica there.
+    let metadata = state.config.controller.as_ref().map(|c| c.metadata());
+    let node = NodeId(state.config.node_id);
+    let target = |topic: &str, partition: i32| {
+        let t = metadata.as_ref()?.topics.get(topic)?;
+        let p = t.partitions.get(usize::try_from(partition).ok()?)?;
+        Some(p.replica_on(node)?.shard.0)
+    };
+    let dirs = log_dirs(state.shards, held, target);
     let dir = &state.config.data_dir;
-    let log_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
     let (total_bytes, usable_bytes) = match filesystem_bytes(dir) {
         Ok((total, usable)) => (
             i64::try_from(total).unwrap_or(i64::MAX),
@@ -146,14 +216,17 @@ pub async fn handle(
         }
     };
     DescribeLogDirsResponse {
-        results: vec![DescribeLogDirsResult {
-            error_code: 0,
-            log_dir: log_dir.display().to_string(),
-            topics: group_by_topic(sizes),
-            total_bytes,
-            usable_bytes,
-            is_cordoned: false,
-        }],
+        results: dirs
+            .into_iter()
+            .map(|(shard, entries)| DescribeLogDirsResult {
+                error_code: 0,
+                log_dir: path_of_shard(shard),
+                topics: group_by_topic(entries),
+                total_bytes,
+                usable_bytes,
+                is_cordoned: false,
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -198,13 +271,21 @@ mod tests {
         assert!(wanted_partitions(&t, Some(&[])).is_empty());
     }
 
+    fn entry(topic: &str, partition: i32, size_bytes: u64) -> DirEntry {
+        DirEntry {
+            topic: topic.into(),
+            partition,
+            size_bytes,
+            offset_lag: 0,
+            is_future: false,
+        }
+    }
+
     #[test]
     fn grouped_and_sorted() {
-        let topics = group_by_topic(vec![
-            ("b".into(), 0, 10),
-            ("a".into(), 1, 20),
-            ("a".into(), 0, 30),
-        ]);
+        let mut lagging = entry("a", 0, 30);
+        lagging.offset_lag = 7;
+        let topics = group_by_topic(vec![entry("b", 0, 10), entry("a", 1, 20), lagging]);
         let flat: Vec<(String, i32, i64, i64, bool)> = topics
             .iter()
             .flat_map(|t| {
@@ -222,11 +303,43 @@ mod tests {
         assert_eq!(
             flat,
             vec![
-                ("a".into(), 0, 30, 0, false),
+                ("a".into(), 0, 30, 7, false),
                 ("a".into(), 1, 20, 0, false),
                 ("b".into(), 0, 10, 0, false),
             ]
         );
+    }
+
+    #[test]
+    fn one_log_dir_per_shard_and_a_move_in_progress_is_a_future_replica() {
+        let held = vec![
+            (0, entry("a", 0, 10)),
+            (1, entry("a", 1, 20)),
+            (1, entry("moving", 0, 30)),
+            // A shard this node no longer runs is not listed.
+            (5, entry("gone", 0, 1)),
+        ];
+        // The controller placed "moving"-0 on shard 2; "a"-1 on a shard
+        // the node does not run (refused by the controller, never listed).
+        let target = |topic: &str, p: i32| match (topic, p) {
+            ("moving", 0) => Some(2),
+            ("a", 1) => Some(9),
+            ("a", 0) => Some(0),
+            _ => None,
+        };
+        let dirs = log_dirs(3, held, target);
+        let mut future = entry("moving", 0, 30);
+        future.is_future = true;
+        assert_eq!(
+            dirs,
+            vec![
+                (0, vec![entry("a", 0, 10)]),
+                (1, vec![entry("a", 1, 20), entry("moving", 0, 30)]),
+                (2, vec![future]),
+            ]
+        );
+        // Every shard is a log dir, even an empty one.
+        assert_eq!(log_dirs(2, Vec::new(), |_, _| None).len(), 2);
     }
 
     #[test]

@@ -255,7 +255,7 @@ async fn handle(
             ResponseBody::DescribeConfigs(admin::describe_configs(state, req))
         }
         RequestBody::DescribeQuorum(req) => {
-            ResponseBody::DescribeQuorum(describe_quorum::handle(state, req))
+            ResponseBody::DescribeQuorum(describe_quorum::handle(state, req).await)
         }
         RequestBody::DescribeCluster(req) => ResponseBody::DescribeCluster(
             metadata::describe_cluster(state, req.include_fenced_brokers),

@@ -82,7 +82,9 @@ async fn delete_on_shard(s: Rc<ShardState>, partition: i32, req: OffsetDeleteReq
         )
         .and_then(|r| r)?;
     if !records.is_empty() {
-        groups::append(&s, partition, &records)?.await?;
+        groups::append(&s, partition, &records)?
+            .await
+            .map_err(groups::retriable_timeout)?;
     }
     Ok(results)
 }

@@ -229,7 +229,11 @@ where
 /// appends (NOT_COORDINATOR elsewhere), in its leader epoch, and the wait
 /// ends when the high watermark passes the records (Kafka writes group
 /// records with acks=all), so a coordinator that fails over never loses a
-/// commit it acknowledged.
+/// commit it acknowledged. The wait is bounded by `offsets_commit_timeout_ms`
+/// (Kafka's `offsets.commit.timeout.ms`): a partition that cannot commit
+/// (its followers stopped, still in the ISR) answers `REQUEST_TIMED_OUT`
+/// then, as Kafka answers an OffsetCommit; the records stay appended and may
+/// still commit, and the waiter goes.
 pub fn append(
     s: &Rc<ShardState>,
     partition: i32,
@@ -285,13 +289,36 @@ pub fn append(
             .map_err(|e| failed(&e))?;
         let durable = log.borrow().visible_offset();
         crate::replication::on_leader_durable(&s, &tp, &l, durable);
-        let committed = crate::replication::wait_committed(&s, &tp, &l, a.last_offset + 1);
-        match committed.await.unwrap_or(AckResult::NotLeader) {
-            AckResult::Committed => Ok(()),
-            AckResult::NotEnoughReplicasAfterAppend => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
-            AckResult::NotLeader => Err(ErrorCode::NOT_COORDINATOR),
+        let timeout = Duration::from_millis(s.config.offsets_commit_timeout_ms);
+        let committed =
+            crate::replication::wait_committed_within(&s, &tp, &l, a.last_offset + 1, timeout);
+        match committed.await {
+            Some(AckResult::Committed) => Ok(()),
+            Some(AckResult::NotEnoughReplicasAfterAppend) => {
+                Err(ErrorCode::COORDINATOR_NOT_AVAILABLE)
+            }
+            Some(AckResult::NotLeader) => Err(ErrorCode::NOT_COORDINATOR),
+            None => {
+                tracing::warn!(
+                    partition,
+                    timeout_ms = s.config.offsets_commit_timeout_ms,
+                    "{OFFSETS_TOPIC} write not replicated in time"
+                );
+                Err(ErrorCode::REQUEST_TIMED_OUT)
+            }
         }
     }))
+}
+
+/// A group write that timed out (`REQUEST_TIMED_OUT` from [`append`]) as
+/// the group APIs other than OffsetCommit answer it: `COORDINATOR_NOT_AVAILABLE`
+/// (Kafka's coordinator maps a timed-out write so, and clients retry it).
+pub fn retriable_timeout(code: ErrorCode) -> ErrorCode {
+    if code == ErrorCode::REQUEST_TIMED_OUT {
+        ErrorCode::COORDINATOR_NOT_AVAILABLE
+    } else {
+        code
+    }
 }
 
 /// `__consumer_offsets` is a replicated topic (in a cluster): groups live on

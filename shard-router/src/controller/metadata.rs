@@ -117,11 +117,14 @@ pub struct TopicState {
 }
 
 impl TopicState {
-    /// Whether `unclean.leader.election.enable` is set to true.
-    pub fn unclean_election_enabled(&self) -> bool {
-        self.configs
-            .get(UNCLEAN_LEADER_ELECTION_ENABLE)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    /// Whether unclean election is on for this topic: its
+    /// `unclean.leader.election.enable` when it sets one, else `default`
+    /// (the cluster's, [`ClusterMetadata::unclean_election_default`]).
+    pub fn unclean_election_enabled(&self, default: bool) -> bool {
+        match self.configs.get(UNCLEAN_LEADER_ELECTION_ENABLE) {
+            Some(v) => v.trim().eq_ignore_ascii_case("true"),
+            None => default,
+        }
     }
 }
 
@@ -196,6 +199,13 @@ pub enum Command {
         node: NodeId,
         shard: ShardId,
     },
+    /// The default of `unclean.leader.election.enable` for topics that do
+    /// not set it: the controller leader's broker default, written by the
+    /// leader when the metadata holds another value (Kafka's controller
+    /// decides by its own config).
+    SetUncleanElectionDefault {
+        enabled: bool,
+    },
 }
 
 /// What an applied command produced.
@@ -235,6 +245,7 @@ pub enum Outcome {
         moved: bool,
         leader_epoch: i32,
     },
+    UncleanElectionDefaultSet,
 }
 
 /// Why a command was refused. The state is unchanged after a refusal.
@@ -304,6 +315,10 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicState>,
     /// Source of broker epochs; grows by one per registration.
     next_broker_epoch: u64,
+    /// Whether topics that do not set `unclean.leader.election.enable`
+    /// elect unclean (see `Command::SetUncleanElectionDefault`).
+    #[serde(default)]
+    pub unclean_election_default: bool,
 }
 
 impl ClusterMetadata {
@@ -367,6 +382,10 @@ impl ClusterMetadata {
                 node,
                 shard,
             } => self.move_replica_shard(topic, *partition, *node, *shard),
+            Command::SetUncleanElectionDefault { enabled } => {
+                self.unclean_election_default = *enabled;
+                Ok(Outcome::UncleanElectionDefaultSet)
+            }
         };
         if outcome.is_ok() {
             self.elect_unclean_where_enabled();
@@ -514,8 +533,9 @@ impl ClusterMetadata {
     /// config is turned on, the same on every controller.
     fn elect_unclean_where_enabled(&mut self) {
         let live: BTreeSet<NodeId> = self.live_brokers().map(|b| b.registration.node).collect();
+        let default = self.unclean_election_default;
         for topic in self.topics.values_mut() {
-            if !topic.unclean_election_enabled() {
+            if !topic.unclean_election_enabled(default) {
                 continue;
             }
             for partition in topic.partitions.iter_mut() {
@@ -744,7 +764,8 @@ impl ClusterMetadata {
                         "{at}: no leader though ISR {:?} has a live node",
                         p.isr
                     ));
-                } else if topic.unclean_election_enabled() && nodes.iter().any(|n| self.is_live(*n))
+                } else if topic.unclean_election_enabled(self.unclean_election_default)
+                    && nodes.iter().any(|n| self.is_live(*n))
                 {
                     return Err(format!(
                         "{at}: no leader though unclean election is on and a replica is live"

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::metadata::{Command, MetadataError, Outcome};
-use super::node::Job;
+use super::node::{quorum_of, Job, QuorumInfo};
 use super::{Raft, RaftNodeId, TypeConfig, WriteError, WriteResult};
 use crate::ids::NodeId;
 
@@ -47,6 +47,8 @@ pub(crate) enum Request {
         node: RaftNodeId,
         addr: String,
     },
+    /// The quorum as the leader sees it; only the leader answers it.
+    Quorum,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +61,7 @@ pub(crate) enum Reply {
     Write(WriteResult),
     Heartbeat(Result<(), WriteError>),
     Join(Result<(), WriteError>),
+    Quorum(Result<QuorumInfo, WriteError>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -275,6 +278,7 @@ async fn serve_connection(
             Request::Write(command) => Reply::Write(write_local(&raft, command).await),
             Request::Heartbeat(node) => Reply::Heartbeat(local_heartbeat(&jobs, node).await),
             Request::Join { node, addr } => Reply::Join(add_learner(&raft, node, addr).await),
+            Request::Quorum => Reply::Quorum(leader_quorum(&raft)),
         };
         write_frame(&mut stream, &reply).await?;
     }
@@ -393,23 +397,59 @@ pub(crate) async fn forward_heartbeat(addr: &str, node: NodeId) -> Result<(), Wr
     }
 }
 
+/// This node's view of the quorum if it leads; otherwise who does.
+fn leader_quorum(raft: &Raft) -> Result<QuorumInfo, WriteError> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let quorum = quorum_of(&m);
+    if quorum.is_leader {
+        return Ok(quorum);
+    }
+    Err(WriteError::NotLeader {
+        leader: m.current_leader,
+        leader_addr: m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l))
+            .map(|n| n.addr.clone()),
+    })
+}
+
+/// Asks the controller leader at `addr` for its view of the quorum.
+pub(crate) async fn ask_quorum(addr: &str, timeout: Duration) -> Result<QuorumInfo, WriteError> {
+    let mut client = PeerClient::new(addr.to_string());
+    match client.call(&Request::Quorum, timeout).await {
+        Ok(Reply::Quorum(result)) => result,
+        Ok(_) => Err(WriteError::Unavailable(unexpected().to_string())),
+        Err(CallError::Connect(e) | CallError::Io(e)) => {
+            Err(WriteError::Unavailable(format!("{addr}: {e}")))
+        }
+    }
+}
+
 /// Adds `node` as a learner at `addr` if this node leads (and it is not a
-/// member there already); otherwise says who leads.
+/// member there already); otherwise says who leads. Only the leader says a
+/// node is a member already: another node's membership may be behind (a
+/// learner removed by UnregisterBroker and started again must be added
+/// again, not told it is one).
 async fn add_learner(raft: &Raft, node: RaftNodeId, addr: String) -> Result<(), WriteError> {
     use openraft::error::ClientWriteError;
-    let known = {
+    let (known, leading) = {
         let m = raft.metrics();
         let m = m.borrow();
-        m.membership_config
+        let known = m
+            .membership_config
             .membership()
             .get_node(&node)
-            .map(|n| n.addr.clone())
+            .map(|n| n.addr.clone());
+        (known, m.state == openraft::ServerState::Leader)
     };
     match known {
-        Some(a) if a == addr => {
-            // Already a member; only the leader may say so with authority,
-            // but a repeated join is harmless either way.
+        Some(a) if a == addr && leading => {
+            // Already a member (a restarted learner asks again).
             return Ok(());
+        }
+        Some(a) if a == addr => {
+            // Not the leader: `add_learner` below says who is.
         }
         Some(a) => {
             return Err(WriteError::Internal(format!(

@@ -58,6 +58,10 @@ pub struct ControllerConfig {
     /// A broker's allowed share of non-preferred leaders, in percent (Kafka's
     /// `leader.imbalance.per.broker.percentage`).
     pub leader_imbalance_per_broker_percentage: u32,
+    /// The default of `unclean.leader.election.enable` for topics that do
+    /// not set it (the broker's `topic_defaults`). The controller leader
+    /// writes its own into the metadata, where the elections read it.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// Kafka's defaults.
@@ -84,6 +88,7 @@ impl ControllerConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS,
             leader_imbalance_per_broker_percentage: DEFAULT_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -100,8 +105,11 @@ pub enum ControllerError {
     Raft(String),
 }
 
-/// The Raft quorum as this node sees it (for DescribeQuorum).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How long a node waits for the controller leader's view of the quorum.
+pub const QUORUM_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The Raft quorum as one node sees it (for DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumInfo {
     pub leader: Option<NodeId>,
     /// Raft term: Kafka's leader epoch of the metadata quorum.
@@ -111,17 +119,49 @@ pub struct QuorumInfo {
     /// Index of the last entry in this node's log.
     pub last_log_index: Option<u64>,
     pub voters: Vec<VoterInfo>,
+    /// Members that follow the log without voting (broker-only nodes).
+    #[serde(default)]
+    pub learners: Vec<VoterInfo>,
     /// Whether this node leads.
     pub is_leader: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One member of the Raft group (a voter or a learner).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoterInfo {
     pub node: NodeId,
-    /// The voter's controller address (`host:port`).
+    /// The member's controller address (`host:port`).
     pub addr: String,
-    /// Highest entry known replicated to the voter (leader only).
+    /// Highest entry known replicated to the member (leader only).
     pub matched_index: Option<u64>,
+}
+
+/// The quorum as openraft's metrics on one node show it.
+pub(crate) fn quorum_of(m: &openraft::RaftMetrics<RaftNodeId, BasicNode>) -> QuorumInfo {
+    let membership = m.membership_config.membership();
+    let member = |id: RaftNodeId| VoterInfo {
+        node: NodeId(id as i32),
+        addr: membership
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default(),
+        matched_index: m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map(|l| l.index),
+    };
+    let voter_ids: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
+    let learner_ids: BTreeSet<RaftNodeId> = membership.learner_ids().collect();
+    QuorumInfo {
+        leader: m.current_leader.map(|id| NodeId(id as i32)),
+        term: m.current_term,
+        applied_index: m.last_applied.map(|l| l.index),
+        last_log_index: m.last_log_index,
+        voters: voter_ids.into_iter().map(member).collect(),
+        learners: learner_ids.into_iter().map(member).collect(),
+        is_leader: m.state == ServerState::Leader,
+    }
 }
 
 pub(crate) enum Job {
@@ -133,6 +173,9 @@ pub(crate) enum Job {
         forwarded: bool,
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
+    /// The controller leader's view of the quorum (asked of the leader when
+    /// this node does not lead).
+    Quorum(oneshot::Sender<Result<QuorumInfo, WriteError>>),
 }
 
 /// A running controller node. Dropping it stops the node.
@@ -245,6 +288,7 @@ impl Controller {
             interval_ms: config.leader_imbalance_check_interval_ms.max(1),
             percentage: config.leader_imbalance_per_broker_percentage,
         };
+        let unclean_default = config.unclean_leader_election_enable;
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -275,6 +319,7 @@ impl Controller {
                     loop_metadata,
                     session_timeout_ms,
                     rebalance,
+                    unclean_default,
                     stop_rx,
                     ready_tx,
                 ));
@@ -410,35 +455,25 @@ impl ControllerHandle {
         self.metadata.clone()
     }
 
-    /// The quorum as this node sees it.
+    /// The quorum as this node sees it (only a leader knows how far each
+    /// member's log reaches).
     pub fn quorum(&self) -> QuorumInfo {
-        let m = self.metrics.borrow();
-        let voters: BTreeSet<RaftNodeId> = m.membership_config.membership().voter_ids().collect();
-        let voters = voters
-            .into_iter()
-            .map(|id| VoterInfo {
-                node: NodeId(id as i32),
-                addr: m
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default(),
-                matched_index: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).copied().flatten())
-                    .map(|l| l.index),
-            })
-            .collect();
-        QuorumInfo {
-            leader: m.current_leader.map(|id| NodeId(id as i32)),
-            term: m.current_term,
-            applied_index: m.last_applied.map(|l| l.index),
-            last_log_index: m.last_log_index,
-            voters,
-            is_leader: m.state == ServerState::Leader,
-        }
+        quorum_of(&self.metrics.borrow())
+    }
+
+    /// The quorum as the controller leader sees it: this node's view when
+    /// it leads, else asked of the leader over the controller connection
+    /// (Kafka's brokers forward DescribeQuorum to the active controller).
+    /// `NotLeader` while no leader is known; `Unavailable` when the leader
+    /// does not answer within [`QUORUM_QUERY_TIMEOUT`].
+    pub async fn leader_quorum(&self) -> Result<QuorumInfo, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Quorum(tx))
+            .await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError::Unavailable("controller stopped".into()))?
     }
 
     /// Register this broker, retrying every [`REGISTER_RETRY`] until the
@@ -566,6 +601,7 @@ async fn run(
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     session_timeout_ms: u64,
     rebalance: Rebalance,
+    unclean_default: bool,
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::SyncSender<Result<Metrics, ControllerError>>,
 ) {
@@ -624,6 +660,8 @@ async fn run(
     // elections of the last one are still being written.
     let mut next_rebalance_ms = u64::MAX;
     let rebalancing = Arc::new(AtomicBool::new(false));
+    // Whether the leader's write of its unclean-election default is in flight.
+    let setting_default = Arc::new(AtomicBool::new(false));
     // Fence and unfence writes report back here when they end.
     let (settled_tx, mut settled) = mpsc::unbounded_channel::<NodeId>();
     let mut tick = tokio::time::interval(Duration::from_millis(
@@ -661,6 +699,12 @@ async fn run(
                     );
                     spawn_liveness_write(&raft, command, &settled_tx);
                 }
+                if liveness.is_leading()
+                    && current.unclean_election_default != unclean_default
+                    && !setting_default.swap(true, Ordering::AcqRel)
+                {
+                    spawn_default_write(&raft, unclean_default, &setting_default);
+                }
                 if rebalance.enabled
                     && liveness.is_leading()
                     && now_ms() >= next_rebalance_ms
@@ -679,6 +723,21 @@ async fn run(
                     let raft = raft.clone();
                     tokio::spawn(async move {
                         let _ = reply.send(write_anywhere(&raft, command).await);
+                    });
+                }
+                Some(Job::Quorum(reply)) => {
+                    let local = quorum_of(&raft.metrics().borrow());
+                    if local.is_leader {
+                        let _ = reply.send(Ok(local));
+                        continue;
+                    }
+                    let leader = leader_addr(&raft);
+                    tokio::spawn(async move {
+                        let result = match leader {
+                            Some(addr) => network::ask_quorum(&addr, QUORUM_QUERY_TIMEOUT).await,
+                            None => Err(WriteError::NotLeader { leader: None, leader_addr: None }),
+                        };
+                        let _ = reply.send(result);
                     });
                 }
                 Some(Job::Heartbeat { node, forwarded, reply }) => {
@@ -747,6 +806,24 @@ fn spawn_liveness_write(raft: &Raft, command: Command, settled: &mpsc::Unbounded
             Err(e) => tracing::warn!(error = %e, node = node.0, "broker liveness write failed"),
         }
         let _ = settled.send(node);
+    });
+}
+
+/// Writes this leader's default of `unclean.leader.election.enable` into
+/// the metadata; `busy` (set by the caller) is cleared when the write ends.
+fn spawn_default_write(raft: &Raft, enabled: bool, busy: &Arc<AtomicBool>) {
+    let raft = raft.clone();
+    let busy = busy.clone();
+    tokio::spawn(async move {
+        let command = Command::SetUncleanElectionDefault { enabled };
+        match network::write_local(&raft, command).await {
+            Ok(_) => tracing::info!(
+                enabled,
+                "unclean.leader.election.enable default of this controller written"
+            ),
+            Err(e) => tracing::warn!(error = %e, "unclean election default write failed"),
+        }
+        busy.store(false, Ordering::Release);
     });
 }
 
@@ -821,11 +898,15 @@ async fn write_anywhere(raft: &Raft, command: Command) -> WriteResult {
 
 /// A learner asks the voters, until one that leads accepts, to add it to
 /// the membership at `addr` (from then on the leader replicates the
-/// metadata log to it). Ends once the membership this node has applied
-/// lists it with that address: a restarted learner finds itself there and
-/// asks nothing.
+/// metadata log to it). It asks on every start, even when its own log lists
+/// it: a learner removed by UnregisterBroker never receives the membership
+/// change that removed it (the leader stops replicating to it first), so
+/// only the leader can tell; a member already is told so at once. Ends
+/// once the leader has accepted and the membership this node applied lists
+/// it with that address.
 async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<String>) {
     let mut announced = false;
+    let mut accepted = false;
     loop {
         let listed = {
             let m = raft.metrics();
@@ -835,11 +916,12 @@ async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<S
                 .get_node(&me)
                 .is_some_and(|n| n.addr == addr)
         };
-        if listed {
+        if listed && accepted {
             tracing::info!(%addr, "following the controller quorum as a learner (broker only)");
             return;
         }
-        let mut targets = voters.clone();
+        // Once accepted, only wait for the membership to arrive.
+        let mut targets = if accepted { Vec::new() } else { voters.clone() };
         let mut tried = Vec::new();
         while let Some(target) = targets.pop() {
             if tried.contains(&target) {
@@ -852,6 +934,7 @@ async fn join_as_learner(raft: Raft, me: RaftNodeId, addr: String, voters: Vec<S
                         tracing::info!(voter = %target, "the controller leader added this node as a learner");
                         announced = true;
                     }
+                    accepted = true;
                     break;
                 }
                 Err(WriteError::NotLeader {

@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::Args;
 use net::metrics::Scrape;
 use net::{BrokerConfig, ShardState};
-use shard_router::controller::{BrokerRegistration, Controller, ControllerConfig};
+use shard_router::controller::{
+    BrokerRegistration, Controller, ControllerConfig, UNCLEAN_LEADER_ELECTION_ENABLE,
+};
 use shard_router::{NodeId, RuntimeConfig, ShardCtx, ShardId};
 
 use crate::cmd::config::usage_error;
@@ -81,6 +83,10 @@ pub struct ServeArgs {
     /// CPU). Key spin_before_park_us, default unset (no busy polling).
     #[arg(long, env = "SLUICE_SPIN_BEFORE_PARK_US", value_name = "US")]
     spin_before_park_us: Option<u64>,
+    /// Longest a shard runs tasks before it submits queued disk I/O, in microseconds
+    /// (glommio's preempt timer). Key preempt_timer_us, default 500.
+    #[arg(long, env = "SLUICE_PREEMPT_TIMER_US", value_name = "US")]
+    preempt_timer_us: Option<u64>,
     /// How often retention runs, in ms. Key retention_check_interval_ms, default 30000.
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     retention_check_interval_ms: Option<u64>,
@@ -165,6 +171,11 @@ pub struct ServeArgs {
         value_name = "MS"
     )]
     offsets_retention_check_interval_ms: Option<u64>,
+    /// How long a write to __consumer_offsets (an offset commit, group metadata)
+    /// waits for its in-sync replicas before it is answered REQUEST_TIMED_OUT, in ms
+    /// (Kafka's offsets.commit.timeout.ms). Key offsets_commit_timeout_ms, default 5000.
+    #[arg(long, env = "SLUICE_OFFSETS_COMMIT_TIMEOUT_MS", value_name = "MS")]
+    offsets_commit_timeout_ms: Option<u64>,
     /// Address of the HTTP endpoint serving GET /metrics (Prometheus) and GET /health;
     /// empty or off disables it. Key metrics_listen, default 127.0.0.1:9644.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
@@ -270,6 +281,7 @@ impl ServeArgs {
         if self.spin_before_park_us.is_some() {
             c.spin_before_park_us = self.spin_before_park_us;
         }
+        set(&mut c.preempt_timer_us, &self.preempt_timer_us);
         set(
             &mut c.retention_check_interval_ms,
             &self.retention_check_interval_ms,
@@ -318,6 +330,10 @@ impl ServeArgs {
         set(
             &mut c.offsets_retention_check_interval_ms,
             &self.offsets_retention_check_interval_ms,
+        );
+        set(
+            &mut c.offsets_commit_timeout_ms,
+            &self.offsets_commit_timeout_ms,
         );
         if let Some(level) = log_level {
             c.log_level = level.to_string();
@@ -423,6 +439,7 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
         group_max_session_timeout_ms: c.group_max_session_timeout_ms,
         offsets_retention_minutes: c.offsets_retention_minutes,
         offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
+        offsets_commit_timeout_ms: c.offsets_commit_timeout_ms,
         log_cleaner_backoff_ms: c.log_cleaner_backoff_ms,
         log_cleaner_dedupe_buffer_bytes: c.log_cleaner_dedupe_buffer_bytes,
         log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
@@ -447,6 +464,7 @@ pub fn run(args: ServeArgs, log_level: Option<&str>) -> anyhow::Result<()> {
     let runtime = RuntimeConfig {
         shards: c.shards,
         spin_before_park: c.spin_before_park_us.map(std::time::Duration::from_micros),
+        preempt_timer: std::time::Duration::from_micros(c.preempt_timer_us),
         ..RuntimeConfig::default()
     };
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "starting sluice");
@@ -573,6 +591,10 @@ fn start_controller(c: &ServeConfig, cfg: &BrokerConfig) -> anyhow::Result<Optio
     config.auto_leader_rebalance = c.auto_leader_rebalance_enable;
     config.leader_imbalance_check_interval_ms = c.leader_imbalance_check_interval_ms;
     config.leader_imbalance_per_broker_percentage = c.leader_imbalance_per_broker_percentage;
+    config.unclean_leader_election_enable = c
+        .topic_defaults
+        .get(UNCLEAN_LEADER_ELECTION_ENABLE)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let controller = Controller::start(config, listener).context("starting the controller")?;
     tracing::info!(listen = %settings.listen, node = c.node_id, "controller started");
     Ok(Some(controller))

@@ -400,6 +400,41 @@ fn an_out_of_sync_replica_leads_only_once_unclean_election_is_enabled() {
 }
 
 #[test]
+fn the_cluster_default_counts_for_topics_that_do_not_set_unclean_election() {
+    let (mut m, _, [f1, _]) = leaderless();
+    m.apply(&Command::UnfenceBroker { node: f1 })
+        .expect("unfence");
+    assert_eq!(m.topics["t"].partitions[0].leader, None);
+    // The topic sets nothing: turning the default on elects at once.
+    assert_eq!(
+        m.apply(&Command::SetUncleanElectionDefault { enabled: true }),
+        Ok(Outcome::UncleanElectionDefaultSet)
+    );
+    assert!(m.unclean_election_default);
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (Some(f1), vec![f1]));
+
+    // A topic that turns it off keeps waiting for its last in-sync replica,
+    // whatever the default.
+    let (mut m, leader, [f1, _]) = leaderless();
+    m.apply(&unclean("t", false)).expect("config");
+    m.apply(&Command::SetUncleanElectionDefault { enabled: true })
+        .expect("default");
+    m.apply(&Command::UnfenceBroker { node: f1 })
+        .expect("unfence");
+    let p = &m.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.isr.clone()), (None, vec![leader]));
+    // Without its own setting it follows the default again.
+    m.apply(&Command::AlterTopicConfigs {
+        name: "t".into(),
+        configs: BTreeMap::new(),
+        expected: None,
+    })
+    .expect("config");
+    assert_eq!(m.topics["t"].partitions[0].leader, Some(f1));
+}
+
+#[test]
 fn with_unclean_election_on_a_fenced_last_leader_hands_over_at_once() {
     let mut m = cluster(&[(1, 1), (2, 1), (3, 1)]);
     m.apply(&create("t", 1, 3)).expect("create");
@@ -549,6 +584,13 @@ fn arb_command(nodes: i32) -> impl Strategy<Value = Command> {
             name: format!("t{t}")
         }),
         (0..4u8, any::<bool>()).prop_map(|(t, on)| unclean(&format!("t{t}"), on)),
+        // A topic that sets nothing follows the cluster's default.
+        (0..4u8).prop_map(|t| Command::AlterTopicConfigs {
+            name: format!("t{t}"),
+            configs: BTreeMap::new(),
+            expected: None,
+        }),
+        any::<bool>().prop_map(|enabled| Command::SetUncleanElectionDefault { enabled }),
         node.clone()
             .prop_map(|n| Command::UnregisterBroker { node: NodeId(n) }),
         (
