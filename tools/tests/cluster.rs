@@ -16,9 +16,6 @@ use common::{
     batch, free_port, produce_request, records_of, single_produce_answer, FETCH_VERSION,
     PRODUCE_VERSION,
 };
-use sluice_codec::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
-};
 use sluice_codec::delete_topics_request::DeleteTopicsRequest;
 use sluice_codec::describe_quorum_request::{
     DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
@@ -1564,6 +1561,270 @@ fn a_replica_moves_to_another_shard_under_acks_all_and_a_node_restarts_with_fewe
     });
 }
 
+/// ListOffsets v7 earliest (-2) of partition 0 of `topic` at `addr`: the
+/// log start offset; None when `addr` does not lead it.
+fn earliest_offset(addr: SocketAddr, topic: &str) -> Option<i64> {
+    let mut c = client(addr)?;
+    let body = RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        isolation_level: 0,
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition {
+                partition_index: 0,
+                current_leader_epoch: -1,
+                timestamp: -2,
+            }],
+        }],
+        timeout_ms: 10_000,
+    });
+    match c.call(7, &body) {
+        ResponseBody::ListOffsets(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code == 0).then_some(p.offset)
+        }
+        other => panic!("not a ListOffsets response: {other:?}"),
+    }
+}
+
+/// The base offsets of the segments of `topic`-0 on node `id`, in order.
+fn segment_bases(dir: &Path, id: i32, topic: &str) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(partition_dir(dir, id, topic))
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse().ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    bases.sort_unstable();
+    bases
+}
+
+/// Whether node `id` dropped exactly the segments of `topic`-0 wholly below
+/// `log_start`: its first segment holds `log_start`.
+fn starts_at(dir: &Path, id: i32, topic: &str, log_start: i64) -> bool {
+    let bases = segment_bases(dir, id, topic);
+    bases.first().is_some_and(|&b| b <= log_start) && bases.get(1).is_none_or(|&b| b > log_start)
+}
+
+#[test]
+fn retention_of_a_replicated_partition_deletes_only_below_the_high_watermark_and_followers_follow()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Retention every 200 ms; a stopped follower is neither fenced nor
+    // taken out of the ISR (so it holds the high watermark) while stopped.
+    let extra = [
+        "--retention-check-interval-ms",
+        "200",
+        "--broker-session-timeout-ms",
+        "60000",
+        "--replica-lag-time-max-ms",
+        "600000",
+        "--auto-leader-rebalance-enable",
+        "false",
+    ];
+    let (nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
+    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
+    let value = vec![b'x'; 60];
+    let produce = |leader: i32, topic: &str, acks: i16, n: usize| {
+        for _ in 0..n {
+            let a = produce_acks(at(leader), topic, acks, batch(&[(b"k", value.as_slice())]));
+            assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+        }
+    };
+    // Segments of about seven one-record batches; no retention by time
+    // (the records' timestamps are from 2023).
+    let small = [("segment.bytes", "1024"), ("retention.ms", "-1")];
+    let led = |topic: &str| {
+        let mut state = None;
+        wait_until("a leader and a full ISR", &nodes, || {
+            state = partition_state(kafka[0], topic).filter(|s| s.2.len() == 3);
+            state.is_some()
+        });
+        let (leader, replicas, _) = state.expect("waited for");
+        let followers: Vec<i32> = replicas.into_iter().filter(|&n| n != leader).collect();
+        (leader, followers)
+    };
+
+    // DeleteRecords on the leader: the followers' log starts follow.
+    let trimmed = "trimmed";
+    let created = create_replicated_with(kafka[0], trimmed, 3, &small);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let (leader, followers) = led(trimmed);
+    produce(leader, trimmed, -1, 30);
+    assert_eq!(delete_records(at(leader), trimmed, 15), 15);
+    assert!(starts_at(dir.path(), leader, trimmed, 15));
+    for &id in &followers {
+        wait_until(
+            &format!("node {id} following DeleteRecords"),
+            &nodes,
+            || starts_at(dir.path(), id, trimmed, 15),
+        );
+    }
+
+    // Retention: far over retention.bytes, with one follower stopped (in
+    // the ISR, so the high watermark stays at 30 while the leader takes
+    // acks=1 records far past it).
+    let topic = "retained";
+    let mut configs = small.to_vec();
+    configs.push(("retention.bytes", "2048"));
+    let created = create_replicated_with(kafka[0], topic, 3, &configs);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let (leader, followers) = led(topic);
+    produce(leader, topic, -1, 30);
+    let hw = 30;
+    let (stopped, running) = (followers[0], followers[1]);
+    signal(
+        &nodes[usize::try_from(stopped - 1).expect("node id")],
+        "STOP",
+    );
+    produce(leader, topic, 1, 60);
+    // The leader deletes only segments wholly below the high watermark:
+    // the one holding offset 30 stays.
+    let mut start = 0;
+    wait_until("retention on the leader", &nodes, || {
+        start = earliest_offset(at(leader), topic).unwrap_or(0);
+        start > 0
+    });
+    assert!(
+        start <= hw,
+        "log start {start} past the high watermark {hw}"
+    );
+    let bases = segment_bases(dir.path(), leader, topic);
+    assert!(
+        starts_at(dir.path(), leader, topic, start),
+        "{bases:?} from {start}"
+    );
+    assert!(
+        bases.len() > 3,
+        "the log is over retention.bytes: {bases:?}"
+    );
+    // The running follower deleted what the leader did, no more.
+    wait_until("the running follower following the leader", &nodes, || {
+        starts_at(dir.path(), running, topic, start)
+    });
+    assert_eq!(earliest_offset(at(leader), topic), Some(start));
+
+    // The stopped follower comes back and catches up, the high watermark
+    // reaches the log end, retention deletes further, and both followers'
+    // log starts follow the leader's.
+    signal(
+        &nodes[usize::try_from(stopped - 1).expect("node id")],
+        "CONT",
+    );
+    wait_until(
+        "every replica's log start at the leader's, past 30",
+        &nodes,
+        || {
+            earliest_offset(at(leader), topic).is_some_and(|start| {
+                start > hw
+                    && [leader, stopped, running]
+                        .iter()
+                        .all(|&id| starts_at(dir.path(), id, topic, start))
+            })
+        },
+    );
+    let mut c = client(at(leader)).expect("connect");
+    let start = earliest_offset(at(leader), topic).expect("the leader");
+    assert_eq!(c.fetch(topic, 0, start).high_watermark, 90);
+}
+
+/// The high watermark in node `id`'s `high-watermark-checkpoint` of
+/// `topic`-0 (a big-endian i64, then its CRC).
+fn checkpointed_high_watermark(dir: &Path, id: i32, topic: &str) -> Option<i64> {
+    let bytes =
+        std::fs::read(partition_dir(dir, id, topic).join("high-watermark-checkpoint")).ok()?;
+    let body: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(body))
+}
+
+#[test]
+fn the_high_watermark_survives_a_full_cluster_restart_without_a_follower() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A follower that is down stays in the ISR (neither fenced nor lagging
+    // out) for the whole test, so the restarted leader cannot move its
+    // high watermark: it serves only what it checkpointed.
+    let extra = [
+        "--broker-session-timeout-ms",
+        "120000",
+        "--replica-lag-time-max-ms",
+        "600000",
+        "--auto-leader-rebalance-enable",
+        "false",
+    ];
+    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
+    let topic = "checkpointed";
+    let created = create_replicated(kafka[0], topic, 3);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let mut state = None;
+    wait_until("a leader and a full ISR", &nodes, || {
+        state = partition_state(kafka[0], topic).filter(|s| s.2.len() == 3);
+        state.is_some()
+    });
+    let (leader, replicas, _) = state.expect("waited for");
+    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
+    for i in 0..20u8 {
+        let a = produce_to(at(leader), topic, batch(&[(b"k", &[i])]));
+        assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
+    }
+    let followers: Vec<i32> = replicas.into_iter().filter(|&n| n != leader).collect();
+    let (gone, back) = (followers[0], followers[1]);
+    let index = |id: i32| usize::try_from(id - 1).expect("node id");
+
+    // The periodic checkpoint (every 5 s) reaches a follower's too.
+    wait_until("the follower's high watermark checkpointed", &nodes, || {
+        checkpointed_high_watermark(dir.path(), back, topic) == Some(20)
+    });
+    // One follower dies for good (SIGKILL: still in the ISR); the others
+    // stop cleanly, the leader writing its high watermark as it closes,
+    // and come back.
+    nodes[index(gone)].child.kill().expect("kill");
+    nodes[index(gone)].child.wait().expect("reap");
+    for id in [back, leader] {
+        let logs_now = logs(&nodes);
+        stop_cleanly(&mut nodes[index(id)], || logs_now.clone());
+    }
+    assert_eq!(
+        checkpointed_high_watermark(dir.path(), leader, topic),
+        Some(20)
+    );
+    for id in [leader, back] {
+        nodes[index(id)] = nodes[index(id)].restart();
+    }
+
+    // The leader serves the 20 committed records again (it did not wait
+    // for the dead follower, which the controller fences only after two
+    // minutes).
+    let started = Instant::now();
+    let bound = Duration::from_secs(30);
+    loop {
+        let served = partition_state(at(leader), topic)
+            .filter(|s| s.0 != gone)
+            .and_then(|s| client(at(s.0)))
+            .map(|mut c| c.fetch(topic, 0, 0))
+            .filter(|p| p.error_code == 0);
+        if let Some(p) = served {
+            if p.high_watermark == 20 {
+                assert_eq!(records_of(&p.records).len(), 20);
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the restarted leader serves nothing after {bound:?}:\n{}",
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, _, isr) = partition_state(at(leader), topic).expect("a leader");
+    assert!(
+        isr.contains(&gone),
+        "the dead follower is still in the ISR: {isr:?}"
+    );
+}
+
 /// An OffsetCommit whose records cannot replicate (a follower of the
 /// group's `__consumer_offsets` partition is stopped but still in the ISR)
 /// is answered REQUEST_TIMED_OUT once `offsets_commit_timeout_ms` passes
@@ -1659,290 +1920,4 @@ fn an_offset_commit_that_cannot_replicate_is_answered_request_timed_out() {
     wait_until("a commit after the follower continues", &nodes, || {
         commit(3).0 == 0
     });
-}
-
-/// ListOffsets v7 earliest (-2) of partition 0 of `topic` at `addr`: the
-/// log start offset; None when `addr` does not lead it.
-fn earliest_offset(addr: SocketAddr, topic: &str) -> Option<i64> {
-    let mut c = client(addr)?;
-    let body = RequestBody::ListOffsets(ListOffsetsRequest {
-        replica_id: -1,
-        isolation_level: 0,
-        topics: vec![ListOffsetsTopic {
-            name: topic.into(),
-            partitions: vec![ListOffsetsPartition {
-                partition_index: 0,
-                current_leader_epoch: -1,
-                timestamp: -2,
-            }],
-        }],
-        timeout_ms: 10_000,
-    });
-    match c.call(7, &body) {
-        ResponseBody::ListOffsets(r) => {
-            let p = &r.topics[0].partitions[0];
-            (p.error_code == 0).then_some(p.offset)
-        }
-        other => panic!("not a ListOffsets response: {other:?}"),
-    }
-}
-
-/// The base offsets of the segments of `topic`-0 on node `id`, in order.
-fn segment_bases(dir: &Path, id: i32, topic: &str) -> Vec<i64> {
-    let mut bases: Vec<i64> = std::fs::read_dir(partition_dir(dir, id, topic))
-        .map(|d| {
-            d.filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse().ok()
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    bases.sort_unstable();
-    bases
-}
-
-/// Whether node `id` dropped exactly the segments of `topic`-0 wholly below
-/// `log_start`: its first segment holds `log_start`.
-fn starts_at(dir: &Path, id: i32, topic: &str, log_start: i64) -> bool {
-    let bases = segment_bases(dir, id, topic);
-    bases.first().is_some_and(|&b| b <= log_start) && bases.get(1).is_none_or(|&b| b > log_start)
-}
-
-#[test]
-fn retention_of_a_replicated_partition_deletes_only_below_the_high_watermark_and_followers_follow()
-{
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Retention every 200 ms; a stopped follower is neither fenced nor
-    // taken out of the ISR (so it holds the high watermark) while stopped.
-    let extra = [
-        "--retention-check-interval-ms",
-        "200",
-        "--broker-session-timeout-ms",
-        "60000",
-        "--replica-lag-time-max-ms",
-        "600000",
-        "--auto-leader-rebalance-enable",
-        "false",
-    ];
-    let (nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
-    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
-    let value = vec![b'x'; 60];
-    let produce = |leader: i32, topic: &str, acks: i16, n: usize| {
-        for _ in 0..n {
-            let a = produce_acks(at(leader), topic, acks, batch(&[(b"k", value.as_slice())]));
-            assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
-        }
-    };
-    // Segments of about seven one-record batches; no retention by time
-    // (the records' timestamps are from 2023).
-    let small = [("segment.bytes", "1024"), ("retention.ms", "-1")];
-    let led = |topic: &str| {
-        let mut state = None;
-        wait_until("a leader and a full ISR", &nodes, || {
-            state = partition_state(kafka[0], topic).filter(|s| s.2.len() == 3);
-            state.is_some()
-        });
-        let (leader, replicas, _) = state.expect("waited for");
-        let followers: Vec<i32> = replicas.into_iter().filter(|&n| n != leader).collect();
-        (leader, followers)
-    };
-
-    // DeleteRecords on the leader: the followers' log starts follow.
-    let trimmed = "trimmed";
-    let created = create_replicated_with(kafka[0], trimmed, 3, &small);
-    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
-    let (leader, followers) = led(trimmed);
-    produce(leader, trimmed, -1, 30);
-    assert_eq!(delete_records_at(at(leader), trimmed, 15), 15);
-    assert!(starts_at(dir.path(), leader, trimmed, 15));
-    for &id in &followers {
-        wait_until(
-            &format!("node {id} following DeleteRecords"),
-            &nodes,
-            || starts_at(dir.path(), id, trimmed, 15),
-        );
-    }
-
-    // Retention: far over retention.bytes, with one follower stopped (in
-    // the ISR, so the high watermark stays at 30 while the leader takes
-    // acks=1 records far past it).
-    let topic = "retained";
-    let mut configs = small.to_vec();
-    configs.push(("retention.bytes", "2048"));
-    let created = create_replicated_with(kafka[0], topic, 3, &configs);
-    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
-    let (leader, followers) = led(topic);
-    produce(leader, topic, -1, 30);
-    let hw = 30;
-    let (stopped, running) = (followers[0], followers[1]);
-    signal(
-        &nodes[usize::try_from(stopped - 1).expect("node id")],
-        "STOP",
-    );
-    produce(leader, topic, 1, 60);
-    // The leader deletes only segments wholly below the high watermark:
-    // the one holding offset 30 stays.
-    let mut start = 0;
-    wait_until("retention on the leader", &nodes, || {
-        start = earliest_offset(at(leader), topic).unwrap_or(0);
-        start > 0
-    });
-    assert!(
-        start <= hw,
-        "log start {start} past the high watermark {hw}"
-    );
-    let bases = segment_bases(dir.path(), leader, topic);
-    assert!(
-        starts_at(dir.path(), leader, topic, start),
-        "{bases:?} from {start}"
-    );
-    assert!(
-        bases.len() > 3,
-        "the log is over retention.bytes: {bases:?}"
-    );
-    // The running follower deleted what the leader did, no more.
-    wait_until("the running follower following the leader", &nodes, || {
-        starts_at(dir.path(), running, topic, start)
-    });
-    assert_eq!(earliest_offset(at(leader), topic), Some(start));
-
-    // The stopped follower comes back and catches up, the high watermark
-    // reaches the log end, retention deletes further, and both followers'
-    // log starts follow the leader's.
-    signal(
-        &nodes[usize::try_from(stopped - 1).expect("node id")],
-        "CONT",
-    );
-    wait_until(
-        "every replica's log start at the leader's, past 30",
-        &nodes,
-        || {
-            earliest_offset(at(leader), topic).is_some_and(|start| {
-                start > hw
-                    && [leader, stopped, running]
-                        .iter()
-                        .all(|&id| starts_at(dir.path(), id, topic, start))
-            })
-        },
-    );
-    let mut c = client(at(leader)).expect("connect");
-    let start = earliest_offset(at(leader), topic).expect("the leader");
-    assert_eq!(c.fetch(topic, 0, start).high_watermark, 90);
-}
-
-/// DeleteRecords v2 of `topic`-0 below `offset` at `addr`: the new low
-/// watermark.
-fn delete_records_at(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
-        topics: vec![DeleteRecordsTopic {
-            name: topic.into(),
-            partitions: vec![DeleteRecordsPartition {
-                partition_index: 0,
-                offset,
-            }],
-        }],
-        timeout_ms: 10_000,
-    });
-    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
-        panic!("DeleteRecords answered with another response");
-    };
-    let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
-    p.low_watermark
-}
-
-/// The high watermark in node `id`'s `high-watermark-checkpoint` of
-/// `topic`-0 (a big-endian i64, then its CRC).
-fn checkpointed_high_watermark(dir: &Path, id: i32, topic: &str) -> Option<i64> {
-    let bytes =
-        std::fs::read(partition_dir(dir, id, topic).join("high-watermark-checkpoint")).ok()?;
-    let body: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(i64::from_be_bytes(body))
-}
-
-#[test]
-fn the_high_watermark_survives_a_full_cluster_restart_without_a_follower() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // A follower that is down stays in the ISR (neither fenced nor lagging
-    // out) for the whole test, so the restarted leader cannot move its
-    // high watermark: it serves only what it checkpointed.
-    let extra = [
-        "--broker-session-timeout-ms",
-        "120000",
-        "--replica-lag-time-max-ms",
-        "600000",
-        "--auto-leader-rebalance-enable",
-        "false",
-    ];
-    let (mut nodes, kafka, _, _) = form_cluster(dir.path(), &extra);
-    let topic = "checkpointed";
-    let created = create_replicated(kafka[0], topic, 3);
-    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
-    let mut state = None;
-    wait_until("a leader and a full ISR", &nodes, || {
-        state = partition_state(kafka[0], topic).filter(|s| s.2.len() == 3);
-        state.is_some()
-    });
-    let (leader, replicas, _) = state.expect("waited for");
-    let at = |id: i32| kafka[usize::try_from(id - 1).expect("node id")];
-    for i in 0..20u8 {
-        let a = produce_to(at(leader), topic, batch(&[(b"k", &[i])]));
-        assert_eq!(a.error_code, 0, "{:?}\n{}", a.error_message, logs(&nodes));
-    }
-    let followers: Vec<i32> = replicas.into_iter().filter(|&n| n != leader).collect();
-    let (gone, back) = (followers[0], followers[1]);
-    let index = |id: i32| usize::try_from(id - 1).expect("node id");
-
-    // The periodic checkpoint (every 5 s) reaches a follower's too.
-    wait_until("the follower's high watermark checkpointed", &nodes, || {
-        checkpointed_high_watermark(dir.path(), back, topic) == Some(20)
-    });
-    // One follower dies for good (SIGKILL: still in the ISR); the others
-    // stop cleanly, the leader writing its high watermark as it closes,
-    // and come back.
-    nodes[index(gone)].child.kill().expect("kill");
-    nodes[index(gone)].child.wait().expect("reap");
-    for id in [back, leader] {
-        let logs_now = logs(&nodes);
-        stop_cleanly(&mut nodes[index(id)], || logs_now.clone());
-    }
-    assert_eq!(
-        checkpointed_high_watermark(dir.path(), leader, topic),
-        Some(20)
-    );
-    for id in [leader, back] {
-        nodes[index(id)] = nodes[index(id)].restart();
-    }
-
-    // The leader serves the 20 committed records again (it did not wait
-    // for the dead follower, which the controller fences only after two
-    // minutes).
-    let started = Instant::now();
-    let bound = Duration::from_secs(30);
-    loop {
-        let served = partition_state(at(leader), topic)
-            .filter(|s| s.0 != gone)
-            .and_then(|s| client(at(s.0)))
-            .map(|mut c| c.fetch(topic, 0, 0))
-            .filter(|p| p.error_code == 0);
-        if let Some(p) = served {
-            if p.high_watermark == 20 {
-                assert_eq!(records_of(&p.records).len(), 20);
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < bound,
-            "the restarted leader serves nothing after {bound:?}:\n{}",
-            logs(&nodes)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (_, _, isr) = partition_state(at(leader), topic).expect("a leader");
-    assert!(
-        isr.contains(&gone),
-        "the dead follower is still in the ISR: {isr:?}"
-    );
 }

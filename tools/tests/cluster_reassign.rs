@@ -23,9 +23,6 @@ use sluice_codec::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
 };
 use sluice_codec::api_versions_request::ApiVersionsRequest;
-use sluice_codec::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
-};
 use sluice_codec::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
 use sluice_codec::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
@@ -599,28 +596,6 @@ fn a_broker_only_node_joins_takes_replicas_and_a_voter_is_drained() {
     }
 }
 
-/// DeleteRecords of `topic`-0 below `offset`, sent to `addr`: the new low
-/// watermark.
-fn delete_records(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
-    let mut c = client(addr).expect("connect");
-    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
-        topics: vec![DeleteRecordsTopic {
-            name: topic.into(),
-            partitions: vec![DeleteRecordsPartition {
-                partition_index: 0,
-                offset,
-            }],
-        }],
-        timeout_ms: 10_000,
-    });
-    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
-        panic!("DeleteRecords answered with another response");
-    };
-    let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
-    p.low_watermark
-}
-
 /// Every record of `topic`-0 from `from` to the high watermark of the
 /// leader at `addr`: (offset, value).
 fn consume_from(addr: SocketAddr, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
@@ -1060,12 +1035,15 @@ fn the_controllers_unclean_election_default_counts_for_topics_that_do_not_set_it
         .map(|n| format!("127.0.0.{n}:{}", free_port()))
         .collect();
     let start_node = |n: u8| {
-        let mut extra = vec![
+        // NODE_FLAGS: the test was written when this file's `start` added
+        // them to every node.
+        let mut extra = NODE_FLAGS.to_vec();
+        extra.extend_from_slice(&[
             "--replica-lag-time-max-ms",
             "1000",
             "--auto-leader-rebalance-enable",
             "false",
-        ];
+        ]);
         if n == 1 {
             extra.extend_from_slice(&["--topic-default", "unclean.leader.election.enable=true"]);
         } else {
@@ -1182,18 +1160,14 @@ fn an_unregistered_node_restarted_on_its_old_data_dir_rejoins() {
         .collect();
     // Node 1 first: the offsets topic (one replica) lands on it, so node 2
     // holds nothing and may be unregistered once stopped.
-    let _node1 = start(dir.path(), 1, &voters, kafka[0], &[]);
+    let _node1 = start(dir.path(), 1, &voters, kafka[0], &NODE_FLAGS);
     wait_until("the offsets topic on node 1", &paths, || {
         leader_and_isr(kafka[0], "__consumer_offsets").is_some_and(|(l, _)| l == 1)
     });
     let start2 = || {
-        start(
-            dir.path(),
-            2,
-            &voters,
-            kafka[1],
-            &["--controller-listen", &listen2],
-        )
+        let mut extra = NODE_FLAGS.to_vec();
+        extra.extend_from_slice(&["--controller-listen", &listen2]);
+        start(dir.path(), 2, &voters, kafka[1], &extra)
     };
     let mut node2 = start2();
     wait_until("node 2 registered", &paths, || {

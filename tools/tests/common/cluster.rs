@@ -18,6 +18,9 @@ use sluice_codec::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
 use sluice_codec::create_topics_response::CreatableTopicResult;
+use sluice_codec::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+};
 use sluice_codec::describe_cluster_request::DescribeClusterRequest;
 use sluice_codec::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use sluice_codec::fetch_response::PartitionData;
@@ -444,6 +447,28 @@ pub fn fetch_from(addr: SocketAddr, topic: &str, offset: i64, max_wait_ms: i32) 
         ResponseBody::Fetch(mut r) => r.responses.remove(0).partitions.remove(0),
         other => panic!("not a Fetch response: {other:?}"),
     }
+}
+
+/// DeleteRecords of `topic`-0 below `offset`, sent to `addr`: the new low
+/// watermark.
+pub fn delete_records(addr: SocketAddr, topic: &str, offset: i64) -> i64 {
+    let mut c = client(addr).expect("connect");
+    let body = RequestBody::DeleteRecords(DeleteRecordsRequest {
+        topics: vec![DeleteRecordsTopic {
+            name: topic.into(),
+            partitions: vec![DeleteRecordsPartition {
+                partition_index: 0,
+                offset,
+            }],
+        }],
+        timeout_ms: 10_000,
+    });
+    let ResponseBody::DeleteRecords(r) = c.call(2, &body) else {
+        panic!("DeleteRecords answered with another response");
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "DeleteRecords at {addr}");
+    p.low_watermark
 }
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`) to a node's process.
